@@ -46,7 +46,7 @@ def set_num_threads(n: int | None) -> None:
 def _get_pool(n: int) -> ThreadPoolExecutor:
     global _pool, _pool_size
     with _lock:
-        if _pool is None or _pool_size < n:
+        if _pool is None or _pool_size != n:
             if _pool is not None:
                 _pool.shutdown(wait=False)
             _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="carbonsink-stats")

@@ -1,0 +1,117 @@
+"""Atomic writes: write to a temporary path beside the target, then rename.
+
+A reader (or a pipeline rerun that skips finished steps) must never see a
+half-written output that looks finished. Every carbonsink writer therefore
+writes into a temporary file or directory *in the same directory* as the
+target (so the final rename stays on one file system and is atomic) and only
+renames it onto the target once the write has completed. If the write fails,
+the temporary path is removed and the target is left as it was.
+
+The temporary name starts with a dot and contains ``.tmp-`` so that
+unfinished outputs are hidden and easy to recognise; it keeps the target's
+suffixes (``.tif``, ``.nc``, ``.zarr`` ...) because some drivers choose the
+format from the file name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["atomic_write", "temp_path_for", "TEMP_MARKER"]
+
+TEMP_MARKER = ".tmp-"
+
+
+def temp_path_for(path: str | os.PathLike) -> Path:
+    """Return a fresh, unused temporary path in the same directory as ``path``."""
+    target = Path(path)
+    suffix = "".join(target.suffixes[-2:]) if target.suffixes else ""
+    stem = target.name[: len(target.name) - len(suffix)] if suffix else target.name
+    return target.with_name(f".{stem}{TEMP_MARKER}{uuid.uuid4().hex[:12]}{suffix}")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _fsync_file(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _commit(tmp: Path, target: Path) -> None:
+    """Move the finished ``tmp`` onto ``target`` (file or directory)."""
+    if tmp.is_dir():
+        if target.exists() or target.is_symlink():
+            # os.replace cannot overwrite a non-empty directory: move the old
+            # output aside first, then swap in the new one, then delete the old.
+            old = target.with_name(f".{target.name}{TEMP_MARKER}old-{uuid.uuid4().hex[:12]}")
+            os.replace(target, old)
+            try:
+                os.replace(tmp, target)
+            except BaseException:
+                os.replace(old, target)
+                raise
+            _remove(old)
+        else:
+            os.replace(tmp, target)
+    else:
+        _fsync_file(tmp)
+        if target.is_dir() and not target.is_symlink():
+            old = target.with_name(f".{target.name}{TEMP_MARKER}old-{uuid.uuid4().hex[:12]}")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            _remove(old)
+        else:
+            os.replace(tmp, target)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
+    """Context manager yielding a temporary path to write ``path`` atomically.
+
+    Write the file (or create and fill the directory, e.g. a Zarr store) at
+    the yielded path. On normal exit it is renamed onto ``path`` (replacing
+    an existing output); if the block raises, the temporary path is removed
+    and the exception propagates, leaving ``path`` untouched.
+
+    Missing parent directories are created. With ``overwrite=False`` an
+    existing ``path`` raises :class:`FileExistsError` before anything is
+    written.
+
+    Example::
+
+        with atomic_write("out/table.csv") as tmp:
+            df.to_csv(tmp, index=False)
+    """
+    target = Path(path)
+    if not overwrite and (target.exists() or target.is_symlink()):
+        raise FileExistsError(f"output exists and overwrite=False: {target}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(target)
+    try:
+        yield tmp
+        if not (tmp.exists() or tmp.is_symlink()):
+            raise FileNotFoundError(
+                f"atomic write of {target}: nothing was written to the temporary path {tmp}")
+        _commit(tmp, target)
+    except BaseException:
+        _remove(tmp)
+        raise

@@ -1,0 +1,423 @@
+"""GeoTIFF readers (single files, one-file-per-time-step series, multi-band
+stacks) and the Cloud-Optimized GeoTIFF writer.
+
+Conventions
+-----------
+* ``nodata`` becomes NaN; the band's GDAL scale/offset, or else ``scale_factor``
+  / ``add_offset`` tags (band tags before dataset tags), are applied.
+* The ``units`` attribute comes from a ``units`` tag (band, then dataset) or the
+  band's GDAL unit type; it describes the values *after* scale and offset.
+* Other tags are kept as attributes; the CRS travels as rioxarray's
+  ``spatial_ref`` coordinate.
+* Reading is lazy: dask chunks over space, the whole ``time`` axis in one chunk.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import rasterio
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+from rasterio.errors import RasterioIOError
+
+from ..errors import AlignmentError, ConfigError, InputError
+from ._common import (ChunksLike, PathLike, attach_crs, chunk_sizes, expand_paths, parse_crs,
+                      text_tags, to_datetime64_ns)
+from .atomic import atomic_write
+
+__all__ = ["read_geotiff", "read_geotiff_series", "write_cog", "parse_date", "GEOTIFF_SUFFIXES"]
+
+GEOTIFF_SUFFIXES = (".tif", ".tiff", ".gtif")
+_SCALE_KEYS = ("scale_factor", "add_offset")
+_DROP_ATTRS = ("scale_factor", "add_offset", "_FillValue", "long_name")
+
+
+@dataclass(frozen=True)
+class _Meta:
+    path: Path
+    count: int
+    height: int
+    width: int
+    dtype: str
+    crs: Any
+    transform: Any
+    nodata: float | None
+    scales: tuple[float, ...]
+    offsets: tuple[float, ...]
+    tags: dict[str, str]
+    band_tags: tuple[dict[str, str], ...]
+    descriptions: tuple[str | None, ...]
+    band_units: tuple[str, ...]
+    block: tuple[int, int]
+
+
+def _read_meta(path: Path) -> _Meta:
+    try:
+        with rasterio.open(path) as src:
+            return _Meta(
+                path=path, count=src.count, height=src.height, width=src.width,
+                dtype=src.dtypes[0], crs=src.crs, transform=src.transform, nodata=src.nodata,
+                scales=tuple(src.scales), offsets=tuple(src.offsets), tags=dict(src.tags()),
+                band_tags=tuple(dict(src.tags(i)) for i in range(1, src.count + 1)),
+                descriptions=tuple(src.descriptions), band_units=tuple(src.units or ()),
+                block=tuple(src.block_shapes[0]) if src.block_shapes else (src.height, src.width),
+            )
+    except RasterioIOError as exc:
+        raise InputError(f"cannot read GeoTIFF {path}: {exc}; check that the file is a complete "
+                         "GeoTIFF (re-download or re-export it)") from None
+
+
+def _tag_float(meta: _Meta, key: str, band: int) -> float | None:
+    for tags in (meta.band_tags[band] if meta.band_tags else {}, meta.tags):
+        if key in tags:
+            try:
+                return float(tags[key])
+            except ValueError:
+                raise InputError(f"{meta.path}: tag {key}={tags[key]!r} is not a number; fix the "
+                                 "tag (e.g. gdal_edit.py -mo) or remove it") from None
+    return None
+
+
+def _scale_offset(meta: _Meta, band: int) -> tuple[float, float]:
+    """(scale, offset) for a 0-based band: GDAL band scale/offset, else tags."""
+    scale = meta.scales[band] if meta.scales else 1.0
+    offset = meta.offsets[band] if meta.offsets else 0.0
+    if scale == 1.0 and offset == 0.0:
+        scale = _tag_float(meta, "scale_factor", band)
+        offset = _tag_float(meta, "add_offset", band)
+        scale = 1.0 if scale is None else scale
+        offset = 0.0 if offset is None else offset
+    return scale, offset
+
+
+def _units(meta: _Meta, band: int) -> str | None:
+    if meta.band_tags and "units" in meta.band_tags[band]:
+        return meta.band_tags[band]["units"]
+    if "units" in meta.tags:
+        return meta.tags["units"]
+    if meta.band_units and meta.band_units[band]:
+        return meta.band_units[band]
+    return None
+
+
+def _attrs(meta: _Meta, bands: Sequence[int]) -> dict[str, Any]:
+    attrs: dict[str, Any] = {k: v for k, v in meta.tags.items() if k not in _SCALE_KEYS}
+    # band tags that agree across the bands read
+    common = None
+    for b in bands:
+        bt = {k: v for k, v in (meta.band_tags[b] if meta.band_tags else {}).items()
+              if k not in _SCALE_KEYS}
+        common = bt if common is None else {k: v for k, v in common.items() if bt.get(k) == v}
+    attrs.update(common or {})
+    units = {_units(meta, b) for b in bands}
+    if len(units) > 1:
+        raise InputError(f"{meta.path}: bands carry different units {sorted(map(str, units))}; "
+                         "a stack must hold one variable in one unit")
+    u = units.pop()
+    if u is not None:
+        attrs["units"] = u
+    else:
+        attrs.pop("units", None)
+    return attrs
+
+
+def _open(meta: _Meta, chunks: dict[str, Any] | None) -> xr.DataArray:
+    kw: dict[str, Any] = {"masked": True, "mask_and_scale": False}
+    if chunks is not None:
+        kw["chunks"] = {"band": 1, "y": chunks.get("y", "auto"), "x": chunks.get("x", "auto")}
+    da = rioxarray.open_rasterio(meta.path, **kw)
+    if isinstance(da, list):  # pragma: no cover - subdatasets are not GeoTIFF
+        raise InputError(f"{meta.path}: holds several subdatasets; not a plain GeoTIFF")
+    return da
+
+
+def _decode(da: xr.DataArray, meta: _Meta, bands: Sequence[int]) -> xr.DataArray:
+    """Apply per-band scale/offset (nodata is already NaN) and set attrs."""
+    pairs = [_scale_offset(meta, b) for b in bands]
+    if any(p != (1.0, 0.0) for p in pairs):
+        if da.dtype.kind != "f":
+            da = da.astype("float32")
+        if len(set(pairs)) == 1:
+            s, o = pairs[0]
+            da = da * np.asarray(s, dtype=da.dtype) + np.asarray(o, dtype=da.dtype)
+        else:
+            s = xr.DataArray(np.array([p[0] for p in pairs], dtype=da.dtype), dims="band")
+            o = xr.DataArray(np.array([p[1] for p in pairs], dtype=da.dtype), dims="band")
+            da = da * s + o
+    attrs = _attrs(meta, bands)
+    if meta.nodata is not None and not (isinstance(meta.nodata, float) and math.isnan(meta.nodata)):
+        attrs["nodata_in_file"] = meta.nodata
+    da.attrs = attrs
+    return da
+
+
+def _grid_mismatch(ref: _Meta, meta: _Meta) -> str | None:
+    if (ref.height, ref.width) != (meta.height, meta.width):
+        return f"shape {meta.height}x{meta.width} differs from {ref.height}x{ref.width}"
+    if ref.crs != meta.crs:
+        return f"CRS {meta.crs} differs from {ref.crs}"
+    tol = 1e-6 * max(abs(ref.transform.a), abs(ref.transform.e), 1e-12)
+    if not ref.transform.almost_equals(meta.transform, precision=tol):
+        return f"transform {tuple(meta.transform)[:6]} differs from {tuple(ref.transform)[:6]}"
+    return None
+
+
+def _finish(da: xr.DataArray, meta: _Meta, crs: Any, variable: str | None,
+            units: str | None) -> xr.DataArray:
+    if crs is not None:
+        da = attach_crs(da, parse_crs(crs, source=str(meta.path)))
+    elif meta.crs is None:
+        raise AlignmentError(f"no CRS: file {meta.path} has no georeferencing; fix: give crs: in "
+                             "the study input (e.g. crs: EPSG:4326)")
+    else:
+        da = attach_crs(da, da.rio.crs)
+    if units is not None:
+        if "units" in da.attrs and da.attrs["units"] != units:
+            da.attrs["units_in_file"] = da.attrs["units"]
+        da.attrs["units"] = units
+    if variable is not None:
+        da.name = variable
+    da.encoding["source"] = str(meta.path)
+    return da
+
+
+# --------------------------------------------------------------------------- dates
+
+
+def _compile(date_pattern: str | re.Pattern) -> re.Pattern:
+    try:
+        pat = re.compile(date_pattern) if isinstance(date_pattern, str) else date_pattern
+    except re.error as exc:
+        raise ConfigError(f"date_pattern {date_pattern!r} is not a valid regular expression: "
+                          f"{exc}") from None
+    groups = set(pat.groupindex)
+    if "year" not in groups:
+        raise ConfigError(f"date_pattern {pat.pattern!r} needs a named group 'year', e.g. "
+                          r"r'NDVI_(?P<year>\d{4})(?P<month>\d{2})'")
+    if "doy" in groups and ({"month", "day"} & groups):
+        raise ConfigError(f"date_pattern {pat.pattern!r}: use either 'doy' or 'month'/'day'")
+    return pat
+
+
+def parse_date(name: str, date_pattern: str | re.Pattern) -> np.datetime64:
+    """Date encoded in a file name by ``date_pattern``.
+
+    The pattern is searched in ``name`` (a path's file name is used) and must
+    have a named group ``year`` and optionally ``month`` and ``day`` or ``doy``
+    (day of year). Missing month/day default to 1, so ``(?P<year>\\d{4})``
+    alone gives 1 January.
+    """
+    pat = _compile(date_pattern)
+    base = Path(name).name
+    m = pat.search(base)
+    if m is None:
+        raise InputError(f"cannot find a date in the file name {base!r} with date_pattern "
+                         f"{pat.pattern!r}; fix the pattern or the file name")
+    g = {k: v for k, v in m.groupdict().items() if v is not None}
+    try:
+        year = int(g["year"])
+        if "doy" in g:
+            ts = pd.Timestamp(year=year, month=1, day=1) + pd.Timedelta(days=int(g["doy"]) - 1)
+            if ts.year != year or int(g["doy"]) < 1:
+                raise ValueError(f"day of year {g['doy']} out of range")
+        else:
+            ts = pd.Timestamp(year=year, month=int(g.get("month", 1)), day=int(g.get("day", 1)))
+    except (ValueError, KeyError) as exc:
+        raise InputError(f"file name {base!r}: the date matched by {pat.pattern!r} "
+                         f"({m.group(0)!r}) is not a valid date: {exc}") from None
+    return np.datetime64(ts.as_unit("ns").to_datetime64(), "ns")
+
+
+def _band_dates(meta: _Meta, band_dates: Any) -> np.ndarray:
+    if isinstance(band_dates, str):
+        if band_dates != "from_descriptions":
+            raise ConfigError(f"band_dates must be a list of dates or 'from_descriptions', got "
+                              f"{band_dates!r}")
+        out = []
+        for i, d in enumerate(meta.descriptions, start=1):
+            try:
+                if not d:
+                    raise ValueError("no description")
+                out.append(pd.Timestamp(d))
+            except ValueError:
+                raise InputError(f"{meta.path}: band {i} description {d!r} is not a date; fix: "
+                                 "give band_dates as a list of dates (one per band)") from None
+        return to_datetime64_ns(out)
+    dates = list(band_dates)
+    if len(dates) != meta.count:
+        raise InputError(f"{meta.path}: {meta.count} bands but {len(dates)} band_dates; give "
+                         "one date per band")
+    try:
+        return to_datetime64_ns(dates)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"band_dates for {meta.path} are not dates: {exc}") from None
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def read_geotiff(path: PathLike, *, band_dates: Sequence[Any] | str | None = None,
+                 variable: str | None = None, units: str | None = None,
+                 chunks: ChunksLike = "auto", crs: Any = None) -> xr.DataArray:
+    """Read one GeoTIFF (single band or a multi-band stack).
+
+    Parameters
+    ----------
+    path : the GeoTIFF.
+    band_dates : ``None`` -> a single band gives ``(y, x)``, several bands
+        ``(band, y, x)``; a list of dates (one per band) or
+        ``"from_descriptions"`` (band descriptions hold ISO dates) -> the
+        band dimension becomes ``time`` (datetime64).
+    variable : name of the result.
+    units : overrides the file's ``units`` tag (the file's value is kept as
+        ``units_in_file``).
+    chunks : ``"auto"`` (space chunked by dask, time whole), int, mapping or
+        ``None`` for no dask.
+    crs : CRS to assign when the file has none (or to override it).
+    """
+    (p,) = expand_paths(path)
+    meta = _read_meta(p)
+    bands = list(range(meta.count))
+    prev = (1, meta.block[0], meta.block[1])
+    sizes = chunk_sizes((meta.count, meta.height, meta.width), ("band", "y", "x"), chunks,
+                        "float32", prev)
+    da = _decode(_open(meta, sizes), meta, bands)
+    if band_dates is not None:
+        times = _band_dates(meta, band_dates)
+        if len(np.unique(times)) != len(times):
+            raise InputError(f"{p}: band_dates contain duplicates")
+        da = da.rename(band="time").assign_coords(time=("time", times))
+        if not da.indexes["time"].is_monotonic_increasing:
+            da = da.sortby("time")
+        if sizes is not None:
+            da = da.chunk({"time": -1})
+    elif meta.count == 1:
+        da = da.squeeze("band", drop=True)
+        if meta.descriptions and meta.descriptions[0]:
+            da.attrs.setdefault("long_name", meta.descriptions[0])
+    else:
+        da.attrs["band_descriptions"] = [d or "" for d in meta.descriptions]
+    return _finish(da, meta, crs, variable, units)
+
+
+def read_geotiff_series(files: PathLike | Iterable[PathLike], date_pattern: str | re.Pattern, *,
+                        variable: str | None = None, units: str | None = None,
+                        chunks: ChunksLike = "auto", crs: Any = None) -> xr.DataArray:
+    """Stack single-band GeoTIFFs, one per time step, into ``(time, y, x)``.
+
+    ``files`` is a glob pattern, a directory, or a list of paths. The date of
+    each file is parsed from its name by ``date_pattern`` (a regular expression
+    with named groups ``year`` and optionally ``month``, ``day`` or ``doy``,
+    e.g. ``r"NDVI_(?P<year>\\d{4})(?P<month>\\d{2})"``); files are sorted by date.
+    All files must share shape, CRS and transform (otherwise
+    :class:`AlignmentError` names the offending file) and units and scaling
+    tags. The result is lazy, chunked over space with time whole.
+    """
+    paths = expand_paths(files, suffixes=GEOTIFF_SUFFIXES)
+    pat = _compile(date_pattern)
+    dated = sorted(((parse_date(p.name, pat), p) for p in paths), key=lambda t: t[0])
+    times = np.array([d for d, _ in dated], dtype="datetime64[ns]")
+    dup = pd.Index(times).duplicated()
+    if dup.any():
+        i = int(np.argmax(dup))
+        same = [str(p) for d, p in dated if d == times[i]]
+        raise InputError(f"several files have the date {str(times[i])[:10]}: {same}; fix the "
+                         "date_pattern or remove the duplicates")
+    metas = [_read_meta(p) for _, p in dated]
+    ref = metas[0]
+    for meta in metas:
+        if meta.count != 1:
+            raise InputError(f"{meta.path} has {meta.count} bands; a one-file-per-time-step "
+                             "series needs single-band files (read multi-band stacks with "
+                             "band_dates instead)")
+        why = _grid_mismatch(ref, meta)
+        if why:
+            raise AlignmentError(f"file {meta.path} is not on the grid of {ref.path}: {why}; "
+                                 "fix: reproject/resample it to the same grid (e.g. gdalwarp "
+                                 "-te/-tr/-t_srs) or remove it from the series")
+        if _units(meta, 0) != _units(ref, 0):
+            raise InputError(f"{meta.path} has units {_units(meta, 0)!r} but {ref.path} has "
+                             f"{_units(ref, 0)!r}; a series must hold one unit")
+    sizes = chunk_sizes((len(metas), ref.height, ref.width), ("time", "y", "x"), chunks,
+                        "float32", (1, ref.block[0], ref.block[1]))
+    layers = []
+    for meta in metas:
+        da = _decode(_open(meta, sizes), meta, [0]).squeeze("band", drop=True)
+        layers.append(da.drop_vars("spatial_ref", errors="ignore"))
+    attrs = dict(layers[0].attrs)
+    for layer in layers[1:]:
+        attrs = {k: v for k, v in attrs.items() if k in layer.attrs and
+                 np.array_equal(np.asarray(layer.attrs[k]), np.asarray(v))}
+    out = xr.concat(layers, dim="time", coords="minimal", compat="override",
+                    combine_attrs="drop", join="override")
+    out = out.assign_coords(time=("time", times))
+    out.attrs = attrs
+    if sizes is not None:
+        out = out.chunk({"time": -1})
+    out = out.rio.write_crs(ref.crs) if ref.crs is not None else out
+    return _finish(out, ref, crs, variable, units)
+
+
+# --------------------------------------------------------------------------- writer
+
+
+def write_cog(da: xr.DataArray, path: PathLike, *, attrs: dict[str, Any] | None = None,
+              compress: str = "DEFLATE", blocksize: int = 512,
+              overview_resampling: str = "average", nodata: float | None = None) -> Path:
+    """Write one 2-D layer as a Cloud-Optimized GeoTIFF, atomically.
+
+    ``da`` must have dims ``(y, x)`` (a length-1 ``time``/``band`` dimension is
+    dropped, its value kept as a ``time`` tag) and a CRS. Floats are written
+    with NaN as nodata; integers with ``nodata`` or the ``_FillValue`` /
+    ``nodata`` attribute. ``units``, ``long_name`` and every other attribute,
+    plus ``attrs`` (provenance), become GeoTIFF tags. Overviews are built with
+    ``overview_resampling`` (use ``"mode"`` or ``"nearest"`` for categorical
+    layers). Returns the path written.
+    """
+    path = Path(path)
+    if not isinstance(da, xr.DataArray):
+        raise TypeError(f"write_cog needs a DataArray, got {type(da).__name__}")
+    tags: dict[str, Any] = {}
+    for d in [d for d in da.dims if d not in ("y", "x")]:
+        if da.sizes[d] != 1:
+            raise ValueError(f"write_cog writes one 2-D layer; {da.name!r} has dims {da.dims} "
+                             f"({d}={da.sizes[d]}); select a layer (da.isel({d}=i)) or loop")
+        if d in da.coords:
+            tags[d] = str(np.asarray(da[d].values).ravel()[0])
+        da = da.squeeze(d, drop=True)
+    if set(da.dims) != {"y", "x"}:
+        raise ValueError(f"write_cog needs dims (y, x), got {da.dims}")
+    for c in list(da.coords):
+        if c not in ("y", "x", "spatial_ref") and da[c].ndim == 0:
+            tags.setdefault(c, str(da[c].values))
+    if da.rio.crs is None:
+        raise AlignmentError(f"write_cog {path}: the layer {da.name!r} has no CRS; fix: set it "
+                             "with da.rio.write_crs(...) before writing")
+    da = da.transpose("y", "x")
+    all_attrs = {k: v for k, v in da.attrs.items() if k not in ("_FillValue", "grid_mapping")}
+    all_attrs.update(attrs or {})
+    tags.update(text_tags(all_attrs))
+    if da.dtype.kind == "f":
+        fill = np.nan if nodata is None else nodata
+        if nodata is not None:
+            da = da.fillna(nodata)
+    else:
+        fill = nodata if nodata is not None else da.attrs.get("_FillValue",
+                                                              da.attrs.get("nodata"))
+    out = da.copy()
+    out.attrs = {"long_name": str(da.attrs.get("long_name", da.name or ""))}
+    out.encoding = {}
+    out = out.rio.write_nodata(fill, encoded=False) if fill is not None else out
+    with atomic_write(path) as tmp:
+        out.rio.to_raster(tmp, driver="COG", compress=compress, blocksize=blocksize,
+                          overview_resampling=overview_resampling.upper(), tags=tags,
+                          BIGTIFF="IF_SAFER")
+    return path
