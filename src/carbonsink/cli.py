@@ -99,8 +99,7 @@ def validate(files, out_dir, npp_cube, npp_series, cue, qc_min, soc, sites) -> N
                                 cue=cue, qc_min=qc_min, soc=soc, sites=sites)
     except CarbonsinkError as exc:
         _fail(exc)
-    with click.get_text_stream("stdout") as out:
-        out.write(df.to_string(index=False) + "\n")
+    click.echo(df.to_string(index=False))
     click.echo(f"tables and figures written to {out_dir}")
 
 
@@ -109,9 +108,12 @@ def models() -> None:
     """List NPP models, Rh models and the named NEP combinations."""
     from .flux import combinations as comb
 
-    click.echo("NPP models: " + ", ".join(comb.list_npp_models()))
-    click.echo("Rh models:  " + ", ".join(comb.list_rh_models()))
-    click.echo("combinations (seed 000): " + ", ".join(comb.PAPER_COMBINATIONS))
+    for kind, reg in (("NPP", comb.NPP_MODELS), ("Rh", comb.RH_MODELS)):
+        click.echo(f"{kind} models:")
+        for name, m in reg.items():
+            click.echo(f"  {name:10s} inputs: {', '.join(m.inputs):32s} {m.description}")
+    click.echo("combinations of seed 000: " + ", ".join(comb.SEED_000))
+    click.echo("any '<NPP model>+<Rh model>' is valid: " + ", ".join(comb.combination_names()))
 
 
 @main.command()

@@ -91,7 +91,7 @@ class GridSpec:
                                  "an EPSG code such as 'EPSG:4326', a WKT or a PROJ string") from None
         res = self.resolution
         if np.ndim(res) == 0:
-            dx = dy = float(res)
+            dx = dy = abs(float(res))
         else:
             if len(res) != 2:
                 raise AlignmentError(f"grid resolution must be a number or (dx, dy), got {res!r}")
@@ -157,7 +157,7 @@ class GridSpec:
             np.allclose(self.bounds, other.bounds, rtol=0, atol=_TOL * min(self.resolution))
 
     def __hash__(self) -> int:
-        return hash((self.crs.to_wkt(), self.shape, tuple(round(b / self.dx, 4) for b in self.bounds)))
+        return hash((self.crs.to_wkt(), self.shape))
 
     def __repr__(self) -> str:
         return (f"GridSpec(crs={_crs_label(self.crs)!r}, resolution={self.resolution}, "
@@ -244,17 +244,31 @@ class GridSpec:
             raise AlignmentError(f"{what} has no recognisable x/y dimensions ({exc}); dims are "
                                  f"{da.dims}") from None
         nx, ny = da.sizes[xdim], da.sizes[ydim]
-        if nx < 2 or ny < 2:
-            raise AlignmentError(f"{what} needs at least 2 cells along x and y to define a grid, "
-                                 f"found {ny} x {nx}")
         x = np.asarray(da[xdim].values, dtype="float64")
         y = np.asarray(da[ydim].values, dtype="float64")
+        if nx == 0 or ny == 0:
+            raise AlignmentError(f"{what} has an empty x or y dimension")
         dxs, dys = np.diff(x), np.diff(y)
-        if not (np.allclose(dxs, dxs[0], rtol=1e-6, atol=0) and np.allclose(dys, dys[0], rtol=1e-6, atol=0)):
-            raise AlignmentError(f"{what} is not on a regular grid (irregular x or y spacing)")
-        dx, dy = abs(float(np.mean(dxs))), abs(float(np.mean(dys)))
-        return cls(crs, (dx, dy), (float(x.min() - dx / 2), float(y.min() - dy / 2),
-                                   float(x.max() + dx / 2), float(y.max() + dy / 2)))
+        for d in (dxs, dys):
+            if d.size and not np.allclose(d, d[0], rtol=1e-6, atol=0):
+                raise AlignmentError(f"{what} is not on a regular grid (irregular x or y spacing)")
+        if nx < 2 or ny < 2:
+            # one row or column: the cell size comes from the stored transform
+            gm = da.rio.grid_mapping
+            if gm not in da.coords or "GeoTransform" not in da[gm].attrs:
+                raise AlignmentError(f"{what} has a single row or column and no stored transform, "
+                                     "so its cell size is unknown. Fix: write the transform "
+                                     "(da.rio.write_transform) or use a GridSpec")
+            tr = da.rio.transform()
+            dx = abs(float(np.mean(dxs))) if dxs.size else abs(tr.a)
+            dy = abs(float(np.mean(dys))) if dys.size else abs(tr.e)
+        else:
+            dx, dy = abs(float(np.mean(dxs))), abs(float(np.mean(dys)))
+        # coordinates computed as origin + i * step carry float noise (0.05000000000000007);
+        # 12 significant digits remove it and stay far below the 1e-6-cell tolerance
+        dx, dy = _clean(dx), _clean(dy)
+        return cls(crs, (dx, dy), (_clean(x.min() - dx / 2), _clean(y.min() - dy / 2),
+                                   _clean(x.max() + dx / 2), _clean(y.max() + dy / 2)))
 
     # ------------------------------------------------------------------ helpers
     def matches(self, da: xr.DataArray) -> bool:
@@ -281,6 +295,10 @@ class GridSpec:
         if c0 < 0 or r0 < 0 or c0 + nx > self.shape[1] or r0 + ny > self.shape[0]:
             return None
         return slice(r0, r0 + ny), slice(c0, c0 + nx)
+
+
+def _clean(v: float) -> float:
+    return float(f"{float(v):.12g}")
 
 
 def _dask_chunks(chunks: Any, shape: tuple[int, int]):

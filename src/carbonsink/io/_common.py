@@ -24,12 +24,16 @@ ChunksLike = str | int | Mapping[str, Any] | None
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
-#: frequency names accepted by the readers' ``frequency=`` argument
+#: frequency names accepted by the readers' ``frequency=`` argument -> how time
+#: stamps are snapped ("day": to midnight, used for 8-/16-day composites whose
+#: stamps are their start dates; "static": not at all)
 FREQUENCIES = {
     "day": "day", "daily": "day", "D": "day",
+    "8day": "day", "8D": "day", "16day": "day", "16D": "day",
     "month": "month", "monthly": "month", "MS": "month", "M": "month", "ME": "month",
     "year": "year", "yearly": "year", "annual": "year", "YS": "year", "Y": "year",
     "A": "year", "AS": "year", "YE": "year",
+    "static": "static",
 }
 
 
@@ -64,7 +68,10 @@ def expand_paths(paths: PathLike | Iterable[PathLike], *, name: str = "inputs.<n
         p = Path(text)
         if not p.exists():
             raise InputError(f"file not found: {p}; check {name} in the study file")
-        if p.is_dir() and suffixes is not None and p.suffix.lower() not in suffixes:
+        is_store = p.suffix.lower() == ".zarr" or (p / ".zgroup").exists() or \
+            (p / "zarr.json").exists()
+        if p.is_dir() and not is_store and suffixes is not None and \
+                p.suffix.lower() not in suffixes:
             found = sorted(q for q in p.iterdir() if q.suffix.lower() in suffixes)
             if not found:
                 raise InputError(f"file not found: directory {p} holds no {'/'.join(suffixes)} "
@@ -112,17 +119,6 @@ def chunk_sizes(shape: Sequence[int], dims: Sequence[str], chunks: ChunksLike, d
     return {d: c[0] if len(set(c[:-1])) <= 1 else c for d, c in zip(dims, normal)}
 
 
-def rechunk(obj, chunks: ChunksLike):
-    """Chunk a DataArray per :func:`chunk_sizes` (time whole, space by dask)."""
-    if chunks is None:
-        return obj
-    prev = None
-    if obj.chunks is not None:
-        prev = tuple(max(c) for c in obj.chunks)
-    sizes = chunk_sizes(obj.shape, obj.dims, chunks, obj.dtype, prev)
-    return obj.chunk(sizes)
-
-
 # --------------------------------------------------------------------------- time
 
 
@@ -138,8 +134,8 @@ def normalise_frequency(frequency: str | None) -> str | None:
         return FREQUENCIES[frequency]
     if str(frequency).lower() in FREQUENCIES:
         return FREQUENCIES[str(frequency).lower()]
-    raise ConfigError(f"unknown frequency {frequency!r}; valid values are 'day', 'month', "
-                      "'year' (or None to keep the file's time stamps)")
+    raise ConfigError(f"unknown frequency {frequency!r}; valid values are 'day', '8day', "
+                      "'month', 'year', 'static' (or None to keep the file's time stamps)")
 
 
 def _cftime_to_datetime64(values: np.ndarray, frequency: str | None) -> np.ndarray | None:
@@ -174,8 +170,9 @@ def snap_to_period_start(times: np.ndarray, frequency: str) -> np.ndarray:
     return np.asarray(snapped.as_unit("ns").values)
 
 
-def standardise_time(da: xr.DataArray, *, frequency: str | None, source: str) -> xr.DataArray:
-    """Make the ``time`` coordinate datetime64[ns]; snap to period starts.
+def decode_time_values(values: np.ndarray, attrs: dict[str, Any], *, frequency: str | None,
+                       source: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """Time values -> (datetime64[ns] values, coordinate attrs), in the given order.
 
     cftime calendars are converted when every date exists in the standard
     calendar; otherwise ``frequency`` ('month' or 'year') is needed to map each
@@ -183,12 +180,10 @@ def standardise_time(da: xr.DataArray, *, frequency: str | None, source: str) ->
     to the start of their period (mid-month stamps -> the 1st) and two stamps
     falling into one period raise :class:`InputError`.
     """
-    if "time" not in da.dims:
-        return da
     freq = normalise_frequency(frequency)
-    t = da["time"]
-    values = t.values
-    attrs = dict(t.attrs)
+    if freq == "static":
+        freq = None
+    attrs = dict(attrs)
     if values.dtype == object:
         calendar = getattr(values.flat[0], "calendar", None) if values.size else None
         conv = _cftime_to_datetime64(values, freq)
@@ -215,6 +210,16 @@ def standardise_time(da: xr.DataArray, *, frequency: str | None, source: str) ->
         if not np.array_equal(snapped, values):
             attrs["period_start_snapped"] = freq
         values = snapped
+    return values, attrs
+
+
+def standardise_time(da: xr.DataArray, *, frequency: str | None, source: str) -> xr.DataArray:
+    """Make the ``time`` coordinate datetime64[ns] (see :func:`decode_time_values`),
+    sorted and unique."""
+    if "time" not in da.dims:
+        return da
+    values, attrs = decode_time_values(da["time"].values, da["time"].attrs,
+                                       frequency=frequency, source=source)
     out = da.assign_coords(time=("time", values, attrs))
     if not out.indexes["time"].is_monotonic_increasing:
         out = out.sortby("time")
@@ -292,9 +297,3 @@ def text_tags(attrs: Mapping[str, Any]) -> dict[str, str]:
         else:
             tags[k] = str(v)
     return tags
-
-
-def as_dataarray_name(da: xr.DataArray, variable: str | None) -> xr.DataArray:
-    if variable is not None:
-        da = da.rename(variable)
-    return da

@@ -369,6 +369,13 @@ def read_geotiff_series(files: PathLike | Iterable[PathLike], date_pattern: str 
 # --------------------------------------------------------------------------- writer
 
 
+def _require_cog_driver() -> None:
+    with rasterio.Env() as env:
+        if "COG" not in env.drivers():
+            raise RuntimeError(f"GDAL {rasterio.__gdal_version__} has no COG driver (needs GDAL "
+                               ">= 3.1); upgrade rasterio (its wheels bundle a recent GDAL)")
+
+
 def write_cog(da: xr.DataArray, path: PathLike, *, attrs: dict[str, Any] | None = None,
               compress: str = "DEFLATE", blocksize: int = 512,
               overview_resampling: str = "average", nodata: float | None = None) -> Path:
@@ -385,6 +392,7 @@ def write_cog(da: xr.DataArray, path: PathLike, *, attrs: dict[str, Any] | None 
     path = Path(path)
     if not isinstance(da, xr.DataArray):
         raise TypeError(f"write_cog needs a DataArray, got {type(da).__name__}")
+    _require_cog_driver()
     tags: dict[str, Any] = {}
     for d in [d for d in da.dims if d not in ("y", "x")]:
         if da.sizes[d] != 1:
@@ -413,7 +421,7 @@ def write_cog(da: xr.DataArray, path: PathLike, *, attrs: dict[str, Any] | None 
         fill = nodata if nodata is not None else da.attrs.get("_FillValue",
                                                               da.attrs.get("nodata"))
     out = da.copy()
-    out.attrs = {"long_name": str(da.attrs.get("long_name", da.name or ""))}
+    out.attrs = {}  # attributes go in as tags; the name becomes the band description
     out.encoding = {}
     out = out.rio.write_nodata(fill, encoded=False) if fill is not None else out
     with atomic_write(path) as tmp:

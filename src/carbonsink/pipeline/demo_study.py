@@ -13,8 +13,11 @@ __all__ = ["write_demo_study", "demo_study_dict"]
 
 def demo_study_dict(inputs: dict, *, scheduler: str | None = None) -> dict:
     """The demo study mapping for the ``inputs`` section written by the demo generator."""
-    from ..demo import DEMO_GRID
+    from ..demo.generate import RES, SOUTH, WEST
 
+    n = 150  # the default demo size (carbonsink.demo.generate)
+    grid = {"crs": "EPSG:4326", "resolution": RES,
+            "bounds": [WEST, SOUTH, round(WEST + n * RES, 6), round(SOUTH + n * RES, 6)]}
     study = {
         "name": "carbonsink-demo",
         "description": ("Built-in synthetic demo: a 150 x 150 region at 0.05 deg, monthly "
@@ -22,8 +25,7 @@ def demo_study_dict(inputs: dict, *, scheduler: str | None = None) -> dict:
                         "generated deterministically by carbonsink.demo (see its recipe)."),
         "synthetic": True,
         "period": {"start": "2001-01", "end": "2021-12"},
-        "grid": {"crs": DEMO_GRID["crs"], "resolution": DEMO_GRID["resolution"],
-                 "bounds": list(DEMO_GRID["bounds"])},
+        "grid": grid,
         "inputs": inputs,
         "models": {"combinations": "all"},
         "outputs": {"dir": "../results", "formats": ["zarr", "cog", "csv", "parquet"]},

@@ -45,6 +45,7 @@ class RunContext:
     echo: Callable[[str], None] = print
     force: bool = False
     client: Any = None
+    crs: Any = None  # CRS of the study grid, set once the prepare step has written it
     keys: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     outputs: dict[str, list[Path]] = field(default_factory=dict)

@@ -30,15 +30,34 @@ _GROUP_OF_FREQ = {"month": "monthly", "year": "annual", "8day": "8day", "static"
 
 
 def selected_combinations(cfg: StudyConfig) -> list[str]:
-    """Names of the NPP × Rh combinations the study asks for (validated)."""
+    """Names of the NPP × Rh combinations the study asks for (validated).
+
+    ``all`` means the six combinations of seed paper 000.
+    """
     from ..flux import combinations as comb
 
-    valid = comb.list_combinations()
     if cfg.models.combinations == "all":
-        return list(comb.PAPER_COMBINATIONS)
+        return list(comb.SEED_000)
     for name in cfg.models.combinations:
         comb.get_combination(name)  # raises UnknownModelError listing the valid names
-    return list(cfg.models.combinations) if valid else []
+    return list(cfg.models.combinations)
+
+
+def model_options(cfg: StudyConfig, model: str) -> dict[str, Any]:
+    """Keyword options of one model: ``models.options.<model>`` plus a global ``mode``."""
+    from ..flux import combinations as comb
+
+    opts = cfg.models.options
+    valid = set(comb.NPP_MODELS) | set(comb.RH_MODELS) | {"mode"}
+    bad = sorted(set(opts) - valid)
+    if bad:
+        raise ConfigError(f"models.options: unknown model(s) {bad}; options are keyed by model "
+                          f"name: {', '.join(sorted(valid))}")
+    out: dict[str, Any] = {}
+    if "mode" in opts:
+        out["mode"] = opts["mode"]
+    out.update(opts.get(model) or {})
+    return out
 
 
 def target_grid(cfg: StudyConfig, arrays: dict[str, xr.DataArray] | None = None):
@@ -135,9 +154,11 @@ def _missing_for_models(cfg: StudyConfig, arrays: dict[str, Any]) -> str | None:
 
     need: dict[str, set[str]] = {}
     for name in selected_combinations(cfg):
-        npp_model, rh_model = comb.split_combination(name)
-        for role in comb.required_inputs(npp_model, rh_model):
+        c = comb.get_combination(name)
+        for role in (*c.npp.inputs, *c.rh.inputs):
             need.setdefault(role, set()).add(name)
+        if c.npp.name == "casa" and not ("eet" in arrays and "pet" in arrays):
+            need.setdefault("pr", set()).add(name)
     missing = {r: sorted(c) for r, c in need.items() if r not in arrays}
     if not missing:
         return None
@@ -153,6 +174,11 @@ def _write_dataset(ctx: RunContext, ds: xr.Dataset, stem: str, step: str,
     from ..io import write_netcdf, write_zarr
 
     ds = ds.copy()
+    if ds.rio.crs is None:
+        crs = _grid_crs(ctx)
+        if crs is None:
+            raise AlignmentError(f"output {stem}: lost its CRS and the study grid has none")
+        ds = ds.rio.write_crs(crs)
     ds.attrs.update(flat_attrs(provenance(ctx.cfg, step, models=models, parameters=parameters)))
     outs = []
     fmts = ctx.cfg.outputs.formats
@@ -165,6 +191,18 @@ def _write_dataset(ctx: RunContext, ds: xr.Dataset, stem: str, step: str,
         write_netcdf(ds, p)
         outs.append(p)
     return outs
+
+
+def _grid_crs(ctx: RunContext):
+    """CRS of the study grid, as written by the prepare step."""
+    if ctx.crs is None:
+        for g in _GROUPS:
+            zp = ctx.out_dir / "cubes" / f"inputs_{g}.zarr"
+            nc = ctx.out_dir / "cubes" / f"inputs_{g}.nc"
+            if zp.exists() or nc.exists():
+                ctx.crs = _open_cube(ctx, f"inputs_{g}").rio.crs
+                break
+    return ctx.crs
 
 
 def _open_cube(ctx: RunContext, stem: str) -> xr.Dataset:
@@ -270,46 +308,52 @@ def step_flux(ctx: RunContext) -> list[Path]:
 
     cfg = ctx.cfg
     inputs = load_prepared(ctx)
-    combos = selected_combinations(cfg)
-    opts = cfg.models.options
-    npp_models = sorted({comb.split_combination(c)[0] for c in combos})
-    rh_models = sorted({comb.split_combination(c)[1] for c in combos})
+    combos = [comb.get_combination(c) for c in selected_combinations(cfg)]
     outs: list[Path] = []
-    for m in npp_models:
+    for m in sorted({c.npp.name for c in combos}):
         ctx.echo(f"      NPP model '{m}'")
-        ds = comb.run_npp(m, inputs, **opts.get(m, {})).to_dataset(name="npp")
+        opts = model_options(cfg, m)
+        ds = comb.run_npp(m, inputs, **opts).to_dataset(name="npp")
         outs += _write_dataset(ctx, ds, f"models/npp_{m}", "flux", models={"npp": m},
-                               parameters=opts.get(m, {}))
-    for r in rh_models:
+                               parameters=opts)
+    for r in sorted({c.rh.name for c in combos}):
         ctx.echo(f"      Rh model '{r}'")
-        res = comb.run_rh(r, inputs, **opts.get(r, {}))
-        ds = res if isinstance(res, xr.Dataset) else res.to_dataset(name="rh")
+        opts = model_options(cfg, r)
+        ds = comb.run_rh(r, inputs, **opts)
         outs += _write_dataset(ctx, ds, f"models/rh_{r}", "flux", models={"rh": r},
-                               parameters=opts.get(r, {}))
-    for name in combos:
-        m, r = comb.split_combination(name)
-        npp = _open_cube(ctx, f"models/npp_{m}")["npp"]
-        rhds = _open_cube(ctx, f"models/rh_{r}")
-        nep = nep_fn(npp, rhds["rh"])
-        monthly = xr.Dataset({"npp": npp, "rh": rhds["rh"], "nep": nep})
-        if "rs" in rhds:
-            monthly["rs"] = rhds["rs"]
-        keep = _vegetation_mask(ctx, inputs, monthly["time"])
+                               parameters=opts)
+    for c in combos:
+        npp = _open_cube(ctx, f"models/npp_{c.npp.name}")["npp"]
+        rhds = _open_cube(ctx, f"models/rh_{c.rh.name}")
+        params = {"npp": model_options(cfg, c.npp.name), "rh": model_options(cfg, c.rh.name)}
+        models = {"combination": c.name, "npp": c.npp.name, "rh": c.rh.name}
+        ctx.echo(f"      combination '{c.name}'")
+        annual_rh = "yr-1" in rhds["rh"].attrs.get("units", "")
+        if annual_rh:  # e.g. Pei in mode="paper": one annual evaluation (001/003)
+            npp = to_annual(npp, min_valid_fraction=1.0)
+        cube = xr.Dataset({"npp": npp, "rh": rhds["rh"], "nep": nep_fn(npp, rhds["rh"])})
+        for extra in ("rs", "rh_gt_rs"):
+            if extra in rhds and not annual_rh:
+                cube[extra] = rhds[extra]
+        keep = _vegetation_mask(ctx, inputs, cube["time"])
         if keep is not None:
             with xr.set_options(keep_attrs=True):
-                monthly = monthly.where(keep)
-        monthly.attrs["combination"] = name
-        params = {"npp": opts.get(m, {}), "rh": opts.get(r, {})}
-        models = {"combination": name, "npp": m, "rh": r}
-        ctx.echo(f"      combination '{name}'")
-        outs += _write_dataset(ctx, monthly, f"{name}/monthly", "flux", models=models,
+                cube = cube.where(keep) if "rh_gt_rs" not in cube else \
+                    cube.drop_vars("rh_gt_rs").where(keep).assign(rh_gt_rs=cube["rh_gt_rs"])
+        cube.attrs["combination"] = c.name
+        if annual_rh:
+            outs += _write_dataset(ctx, cube, f"{c.name}/annual", "flux", models=models,
+                                   parameters=params)
+            continue
+        outs += _write_dataset(ctx, cube, f"{c.name}/monthly", "flux", models=models,
                                parameters=params)
-        monthly = _open_cube(ctx, f"{name}/monthly")
-        annual = to_annual(monthly, min_valid_fraction=1.0)
-        outs += _write_dataset(ctx, annual, f"{name}/annual", "flux", models=models,
+        monthly = _open_cube(ctx, f"{c.name}/monthly")
+        fluxes = monthly[[v for v in ("npp", "rh", "nep", "rs") if v in monthly]]
+        annual = to_annual(fluxes, min_valid_fraction=1.0)
+        outs += _write_dataset(ctx, annual, f"{c.name}/annual", "flux", models=models,
                                parameters=params)
-        gs = growing_season(monthly, months=tuple(cfg.outputs.growing_season_months))
-        outs += _write_dataset(ctx, gs, f"{name}/growing_season", "flux", models=models,
+        gs = growing_season(fluxes, months=tuple(cfg.outputs.growing_season_months))
+        outs += _write_dataset(ctx, gs, f"{c.name}/growing_season", "flux", models=models,
                                parameters=params)
     return outs
 
@@ -349,7 +393,9 @@ def step_summaries(ctx: RunContext) -> list[Path]:
     class_rows = []
     for name in selected_combinations(cfg):
         annual = _open_cube(ctx, f"{name}/annual")
-        gs = _open_cube(ctx, f"{name}/growing_season")
+        gs_path = ctx.out_dir / "cubes" / name
+        gs = _open_cube(ctx, f"{name}/growing_season") if any(
+            (gs_path / f"growing_season{ext}").exists() for ext in (".zarr", ".nc")) else None
         for v in ("npp", "rh", "nep"):
             mean = regional_mean(annual[v], area).compute()
             total = regional_total(annual[v], area, units="Tg C").compute()
@@ -357,6 +403,8 @@ def step_summaries(ctx: RunContext) -> list[Path]:
                                  strict=True):
                 rows.append({"combination": name, "variable": v, "year": int(t),
                              "mean_g_C_m2_yr": float(mv), "total_Tg_C_yr": float(tv)})
+            if gs is None:
+                continue
             gmean = regional_mean(gs[v], area).compute()
             for t, mv in zip(gs["time"].dt.year.values, gmean.values, strict=True):
                 gs_rows.append({"combination": name, "variable": v, "year": int(t),

@@ -124,7 +124,7 @@ def _canonical(a2: np.ndarray) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(a2), 0
 
 
-def run_kernel(kernel, arrays, args, outputs, threads):
+def run_kernel(kernel, arrays, args, outputs, threads, post=None):
     """Run ``kernel(xs, orient, *args, *outs, start, stop)`` over all pixels.
 
     ``arrays``: NumPy arrays ``(..., time)`` with broadcastable leading shapes.
@@ -150,8 +150,13 @@ def run_kernel(kernel, arrays, args, outputs, threads):
     for dt, extra in outputs:
         dt = fdt if dt == "float" else np.dtype(dt)
         outs.append(np.empty((npix,) + tuple(extra), dtype=dt))
+    def task(s, e):
+        kernel(xs, orient, *args, *outs, s, e)
+        if post is not None:
+            post(outs, s, e)
+
     if npix > 0:
-        run_ranges(lambda s, e: kernel(xs, orient, *args, *outs, s, e), npix, threads)
+        run_ranges(task, npix, threads)
     return tuple(o.reshape(lead + o.shape[1:]) for o in outs)
 
 

@@ -166,6 +166,183 @@ def _median_sorted(a, n):
 
 
 @nb.njit(**_JIT)
+def _split_mid(a, m, v):
+    """(max{a < v} + min{a >= v}) / 2 — the even-count median when v separates the halves."""
+    mx = -np.inf
+    mn = np.inf
+    for i in range(m):
+        x = a[i]
+        if x < v:
+            if x > mx:
+                mx = x
+        elif x < mn:
+            mn = x
+    return 0.5 * (mx + mn)
+
+
+@nb.njit(**_JIT)
+def _two_order_stats(a, n, k1, k2):
+    """The k1-th and k2-th smallest of ``a[:n]`` by branch-free rank counting (small n).
+
+    Rank of element i = #(a_j < a_i) + #(a_j == a_i, j < i): a permutation of 0..n-1.
+    """
+    v1 = np.nan
+    v2 = np.nan
+    for i in range(n):
+        x = a[i]
+        r = 0
+        for j in range(n):
+            y = a[j]
+            r += (y < x) | ((y == x) & (j < i))
+        if r == k1:
+            v1 = x
+        if r == k2:
+            v2 = x
+    return v1, v2
+
+
+@nb.njit(**_JIT)
+def _median_small(a, n):
+    """Median of ``a[:n]`` without reordering (rank counting; for n up to ~50)."""
+    k2 = n // 2
+    k1 = k2 - 1 if n % 2 == 0 else k2
+    v1, v2 = _two_order_stats(a, n, k1, k2)
+    return 0.5 * (v1 + v2)
+
+
+@nb.njit(**_JIT)
+def _tie_term_unsorted(a, n):
+    """Sum over tie groups of t(t-1)(2t+5), from per-element group sizes."""
+    tot = 0.0
+    for i in range(n):
+        x = a[i]
+        c = 0
+        for j in range(n):
+            c += a[j] == x
+        tot += (c - 1.0) * (2.0 * c + 5.0)
+    return tot
+
+
+@nb.njit(**_JIT)
+def _median_bracket(a, m, small, g_lo, g_hi, piv):
+    """Median of ``a[:m]`` (finite values) without reordering ``a``.
+
+    Narrows a value bracket ``[lo, hi)`` that holds the middle order statistics
+    with counting passes (branch-free, SIMD-friendly).  The first pass uses the
+    caller's guesses ``g_lo < g_hi`` (e.g. OLS slope -/+ a fraction of its
+    standard error); later passes place two pivots just below and above the
+    median rank by linear interpolation of the ranks inside the bracket.  When
+    at most 12 values remain they are copied to ``small`` and sorted; heavy
+    ties that stop the narrowing fall back to quickselect on the values left in
+    the bracket.  Invariant: ``clo = #(a < lo) <= k1`` and ``chi = #(a < hi) >
+    k2`` (``hi`` open-ended at first).  ``piv`` is a 2-element scratch array of
+    ``a``'s dtype so that comparisons stay in that precision.
+    """
+    k2 = m // 2
+    k1 = k2 - 1 if m % 2 == 0 else k2
+    lo = -np.inf
+    clo = 0
+    hi = np.inf
+    chi = m
+    hi_inf = True
+    it = 0
+    va = g_lo
+    vb = g_hi
+    while True:
+        nin = chi - clo
+        if it > 0:
+            if nin <= 12 or it >= 40:
+                break
+            if it == 1:
+                # the guesses missed: replace the open ends by the data range
+                amin = np.inf
+                amax = -np.inf
+                for i in range(m):
+                    x = a[i]
+                    amin = min(amin, x)
+                    amax = max(amax, x)
+                if lo == -np.inf:
+                    lo = amin
+                if hi_inf:
+                    hi = amax
+            width = hi - lo
+            dd = max(1.5, 0.08 * nin)
+            ra = (k1 + 0.5 - dd - clo) / nin
+            rb = (k2 + 0.5 + dd - clo) / nin
+            va = lo + max(ra, 0.0) * width
+            vb = lo + min(rb, 1.0) * width
+        piv[0] = va
+        piv[1] = vb
+        pa = piv[0]
+        pb = piv[1]
+        ca = 0
+        cb = 0
+        if it == 0:
+            # first pass also collects the values in [pa, pb): usually the answer is there
+            nsm = 0
+            for i in range(m):
+                x = a[i]
+                lt_a = x < pa
+                lt_b = x < pb
+                ca += lt_a
+                cb += lt_b
+                small[nsm] = x
+                nsm += lt_b & (not lt_a)
+            if ca <= k1 and cb > k2 and nsm <= 24:
+                v1, v2 = _two_order_stats(small, nsm, k1 - ca, k2 - ca)
+                return 0.5 * (v1 + v2)
+        else:
+            for i in range(m):
+                x = a[i]
+                ca += x < pa
+                cb += x < pb
+        va = pa
+        vb = pb
+        if ca <= k1:
+            if va > lo:
+                lo = va
+                clo = ca
+        elif ca > k2:
+            if hi_inf or va < hi:
+                hi = va
+                chi = ca
+                hi_inf = False
+        else:
+            return _split_mid(a, m, pa)
+        if cb > k2:
+            if hi_inf or vb < hi:
+                hi = vb
+                chi = cb
+                hi_inf = False
+        elif cb <= k1:
+            if vb > lo:
+                lo = vb
+                clo = cb
+        else:
+            return _split_mid(a, m, pb)
+        if it > 0 and chi - clo >= nin:
+            break
+        it += 1
+    nsm = 0
+    for i in range(m):
+        x = a[i]
+        small[nsm] = x
+        nsm += (x >= lo) & (hi_inf | (x < hi))
+    kk = k2 - clo
+    if nsm <= 24:
+        v1, v2 = _two_order_stats(small, nsm, k1 - clo, kk)
+        return 0.5 * (v1 + v2)
+    top = _select(small, 0, nsm, kk)
+    if m % 2 == 1:
+        return top
+    low = small[0]
+    for i in range(1, kk):
+        if small[i] > low:
+            low = small[i]
+    return 0.5 * (low + top)
+
+
+@nb.njit(**_JIT)
 def _tie_term(ys, n):
     """Sum over tie groups of t(t-1)(2t+5) for sorted ``ys[:n]``."""
     tot = 0.0
@@ -325,20 +502,35 @@ def mk_kernel(xs, orient, tt, min_valid, skipna, variant, lag, zcrit, small_exac
     rk = np.empty(T)
     idx = np.empty(T, dtype=np.int64)
     npairs = T * (T - 1) // 2
-    sl = np.empty(max(npairs, 1))
+    fdt = xs[0].dtype
+    sl = np.empty(max(npairs, 1), dtype=fdt)
+    small = np.empty(max(npairs, 1), dtype=fdt)
+    piv = np.empty(2, dtype=fdt)
     nan = np.nan
+    inf = np.inf
     for p0 in range(start, stop, _B):
         nb_ = min(_B, stop - p0)
         _gather(xs, orient, p0, nb_, buf)
         for b in range(nb_):
             pix = p0 + b
             n = 0
+            sy = 0.0
+            st = 0.0
+            sty = 0.0
+            stt = 0.0
+            syy = 0.0
             for t in range(T):
                 v = buf[b, 0, t]
-                if v == v:
+                if v == v and abs(v) < inf:
                     yv[n] = v
                     tv[n] = tt[t]
                     n += 1
+                    ti = tt[t]
+                    sy += v
+                    st += ti
+                    sty += ti * v
+                    stt += ti * ti
+                    syy += v * v
             nout[pix] = n
             if n < min_valid or n < 2 or (not skipna and n < T):
                 slope[pix] = nan
@@ -349,26 +541,32 @@ def mk_kernel(xs, orient, tt, min_valid, skipna, variant, lag, zcrit, small_exac
                 p_out[pix] = nan
                 tau_out[pix] = nan
                 continue
-            # S and pairwise slopes in one sweep
+            # S, number of tied pairs and pairwise slopes in one sweep
             s = 0
+            nz = 0
             m = 0
+            # (division, not multiplication by 1/dt: the slope must be bit-identical to
+            # the textbook definition because detrended ties depend on it)
             for i in range(n - 1):
                 yi = yv[i]
                 ti = tv[i]
                 for j in range(i + 1, n):
                     d = yv[j] - yi
-                    if d > 0:
-                        s += 1
-                    elif d < 0:
-                        s -= 1
-                    sl[m] = d / (tv[j] - ti)
+                    s += (d > 0) - (d < 0)
+                    nz += d == 0
+                    q = d / (tv[j] - ti)
+                    sl[m] = q
                     m += 1
-            beta = _median_inplace(sl, m)
-            for k in range(n):
-                ys[k] = yv[k]
-            _insertion_sort(ys, n)
-            ties = _tie_term(ys, n)
-            ymed = _median_sorted(ys, n)
+            # OLS slope -/+ 0.8 SE brackets the Sen slope in most pixels: first pivots
+            cstt = stt - st * st / n
+            csty = sty - st * sy / n
+            csyy = syy - sy * sy / n
+            g = csty / cstt if cstt > 0.0 else 0.0
+            res = (csyy - g * csty) / max(n - 2, 1) / cstt if cstt > 0.0 else 0.0
+            dg = 0.8 * math.sqrt(res) if res > 0.0 else 0.0
+            beta = _median_bracket(sl, m, small, g - dg, g + dg, piv)
+            ties = _tie_term_unsorted(yv, n) if nz > 0 else 0.0
+            ymed = _median_small(yv, n)
             tmed = _median_sorted(tv, n)
             slope[pix] = beta
             intercept[pix] = ymed - tmed * beta
@@ -422,7 +620,8 @@ def mk_kernel(xs, orient, tt, min_valid, skipna, variant, lag, zcrit, small_exac
             if small_exact and variant == MK_ORIGINAL and n < ptable.shape[0] and ties == 0.0:
                 p_out[pix] = ptable[n, abs(s)]
             else:
-                p_out[pix] = norm_sf2(z)
+                # normal p filled in afterwards by a vectorised ndtr (see norm_p_fill)
+                p_out[pix] = nan
             tau_out[pix] = s / (0.5 * neff * (neff - 1.0)) if neff > 1 else nan
 
 

@@ -1,0 +1,191 @@
+"""Region masks from vector files and clipping (METHODS §1.3).
+
+:func:`region_mask` rasterises polygons (GeoJSON, shapefile, GeoPackage, or
+anything :func:`geopandas.read_file` reads) onto a grid: a cell is inside
+when its centre is inside a selected polygon (``all_touched=False``, the
+default) or when the polygon touches it at all (``all_touched=True``).
+Masks are 2-D ``(y, x)`` and computed eagerly (vector data are small); the
+cubes they are applied to stay lazy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ..errors import AlignmentError, InputError
+from .grid import GridSpec, as_grid, attach_grid
+
+__all__ = ["region_mask", "clip", "read_regions"]
+
+
+def _fmt_values(values: Iterable[Any], limit: int = 60) -> str:
+    vals = sorted({str(v) for v in values})
+    text = ", ".join(vals[:limit])
+    return text + (f", ... ({len(vals)} in all)" if len(vals) > limit else "")
+
+
+def read_regions(source: Any, attribute: str | None = None, values: Any = None,
+                 layer: str | int | None = None):
+    """Read polygons and select features; returns a GeoDataFrame with a CRS.
+
+    ``source`` is a path (GeoJSON, shapefile, GeoPackage ...) or a
+    GeoDataFrame/GeoSeries. ``values`` (one value or a list) selects features
+    whose ``attribute`` equals one of them; string matching falls back to a
+    case-insensitive comparison. With ``values`` but no ``attribute``, the
+    ``name`` attribute is used when present.
+    """
+    import geopandas as gpd
+
+    if isinstance(source, (gpd.GeoDataFrame, gpd.GeoSeries)):
+        gdf = source if isinstance(source, gpd.GeoDataFrame) else gpd.GeoDataFrame(geometry=source)
+        what = "the region GeoDataFrame"
+    else:
+        p = Path(source)
+        what = f"region file '{p}'"
+        if not p.exists():
+            raise InputError(f"{what} does not exist. Fix: check region.path in the study file")
+        try:
+            gdf = gpd.read_file(p, layer=layer) if layer is not None else gpd.read_file(p)
+        except Exception as exc:
+            raise InputError(f"cannot read {what}: {exc}. Fix: give a GeoJSON, shapefile or "
+                             "GeoPackage (and layer= for a multi-layer GeoPackage)") from None
+    if gdf.crs is None:
+        raise AlignmentError(f"{what} has no CRS (a shapefile without .prj?). Fix: add the "
+                             "CRS to the file or set it with GeoDataFrame.set_crs()")
+    if len(gdf) == 0:
+        raise InputError(f"{what} contains no features")
+    if values is not None and attribute is None:
+        if "name" in gdf.columns:
+            attribute = "name"
+        else:
+            cols = [c for c in gdf.columns if c != gdf.geometry.name]
+            raise InputError(f"{what}: values {values!r} given but no attribute to match them "
+                             f"against. Fix: set attribute to one of: {', '.join(map(str, cols))}")
+    if attribute is not None:
+        if attribute not in gdf.columns:
+            cols = [c for c in gdf.columns if c != gdf.geometry.name]
+            raise InputError(f"{what} has no attribute '{attribute}'; available attributes: "
+                             f"{', '.join(map(str, cols))}")
+        if values is not None:
+            wanted = [values] if isinstance(values, (str, int, float)) else list(values)
+            column = gdf[attribute]
+            selected = np.zeros(len(gdf), dtype=bool)
+            missing = []
+            for v in wanted:
+                hit = (column == v).to_numpy()
+                if not hit.any() and isinstance(v, str):
+                    hit = (column.astype(str).str.casefold() == v.casefold()).to_numpy()
+                if not hit.any():
+                    missing.append(v)
+                selected |= hit
+            if missing:
+                raise InputError(
+                    f"{what}: no feature with {attribute} = {', '.join(map(repr, missing))}; "
+                    f"available values of '{attribute}': {_fmt_values(column.dropna())}")
+            gdf = gdf[selected]
+    return gdf
+
+
+def region_mask(grid_or_da: Any, path: Any, attribute: str | None = None, values: Any = None,
+                *, all_touched: bool = False, layer: str | int | None = None) -> xr.DataArray:
+    """Boolean ``(y, x)`` mask, True inside the selected polygons.
+
+    ``grid_or_da`` is a :class:`GridSpec` (or anything :func:`as_grid`
+    takes) or a DataArray whose grid, dimension names and coordinates are
+    used. ``path`` is a vector file or a GeoDataFrame; ``attribute`` /
+    ``values`` select features (e.g. ``attribute="name", values="Nei Mongol"``);
+    unknown attributes or values raise :class:`InputError` listing what exists.
+    Polygons are reprojected to the grid CRS before rasterising.
+    """
+    from rasterio.features import geometry_mask
+
+    gdf = read_regions(path, attribute, values, layer)
+    if isinstance(grid_or_da, xr.DataArray):
+        da = grid_or_da
+        grid = GridSpec.from_dataarray(da)
+    else:
+        da, grid = None, as_grid(grid_or_da)
+    geoms = gdf.to_crs(grid.crs).geometry
+    geoms = [g for g in geoms if g is not None and not g.is_empty]
+    if geoms:
+        inside = geometry_mask(geoms, out_shape=grid.shape, transform=grid.transform,
+                               all_touched=all_touched, invert=True)
+    else:
+        inside = np.zeros(grid.shape, dtype=bool)
+    label = values if values is None or isinstance(values, str) else ", ".join(map(str, values))
+    attrs = {"long_name": "region mask (True = inside)", "units": "1",
+             "source": str(path) if not hasattr(path, "geometry") else "GeoDataFrame",
+             "all_touched": int(all_touched)}
+    if attribute is not None:
+        attrs["region_attribute"] = attribute
+    if label is not None:
+        attrs["region"] = label
+    if da is None:
+        out = xr.DataArray(inside, dims=("y", "x"), coords=grid.coords(), name="region_mask",
+                           attrs=attrs)
+        return attach_grid(out, grid)
+    ydim, xdim = da.rio.y_dim, da.rio.x_dim
+    if da[ydim].values[0] < da[ydim].values[-1]:
+        inside = inside[::-1, :]
+    if da[xdim].values[0] > da[xdim].values[-1]:
+        inside = inside[:, ::-1]
+    out = xr.DataArray(inside, dims=(ydim, xdim), coords={ydim: da[ydim], xdim: da[xdim]},
+                       name="region_mask", attrs=attrs)
+    return out.rio.write_crs(da.rio.crs)
+
+
+def match_grid(other: xr.DataArray, da: xr.DataArray, what: str = "mask") -> xr.DataArray:
+    """Return ``other`` (a ``(y, x)`` field) with ``da``'s exact x/y coordinates.
+
+    Raises :class:`AlignmentError` when the two are not on the same grid, so
+    that xarray's coordinate alignment never silently drops cells.
+    """
+    ydim, xdim = da.rio.y_dim, da.rio.x_dim
+    for dim in (ydim, xdim):
+        if dim not in other.dims:
+            raise AlignmentError(f"{what} has dims {other.dims}, expected '{ydim}' and '{xdim}' "
+                                 f"like '{da.name}'. Fix: build it from the same grid")
+        a, b = np.asarray(other[dim].values, float), np.asarray(da[dim].values, float)
+        step = abs(b[1] - b[0]) if b.size > 1 else 1.0
+        if a.shape != b.shape or not np.allclose(a, b, rtol=0, atol=1e-6 * step):
+            raise AlignmentError(
+                f"{what} is not on the grid of '{da.name}' ({dim}: {a.size} cells from "
+                f"{a[0] if a.size else None} vs {b.size} from {b[0] if b.size else None}). "
+                "Fix: regrid both onto one GridSpec (carbonsink.cube.regrid)")
+    oc, dc = other.rio.crs if hasattr(other, "rio") else None, da.rio.crs
+    if oc is not None and dc is not None and oc != dc:
+        raise AlignmentError(f"{what} is in CRS {oc} but '{da.name}' is in {dc}. Fix: regrid "
+                             "both onto one GridSpec")
+    return other.assign_coords({ydim: da[ydim], xdim: da[xdim]})
+
+
+def clip(da: xr.DataArray, mask: xr.DataArray, drop: bool = False) -> xr.DataArray:
+    """Set cells outside ``mask`` (False) to NaN, keeping attrs and CRS.
+
+    Integer data with a nodata value keep their dtype and get the nodata
+    value instead of NaN. ``drop=True`` also trims the result to the bounding
+    box of the mask (the 2-D mask is computed for that).
+    """
+    mask = match_grid(mask, da, "mask")
+    if mask.dtype != bool:
+        mask = mask.astype(bool)
+    nodata = da.rio.nodata if da.dtype.kind in "iu" else None
+    out = da.where(mask, nodata) if nodata is not None else da.where(mask)
+    out.attrs = dict(da.attrs)
+    if "spatial_ref" in da.coords and "spatial_ref" not in out.coords:
+        out = out.assign_coords(spatial_ref=da.spatial_ref)
+    if drop:
+        ydim, xdim = da.rio.y_dim, da.rio.x_dim
+        m = np.asarray(mask.transpose(ydim, xdim).values)
+        rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+        if rows.size == 0:
+            raise InputError(f"clipping '{da.name}': the mask selects no cell of its grid. Fix: "
+                             "check that the region lies inside the grid bounds")
+        out = out.isel({ydim: slice(rows[0], rows[-1] + 1), xdim: slice(cols[0], cols[-1] + 1)})
+        out = out.rio.write_transform(out.rio.transform(recalc=True))
+    return out

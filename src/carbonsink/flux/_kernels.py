@@ -1,0 +1,385 @@
+"""Compiled numerical kernels of the flux models (private).
+
+Two kinds of kernel live here:
+
+* **element-wise ufuncs** (``numba.vectorize`` with explicit float32 and
+  float64 loops).  They are NumPy ufuncs, so the same call works on NumPy
+  arrays, on dask arrays (dask maps them block-wise and stays lazy) and on
+  xarray objects (via ``__array_ufunc__``).  Each model formula is evaluated in
+  one pass over memory instead of one temporary per arithmetic operator.
+* **along-time kernels** (``numba.njit``) working on 2-D ``(time, pixel)``
+  arrays, for the parts that need a whole time series of a pixel (calendar-year
+  sums, the NDVI-peak month, Wε carry-forward).  The inner loop runs over
+  pixels so that memory is read contiguously.
+
+The scalar helpers (``_te2`` ...) are shared by the public component
+ufuncs and the fused CASA kernel so that every formula is written once.
+Equations and references are documented in the public modules
+(:mod:`.npp`, :mod:`.rh`, :mod:`.water`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+_F4 = numba.float32
+_F8 = numba.float64
+
+
+def _sigs(nargs: int) -> list:
+    return [_F4(*([_F4] * nargs)), _F8(*([_F8] * nargs))]
+
+
+_VEC = dict(cache=True, nopython=True)
+_JIT = dict(cache=True, nogil=True)
+
+# --------------------------------------------------------------------- scalar helpers
+
+
+@numba.njit(**_JIT)
+def _te1(topt):
+    return 0.8 + 0.02 * topt - 0.0005 * topt * topt
+
+
+@numba.njit(**_JIT)
+def _te2_raw(t, topt, c):
+    return c / ((1.0 + math.exp(0.2 * (topt - 10.0 - t))) * (1.0 + math.exp(0.3 * (t - 10.0 - topt))))
+
+
+@numba.njit(**_JIT)
+def _te2(t, topt, c, half, above, below):
+    if half != 0.0 and (t > topt + above or t < topt - below):
+        return 0.5 * _te2_raw(topt, topt, c)
+    return _te2_raw(t, topt, c)
+
+
+@numba.njit(**_JIT)
+def _zz_rn(p, ep):
+    # safe operands so that speculatively evaluated branches raise no FP flags
+    ok = p > 0.0 and ep > 0.0
+    ps = p if ok else 1.0
+    es = ep if ok else 1.0
+    rn = math.sqrt(es * ps) * (0.369 + 0.598 * math.sqrt(es / ps))
+    return rn if ok else 0.0
+
+
+@numba.njit(**_JIT)
+def _zz_eet(p, ep):
+    if p != p or ep != ep:
+        return math.nan
+    if p < 0.0:
+        p = 0.0
+    if ep < 0.0:
+        ep = 0.0
+    rn = _zz_rn(p, ep)
+    ok = p > 0.0 and rn > 0.0
+    ps = p if ok else 1.0
+    rs = rn if ok else 1.0
+    e = ps * rs * (ps * ps + rs * rs + ps * rs) / ((ps + rs) * (ps * ps + rs * rs))
+    return e if ok else 0.0
+
+
+@numba.njit(**_JIT)
+def _thornthwaite_exponent(hi):
+    return 6.75e-7 * hi ** 3 - 7.71e-5 * hi ** 2 + 1.792e-2 * hi + 0.49239
+
+
+# --------------------------------------------------------------------- element-wise ufuncs
+
+
+@numba.vectorize(_sigs(7), **_VEC)
+def pei_uf(t, p, a, b, c, days, fraction):
+    if p < 0.0:
+        p = 0.0
+    return a * (math.exp(b * t) + math.log(c * p + 1.0)) * days * fraction
+
+
+@numba.vectorize(_sigs(9), **_VEC)
+def gsmsr_daily_uf(t, p_cm, soc, r0, m, alpha, beta, p0, k):
+    if p_cm < 0.0:
+        p_cm = 0.0
+    q10 = alpha * math.exp(beta * t)
+    return (r0 + m * soc) * math.exp(math.log(q10) * t / 10.0) * (p_cm + p0) / (p_cm + k)
+
+
+@numba.vectorize(_sigs(3), **_VEC)
+def bond_lamberty_uf(rs, intercept, slope):
+    if rs != rs:
+        return rs
+    if rs <= 0.0:
+        return 0.0
+    return math.exp(intercept + slope * math.log(rs))
+
+
+@numba.vectorize(_sigs(5), **_VEC)
+def shi_uf(rs, a, b, c, clip):
+    rh = a * rs * rs + b * rs + c
+    if clip != 0.0:
+        cap = rs if rs > 0.0 else 0.0
+        if rh > cap:
+            rh = cap
+    return rh
+
+
+@numba.vectorize(_sigs(1), **_VEC)
+def te1_uf(topt):
+    return _te1(topt)
+
+
+@numba.vectorize(_sigs(6), **_VEC)
+def te2_uf(t, topt, c, half, above, below):
+    return _te2(t, topt, c, half, above, below)
+
+
+@numba.vectorize(_sigs(6), **_VEC)
+def fpar_zhu_uf(ndvi, lo, hi, fmin, fmax, alpha):
+    if ndvi != ndvi or lo != lo or hi != hi:
+        return math.nan
+    if ndvi < lo:
+        ndvi = lo
+    if ndvi > hi:
+        ndvi = hi
+    span = fmax - fmin
+    if hi > lo:
+        f_ndvi = (ndvi - lo) / (hi - lo) * span + fmin
+        sr = (1.0 + ndvi) / (1.0 - ndvi)
+        sr_lo = (1.0 + lo) / (1.0 - lo)
+        sr_hi = (1.0 + hi) / (1.0 - hi)
+        f_sr = (sr - sr_lo) / (sr_hi - sr_lo) * span + fmin
+    else:  # degenerate class range: no information in NDVI
+        f_ndvi = fmin
+        f_sr = fmin
+    f = alpha * f_ndvi + (1.0 - alpha) * f_sr
+    if f < fmin:
+        f = fmin
+    if f > fmax:
+        f = fmax
+    return f
+
+
+@numba.vectorize(_sigs(3), **_VEC)
+def fpar_minmax_uf(ndvi, lo, hi):
+    if ndvi != ndvi:
+        return ndvi
+    f = (ndvi - lo) / (hi - lo) if hi > lo else 0.0
+    if f < 0.0:
+        f = 0.0
+    if f > 1.0:
+        f = 1.0
+    return f
+
+
+@numba.vectorize(_sigs(2), **_VEC)
+def zz_rn_uf(p, ep):
+    if p != p or ep != ep:
+        return math.nan
+    return _zz_rn(max(p, 0.0), max(ep, 0.0))
+
+
+@numba.vectorize(_sigs(2), **_VEC)
+def zz_eet_uf(p, ep):
+    return _zz_eet(p, ep)
+
+
+@numba.vectorize(_sigs(2), **_VEC)
+def zz_pet_uf(p, ep):
+    e = _zz_eet(p, ep)
+    return 0.5 * (e + max(ep, 0.0))
+
+
+@numba.vectorize(_sigs(10), **_VEC)
+def casa_npp_uf(fpar, sol, t, topt, we, emax, par_fraction, c, half, t_min):
+    if t != t:
+        return t
+    apar = sol * fpar * par_fraction
+    if t <= t_min:
+        return 0.0 * apar * emax  # ε = 0; keeps NaN of masked pixels
+    eps = _te1(topt) * _te2(t, topt, c, half, 10.0, 13.0) * we * emax
+    return apar * eps
+
+
+@numba.vectorize(_sigs(2), **_VEC)
+def miami_uf(t, r):
+    npp_t = 3000.0 / (1.0 + math.exp(1.315 - 0.119 * t))
+    npp_p = 3000.0 * (1.0 - math.exp(-0.000664 * r))
+    if npp_t != npp_t or npp_p != npp_p:
+        return math.nan
+    return min(npp_t, npp_p)
+
+
+@numba.vectorize(_sigs(2), **_VEC)
+def thornthwaite_memorial_uf(t, r):
+    big_l = 3000.0 + 25.0 * t + 0.05 * t ** 3
+    v = 1.05 * r / math.sqrt(1.0 + (1.0 + 1.05 * r / big_l) ** 2)
+    npp = 3000.0 * (1.0 - math.exp(-0.0009695 * (v - 20.0)))
+    if npp < 0.0:
+        npp = 0.0
+    return npp
+
+
+# --------------------------------------------------------------------- along-time kernels
+# Arrays are (time, pixel); ``group`` is an int64 label per time step
+# (calendar-year index 0..ngroup-1, non-decreasing).
+
+
+@numba.njit(**_JIT)
+def thornthwaite_kernel(t, group, ngroup, climatology, moy, lat, doy, days, correct):
+    """Thornthwaite E_p [mm month-1]; see :func:`carbonsink.flux.water.thornthwaite_pet`."""
+    nt, npx = t.shape
+    out = np.empty((nt, npx), dtype=t.dtype)
+    hi = np.zeros((ngroup, npx))
+    if climatology:
+        msum = np.zeros((12, npx))
+        mcnt = np.zeros((12, npx))
+        for i in range(nt):
+            m = moy[i]
+            for p in range(npx):
+                v = t[i, p]
+                if v == v:
+                    msum[m, p] += v
+                    mcnt[m, p] += 1.0
+        for p in range(npx):
+            acc = 0.0
+            for m in range(12):
+                if mcnt[m, p] == 0.0:
+                    acc = math.nan
+                    break
+                tm = msum[m, p] / mcnt[m, p]
+                if tm > 0.0:
+                    acc += (tm / 5.0) ** 1.514
+            for g in range(ngroup):
+                hi[g, p] = acc
+    else:
+        for i in range(nt):
+            g = group[i]
+            for p in range(npx):
+                v = t[i, p]
+                if v != v:
+                    hi[g, p] = math.nan
+                elif v > 0.0:
+                    hi[g, p] += (v / 5.0) ** 1.514
+    expo = np.empty((ngroup, npx))
+    for g in range(ngroup):
+        for p in range(npx):
+            expo[g, p] = _thornthwaite_exponent(hi[g, p])
+    for i in range(nt):
+        g = group[i]
+        factor = 1.0
+        for p in range(npx):
+            v = t[i, p]
+            h = hi[g, p]
+            if v != v or h != h:
+                out[i, p] = math.nan
+                continue
+            if v <= 0.0 or h <= 0.0:
+                out[i, p] = 0.0
+                continue
+            ep = 16.0 * (10.0 * v / h) ** expo[g, p]
+            if correct:
+                phi = math.radians(lat[p])
+                dec = 0.409 * math.sin(2.0 * math.pi * doy[i] / 365.0 - 1.39)
+                x = -math.tan(phi) * math.tan(dec)
+                if x >= 1.0:
+                    ws = 0.0
+                elif x <= -1.0:
+                    ws = math.pi
+                else:
+                    ws = math.acos(x)
+                n_hours = 24.0 / math.pi * ws
+                factor = n_hours / 12.0 * days[i] / 30.0
+            out[i, p] = ep * factor
+    return out
+
+
+@numba.njit(**_JIT)
+def wepsilon_kernel(eet, pet, first, carry):
+    """Wε = 0.5 + 0.5·EET/PET in [0.5, 1], carried forward where PET <= 0."""
+    nt, npx = eet.shape
+    out = np.empty((nt, npx), dtype=eet.dtype)
+    for p in range(npx):
+        prev = first
+        for i in range(nt):
+            e = eet[i, p]
+            q = pet[i, p]
+            if e != e or q != q:
+                out[i, p] = math.nan
+                prev = math.nan
+                continue
+            if q <= 0.0:
+                out[i, p] = prev if carry else math.nan
+                continue
+            w = 0.5 + 0.5 * e / q
+            if w < 0.5:
+                w = 0.5
+            if w > 1.0:
+                w = 1.0
+            out[i, p] = w
+            prev = w
+    return out
+
+
+@numba.njit(**_JIT)
+def topt_kernel(ndvi, t, group, ngroup, floor, use_floor):
+    """Multi-year mean of the temperature of each year's NDVI-peak month."""
+    nt, npx = ndvi.shape
+    out = np.empty(npx, dtype=t.dtype)
+    best = np.empty(ngroup)
+    tbest = np.empty(ngroup)
+    for p in range(npx):
+        for g in range(ngroup):
+            best[g] = -np.inf
+            tbest[g] = math.nan
+        for i in range(nt):
+            v = ndvi[i, p]
+            g = group[i]
+            if v == v and v > best[g]:
+                best[g] = v
+                tbest[g] = t[i, p]
+        s = 0.0
+        n = 0
+        for g in range(ngroup):
+            if tbest[g] == tbest[g]:
+                s += tbest[g]
+                n += 1
+        val = s / n if n > 0 else math.nan
+        if use_floor and val == val and val < floor:
+            val = floor
+        out[p] = val
+    return out
+
+
+@numba.njit(**_JIT)
+def bl_annual_ratio_kernel(rs, group, ngroup, nmonths, intercept, slope):
+    """Bond-Lamberty applied to calendar-year sums, distributed by monthly Rs."""
+    nt, npx = rs.shape
+    out = np.empty((nt, npx), dtype=rs.dtype)
+    ysum = np.zeros((ngroup, npx))
+    for i in range(nt):
+        g = group[i]
+        for p in range(npx):
+            ysum[g, p] += rs[i, p]
+    ratio = np.empty((ngroup, npx))
+    for g in range(ngroup):
+        scale = 12.0 / nmonths[g]
+        for p in range(npx):
+            s = ysum[g, p] * scale
+            if s != s:
+                ratio[g, p] = math.nan
+            elif s <= 0.0:
+                ratio[g, p] = 0.0
+            else:
+                ratio[g, p] = math.exp(intercept + slope * math.log(s)) / s
+    for i in range(nt):
+        g = group[i]
+        for p in range(npx):
+            v = rs[i, p]
+            if v != v:
+                out[i, p] = math.nan
+            elif v <= 0.0:
+                out[i, p] = 0.0
+            else:
+                out[i, p] = v * ratio[g, p]
+    return out

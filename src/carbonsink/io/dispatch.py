@@ -1,0 +1,116 @@
+"""``read_input``: one entry point for every gridded input of a study."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from ..errors import AlignmentError, InputError
+from ._common import ChunksLike, PathLike, attach_crs, expand_paths, parse_crs, standardise_time
+from .geotiff import GEOTIFF_SUFFIXES, read_geotiff, read_geotiff_series
+from .modis import HDF_SUFFIXES, read_modis_hdf
+from .netcdf import NETCDF_SUFFIXES, read_netcdf, read_zarr
+
+__all__ = ["read_input", "SUPPORTED_SUFFIXES"]
+
+SUPPORTED_SUFFIXES = GEOTIFF_SUFFIXES + NETCDF_SUFFIXES + (".zarr",) + HDF_SUFFIXES
+
+
+def _kind(path: Path) -> str:
+    s = path.suffix.lower()
+    if s in GEOTIFF_SUFFIXES:
+        return "geotiff"
+    if s in NETCDF_SUFFIXES:
+        return "netcdf"
+    if s == ".zarr" or (path.is_dir() and ((path / ".zgroup").exists() or
+                                           (path / "zarr.json").exists())):
+        return "zarr"
+    if s in HDF_SUFFIXES:
+        return "modis"
+    raise InputError(f"cannot read {path}: unknown format {path.suffix or '(no suffix)'!r}; "
+                     f"supported are {', '.join(SUPPORTED_SUFFIXES)}; fix: convert the file or "
+                     "give it the right suffix")
+
+
+def read_input(path: PathLike | Iterable[PathLike], *, variable: str | None = None,
+               units: str | None = None, date_pattern: str | None = None,
+               band_dates: Sequence[Any] | str | None = None, frequency: str | None = None,
+               crs: Any = None, chunks: ChunksLike = "auto", product: str | None = None,
+               sds: str | None = None) -> xr.DataArray:
+    """Read a gridded study input as a DataArray ``(time, y, x)`` or ``(y, x)``.
+
+    Dispatches on the suffix: ``.tif/.tiff`` (one file, a multi-band stack
+    with ``band_dates``, or a glob / list of one-file-per-step GeoTIFFs whose
+    dates ``date_pattern`` parses from the names), ``.nc/.nc4`` (one or more
+    files concatenated on time), ``.zarr``, ``.hdf`` (MODIS HDF4-EOS tiles;
+    ``sds`` or else ``variable`` names the SDS, ``product`` the short name).
+
+    ``variable`` names the result (and selects the NetCDF/Zarr variable);
+    ``units`` overrides the file's units (the file's are kept as
+    ``units_in_file``); ``crs`` supplies or overrides the CRS; ``frequency``
+    ('month', 'year', 'day') snaps time stamps to period starts. The result is
+    lazy (dask, space chunked, time whole) unless ``chunks=None``.
+
+    Raises :class:`InputError` for missing files, unmatched globs, unknown
+    formats or unreadable files, and :class:`AlignmentError` when no CRS can
+    be found (fix: ``crs:`` in the study input).
+    """
+    files = expand_paths(path, suffixes=GEOTIFF_SUFFIXES + NETCDF_SUFFIXES + HDF_SUFFIXES)
+    kinds = {_kind(p) for p in files}
+    if len(kinds) > 1:
+        raise InputError(f"inputs {[str(p) for p in files]} mix formats {sorted(kinds)}; one "
+                         "input must be one format")
+    kind = kinds.pop()
+    if kind == "geotiff":
+        if len(files) > 1 or date_pattern is not None:
+            if date_pattern is None:
+                raise InputError(f"{len(files)} GeoTIFF files given for one input but no "
+                                 "date_pattern; fix: give date_pattern: with named groups year, "
+                                 r"month (e.g. 'NDVI_(?P<year>\d{4})(?P<month>\d{2})')")
+            if band_dates is not None:
+                raise InputError("band_dates applies to one multi-band GeoTIFF; a series of "
+                                 "files takes its dates from date_pattern")
+            da = read_geotiff_series(files, date_pattern, variable=variable, units=units,
+                                     chunks=chunks, crs=crs)
+        else:
+            da = read_geotiff(files[0], band_dates=band_dates, variable=variable, units=units,
+                              chunks=chunks, crs=crs)
+            if "band" in da.dims:
+                raise InputError(f"{files[0]} has {da.sizes['band']} bands; fix: give "
+                                 "band_dates: (a list with one date per band, or "
+                                 "'from_descriptions') or select one band")
+    elif kind == "netcdf":
+        da = read_netcdf(files, variable, units=units, crs=crs, chunks=chunks,
+                         frequency=frequency)
+    elif kind == "zarr":
+        if len(files) > 1:
+            raise InputError(f"one Zarr store per input, got {[str(p) for p in files]}")
+        da = read_zarr(files[0], variable, units=units, crs=crs, chunks=chunks,
+                       frequency=frequency)
+    else:
+        name = sds or variable
+        if name is None:
+            raise InputError(f"{files[0]}: give sds: (e.g. Npp, Gpp, NDVI) for a MODIS HDF input")
+        da = read_modis_hdf(files, name, product, variable=variable, chunks=chunks)
+        if crs is not None:
+            da = attach_crs(da, parse_crs(crs, source=str(files[0])))
+        if units is not None and da.attrs.get("units") != units:
+            da.attrs["units_in_file"] = da.attrs.get("units", "")
+            da.attrs["units"] = units
+    if kind in ("geotiff", "modis") and frequency is not None and "time" in da.dims:
+        da = standardise_time(da, frequency=frequency, source=str(files[0]))
+    extra = [d for d in da.dims if d not in ("time", "y", "x")]
+    if extra:
+        raise InputError(f"{files[0]}: variable {da.name!r} has extra dimensions "
+                         f"{[(d, da.sizes[d]) for d in extra]}; carbonsink needs (time, y, x) "
+                         "or (y, x); fix: select one level first (e.g. ncks -d <dim>,0)")
+    if da.rio.crs is None:
+        raise AlignmentError(f"no CRS: file {files[0]}; fix: give crs: in the study input")
+    if variable is not None:
+        da.name = variable
+    da.encoding.setdefault("source", os.fspath(files[0]))
+    return da

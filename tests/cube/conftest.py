@@ -1,0 +1,63 @@
+"""Fixtures for the cube tests: shared real data, dask laziness, synthetic cubes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dask
+import pytest
+
+from cube_helpers import make_cube
+
+
+def shared_data_dir() -> Path:
+    env = os.environ.get("CARBONSINK_SHARED_DATA")
+    if env:
+        return Path(env)
+    return (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    d = shared_data_dir()
+    if not d.is_dir():
+        pytest.skip(f"real test data not found at {d} (set CARBONSINK_SHARED_DATA to the "
+                    "shared/data folder to run this test)")
+    return d
+
+
+@pytest.fixture(scope="session")
+def provinces(shared_data) -> Path:
+    p = shared_data / "boundaries" / "china_provinces_dcw-gmt-2.1.1_simplified0.01deg.geojson"
+    if not p.exists():
+        pytest.skip(f"province boundaries not found at {p}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def mcd12c1(shared_data) -> Path:
+    p = shared_data / "landcover" / "MCD12C1.A2019001.006.2020220162300.tif"
+    if not p.exists():
+        pytest.skip(f"MCD12C1 land cover not found at {p}")
+    return p
+
+
+def _raise_on_compute(dsk, keys, **kwargs):
+    raise AssertionError("dask graph was computed although the operation should stay lazy")
+
+
+def no_compute_ctx():
+    """A context in which any dask compute fails (``with no_compute_ctx(): ...``)."""
+    return dask.config.set(scheduler=_raise_on_compute)
+
+
+@pytest.fixture
+def no_compute():
+    """Factory of contexts in which any dask compute fails: ``with no_compute(): ...``."""
+    return no_compute_ctx
+
+
+@pytest.fixture
+def cube_factory():
+    return make_cube
