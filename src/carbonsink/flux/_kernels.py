@@ -97,12 +97,17 @@ def pei_uf(t, p, a, b, c, days, fraction):
     return a * (math.exp(b * t) + math.log(c * p + 1.0)) * days * fraction
 
 
-@numba.vectorize(_sigs(9), **_VEC)
-def gsmsr_daily_uf(t, p_cm, soc, r0, m, alpha, beta, p0, k):
+@numba.vectorize(_sigs(10), **_VEC)
+def gsmsr_uf(t, pr_mm, soc, days, r0, m, alpha, beta, p0, k):
+    """GSMSR Rs over ``days`` days; P enters in cm (pr_mm / 10).
+
+    Q10(T)^(T/10) = exp(ln(α·e^(βT))·T/10) = exp((ln α + β·T)·T/10): one exp.
+    """
+    p_cm = pr_mm * 0.1
     if p_cm < 0.0:
         p_cm = 0.0
-    q10 = alpha * math.exp(beta * t)
-    return (r0 + m * soc) * math.exp(math.log(q10) * t / 10.0) * (p_cm + p0) / (p_cm + k)
+    temp = math.exp((math.log(alpha) + beta * t) * t * 0.1)
+    return (r0 + m * soc) * temp * (p_cm + p0) / (p_cm + k) * days
 
 
 @numba.vectorize(_sigs(3), **_VEC)
@@ -318,6 +323,75 @@ def wepsilon_kernel(eet, pet, first, carry):
                 w = 1.0
             out[i, p] = w
             prev = w
+    return out
+
+
+@numba.njit(**_JIT)
+def wepsilon_zz_kernel(pr, ep, first, carry):
+    """Wε from the Zhou–Zhang EET and PET of (P, E_p) in one pass, with carry-forward."""
+    nt, npx = pr.shape
+    out = np.empty((nt, npx), dtype=pr.dtype)
+    for p in range(npx):
+        prev = first
+        for i in range(nt):
+            pv = pr[i, p]
+            e0 = ep[i, p]
+            if pv != pv or e0 != e0:
+                out[i, p] = math.nan
+                prev = math.nan
+                continue
+            if e0 < 0.0:
+                e0 = 0.0
+            eet = _zz_eet(pv, e0)
+            q = 0.5 * (eet + e0)
+            if q <= 0.0:
+                out[i, p] = prev if carry else math.nan
+                continue
+            w = 0.5 + 0.5 * eet / q
+            if w < 0.5:
+                w = 0.5
+            if w > 1.0:
+                w = 1.0
+            out[i, p] = w
+            prev = w
+    return out
+
+
+@numba.njit(**_JIT)
+def modis_kernel(npp, gpp, amat, comp_year, nyear, zero_negative):
+    """Monthly NPP (12·nyear, npix) from annual NPP (nyear, npix) and composites (ncomp, npix).
+
+    ``amat`` (ncomp, 12) assigns each composite to months (rows sum to 1);
+    ``comp_year`` is the year index of each composite.  Accumulates in float64.
+    """
+    ncomp, npx = gpp.shape
+    out = np.empty((12 * nyear, npx), dtype=gpp.dtype)
+    acc = np.zeros((12, npx))
+    k = 0
+    for j in range(nyear):
+        acc[:, :] = 0.0
+        while k < ncomp and comp_year[k] == j:
+            for m in range(12):
+                a = amat[k, m]
+                if a != 0.0:
+                    for p in range(npx):
+                        acc[m, p] += a * gpp[k, p]
+            k += 1
+        for p in range(npx):
+            tot = 0.0
+            for m in range(12):
+                tot += acc[m, p]
+            ny = npp[j, p]
+            if zero_negative and ny < 0.0:
+                ny = 0.0
+            if tot == 0.0:
+                v = 0.0 if ny == 0.0 else math.nan
+                for m in range(12):
+                    out[12 * j + m, p] = v
+            else:
+                f = ny / tot
+                for m in range(12):
+                    out[12 * j + m, p] = acc[m, p] * f
     return out
 
 

@@ -36,7 +36,7 @@ from . import _kernels as K
 from ._util import (call_uf, apply_time_kernel, calendar_of, check_mode, choice, finish, float_dtype,
                     is_dask, is_xr, prep, time_length)
 from .rh import _warn_count
-from .water import thornthwaite_pet, zhou_zhang_eet, zhou_zhang_pet
+from .water import thornthwaite_pet
 
 __all__ = [
     "modis_monthly", "composite_month_matrix",
@@ -188,12 +188,14 @@ def composite_month_matrix(starts: Any, ndays: Any, year: int, split: str = "day
     starts = pd.DatetimeIndex(starts)
     ndays = np.asarray(ndays, dtype=int)
     a = np.zeros((len(starts), 12))
-    for k, (s, nd) in enumerate(zip(starts, ndays)):
+    first_day = starts.values.astype("datetime64[D]")
+    for k in range(len(starts)):  # loop over the ~46 composites of a year (graph build only)
         if split == "start":
-            a[k, s.month - 1] = 1.0
+            a[k, starts[k].month - 1] = 1.0
             continue
-        days = pd.date_range(s, periods=int(nd), freq="D")
-        np.add.at(a[k], days.month.values - 1, 1.0 / nd)
+        days = first_day[k] + np.arange(int(ndays[k]))
+        months = days.astype("datetime64[M]").astype(np.int64) % 12
+        np.add.at(a[k], months, 1.0 / ndays[k])
     return a
 
 
@@ -296,6 +298,10 @@ def modis_monthly(npp_annual: Any, gpp_8day: Any, *, split: str | None = None,
     dtype = float_dtype(npp, gpp)
     zero_neg = negative_npp == "zero"
 
+    amat = np.concatenate([a for _, _, a in blocks], axis=0)
+    comp_year = np.concatenate([np.full(k1 - k0, j, dtype=np.int64)
+                                for j, (k0, k1, _) in enumerate(blocks)])
+
     def _block(n_b, g_b, core_last=True):
         nT = np.moveaxis(n_b, -1, 0) if core_last else n_b
         gT = np.moveaxis(g_b, -1, 0) if core_last else g_b
@@ -303,18 +309,9 @@ def modis_monthly(npp_annual: Any, gpp_8day: Any, *, split: str | None = None,
         npix = int(np.prod(spatial)) if spatial else 1
         g2 = np.ascontiguousarray(np.broadcast_to(gT, (gT.shape[0],) + spatial),
                                   dtype=dtype).reshape(gT.shape[0], npix)
-        n2 = np.broadcast_to(nT, (nT.shape[0],) + spatial).reshape(nT.shape[0], npix)
-        out = np.empty((12 * nyear, npix), dtype=dtype)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            for j, (k0, k1, a) in enumerate(blocks):
-                g = a.T.astype(dtype) @ g2[k0:k1]
-                tot = g.sum(axis=0)
-                ny_ = n2[j].astype(dtype)
-                if zero_neg:
-                    ny_ = np.where(ny_ < 0, dtype.type(0), ny_)
-                val = g * (ny_ / tot)
-                dormant = np.where(ny_ == 0, dtype.type(0), dtype.type(np.nan))
-                out[12 * j:12 * j + 12] = np.where(tot == 0, dormant, val)
+        n2 = np.ascontiguousarray(np.broadcast_to(nT, (nT.shape[0],) + spatial),
+                                  dtype=dtype).reshape(nT.shape[0], npix)
+        out = K.modis_kernel(n2, g2, amat, comp_year, nyear, zero_neg)
         res = out.reshape((12 * nyear,) + spatial)
         return np.moveaxis(res, 0, -1) if core_last else res
 
@@ -770,11 +767,13 @@ def casa(ndvi: Any, tas: Any, sol: Any, landcover: Any, *, pr: Any = None, eet: 
         pr_ = prep(pr, "mm month-1", "pr", time_dim=time_dim)
         ep = thornthwaite_pet(t, lat=lat, daylength_correction=daylength_correction,
                               heat_index=heat_index, time_dim=time_dim, time=time)
-        e_ = zhou_zhang_eet(pr_, ep)
-        p_ = zhou_zhang_pet(pr_, ep)
         params["water"] = "Thornthwaite E_p + Zhou-Zhang EET/PET"
         params.update(daylength_correction=daylength_correction, heat_index=heat_index)
-    we = wepsilon(e_, p_, time_dim=time_dim)
+    if eet is not None:
+        we = wepsilon(e_, p_, time_dim=time_dim)
+    else:  # fused: Zhou-Zhang EET and PET and Wε in one pass (same as wepsilon(eet, pet))
+        we = apply_time_kernel(lambda t2, s2: K.wepsilon_zz_kernel(t2[0], t2[1], 1.0, True),
+                               [pr_, ep], [], time_dim=time_dim, dtype=float_dtype(pr_, ep))
     out = call_uf(K.casa_npp_uf, f, s, t, to, we, emax, par_fraction, cc, 1.0 if half else 0.0, t_min)
     if is_xr(out):
         keep = [c_ for c_ in out.coords if c_ not in n.coords]

@@ -160,7 +160,7 @@ def gsmsr_daily(tas: Any, pr: Any, soc: Any, *, beta: float = -0.0006, alpha: fl
     t = prep(tas, "degC", "tas")
     p = prep(pr, "mm month-1", "pr")
     s = prep(soc, "kg C m-2", "soc")
-    out = call_uf(K.gsmsr_daily_uf, t, p / 10.0, s, r0, m, alpha, beta, p0, k)
+    out = call_uf(K.gsmsr_uf, t, p, s, 1.0, r0, m, alpha, beta, p0, k)
     return finish(out, name="rs", units="g C m-2 d-1",
                   long_name="soil respiration (mean daily rate)", model="gsmsr",
                   parameters=dict(beta=beta, alpha=alpha, r0=r0, m=m, p0=p0, k=k),
@@ -202,8 +202,7 @@ def gsmsr(tas: Any, pr: Any, soc: Any, beta: float = -0.0006, *, alpha: float = 
         dd = np.asarray(dd, dtype=dt)
     elif is_xr(dd):
         dd = dd.astype(dt)
-    daily = call_uf(K.gsmsr_daily_uf, t, p / 10.0, s, r0, m, alpha, beta, p0, k)
-    out = daily * dd
+    out = call_uf(K.gsmsr_uf, t, p, s, dd, r0, m, alpha, beta, p0, k)
     return finish(out, name="rs", units="g C m-2 month-1", long_name="soil respiration",
                   model="gsmsr", parameters=dict(beta=beta, alpha=alpha, r0=r0, m=m, p0=p0, k=k),
                   reference=_REF_YU, section="§3.2", extra={"beta_status": GSMSR_BETA_STATUS})

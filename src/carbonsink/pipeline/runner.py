@@ -34,7 +34,7 @@ class Step:
     title: str
     func: Callable[["RunContext"], list[Path]]
     depends: tuple[str, ...] = ()
-    config_keys: tuple[str, ...] = ()  # top-level study keys the step reads
+    config_keys: tuple[str, ...] = ()  # study keys the step reads ("outputs.formats")
     uses_input_files: bool = False
 
 
@@ -85,10 +85,17 @@ def step_key(ctx: RunContext, step: Step) -> str:
     from .. import __version__
 
     data = ctx.cfg.model_dump(mode="json")
+
+    def pick(key: str):
+        node = data
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
+
     payload = {
         "version": __version__,
         "step": step.name,
-        "config": {k: data.get(k) for k in step.config_keys},
+        "config": {k: pick(k) for k in step.config_keys},
         "upstream": {d: ctx.keys.get(d) for d in step.depends},
         "inputs": _input_fingerprint(ctx.cfg) if step.uses_input_files else None,
     }

@@ -476,12 +476,12 @@ def step_report(ctx: RunContext) -> list[Path]:
 
 STEPS: list[Step] = [
     Step("prepare", "read, convert and align inputs", step_prepare,
-         config_keys=("period", "grid", "region", "inputs", "outputs", "dask", "models"),
+         config_keys=("period", "grid", "region", "inputs", "outputs.formats", "dask.chunks"),
          uses_input_files=True),
     Step("flux", "NPP, Rh and NEP for every combination", step_flux, depends=("prepare",),
          config_keys=("models", "outputs", "period")),
     Step("maps", "maps (Cloud-Optimized GeoTIFF)", step_maps, depends=("flux",),
-         config_keys=("outputs",)),
+         config_keys=("outputs.formats",)),
     Step("summaries", "regional and per-class summaries", step_summaries, depends=("flux",),
          config_keys=("analyses", "outputs")),
     Step("figures", "figures", step_figures, depends=("summaries", "maps"),

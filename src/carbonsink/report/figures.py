@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import xarray as xr  # noqa: E402
@@ -34,6 +35,7 @@ def timeseries_figure(table: pd.DataFrame, path: str | Path, *, value="mean_g_C_
         grp = grp.sort_values("year")
         ax.plot(grp["year"], grp[value], marker="o", ms=3, lw=1.3, label=str(key))
     ax.axhline(0, color="0.6", lw=0.8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("year")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)

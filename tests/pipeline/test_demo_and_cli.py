@@ -1,0 +1,95 @@
+"""`carbonsink demo` through the CLI, the same study on a 2-process LocalCluster, and the CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import yaml
+from click.testing import CliRunner
+from conftest import write_study
+
+from carbonsink.cli import main
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    res = CliRunner().invoke(main, ["demo", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return out, res.output
+
+
+def test_demo_cli_writes_a_results_folder(demo_run):
+    out, output = demo_run
+    assert "demo finished" in output and "[6/6] HTML report" in output
+    index = out / "results" / "index.html"
+    html = index.read_text()
+    assert "Synthetic data" in html
+    for combo in ("modis+pei", "modis+gsmsr_bl", "modis+gsmsr_shi", "casa+pei",
+                  "casa+gsmsr_bl", "casa+gsmsr_shi"):
+        assert (out / "results" / "cubes" / combo / "annual.zarr").is_dir()
+        assert combo in html
+    tab = pd.read_parquet(out / "results" / "tables" / "regional_annual.parquet")
+    assert tab["year"].min() == 2001 and tab["year"].max() == 2021
+    nep = tab[tab.variable == "nep"]
+    assert np.isfinite(nep["mean_g_C_m2_yr"]).all()
+    ds = xr.open_zarr(out / "results" / "cubes" / "casa+pei" / "annual.zarr")
+    assert "synthetic" in ds.attrs["carbonsink_synthetic"]
+
+
+def test_demo_on_local_cluster_gives_the_same_numbers(demo_run, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    out, _ = demo_run
+    study = yaml.safe_load((out / "inputs" / "study.yaml").read_text())
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        study["dask"] = {"scheduler": cluster.scheduler_address}
+        study["outputs"]["dir"] = str(tmp_path / "cluster_results")
+        p = out / "inputs" / "study_cluster.yaml"
+        p.write_text(yaml.safe_dump(study))
+        lines = []
+        from carbonsink.pipeline import run_study
+
+        run_study(p, echo=lines.append)
+    assert any("using dask cluster" in line for line in lines)
+    local = pd.read_parquet(out / "results" / "tables" / "regional_annual.parquet")
+    remote = pd.read_parquet(tmp_path / "cluster_results" / "tables" /
+                             "regional_annual.parquet")
+    pd.testing.assert_frame_equal(local.reset_index(drop=True), remote.reset_index(drop=True),
+                                  rtol=1e-6)
+    a = xr.open_zarr(out / "results" / "cubes" / "modis+gsmsr_bl" / "monthly.zarr")["nep"]
+    b = xr.open_zarr(tmp_path / "cluster_results" / "cubes" / "modis+gsmsr_bl" /
+                     "monthly.zarr")["nep"]
+    np.testing.assert_allclose(a.values, b.values, rtol=1e-6, equal_nan=True)
+
+
+def test_cli_check_run_and_errors(hetero_inputs, tmp_path):
+    runner = CliRunner()
+    import shutil
+
+    for item in hetero_inputs.iterdir():
+        (shutil.copytree if item.is_dir() else shutil.copy)(item, tmp_path / item.name)
+    study = write_study(tmp_path)
+    res = runner.invoke(main, ["check", str(study)])
+    assert res.exit_code == 0 and "OK" in res.output and "target grid" in res.output
+    res = runner.invoke(main, ["run", str(study), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "r" / "index.html").exists()
+    bad = write_study(tmp_path, models={"combinations": ["nope+pei"]})
+    res = runner.invoke(main, ["run", str(bad)])
+    assert res.exit_code == 2
+    assert "unknown combination 'nope+pei'" in res.output
+    res = runner.invoke(main, ["check", str(tmp_path / "missing.yaml")])
+    assert res.exit_code == 2 and "study file not found" in res.output
+
+
+def test_cli_lists_models_and_variables():
+    runner = CliRunner()
+    res = runner.invoke(main, ["models"])
+    assert res.exit_code == 0 and "casa+gsmsr_shi" in res.output and "gsmsr_bl" in res.output
+    res = runner.invoke(main, ["variables"])
+    assert res.exit_code == 0 and "g C m-2 month-1" in res.output and "landcover" in res.output
+    res = runner.invoke(main, ["--version"])
+    assert res.exit_code == 0 and "carbonsink" in res.output
