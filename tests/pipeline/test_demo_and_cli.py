@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 import yaml
 from click.testing import CliRunner
-from conftest import write_study
+from pipeline_helpers import write_study
 
 from carbonsink.cli import main
 

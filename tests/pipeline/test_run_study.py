@@ -16,7 +16,7 @@ import pytest
 import rasterio
 import xarray as xr
 import yaml
-from conftest import GRID, study_dict, tas_kelvin, write_study, write_tas
+from pipeline_helpers import GRID, study_dict, tas_kelvin, write_study, write_tas
 
 from carbonsink.errors import (
     AlignmentError,

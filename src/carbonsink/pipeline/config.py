@@ -81,6 +81,8 @@ class InputConfig(_Strict):
     crs: str | None = Field(None, description="CRS when the file has none (e.g. EPSG:4326)")
     resampling: Literal["average", "mode", "nearest", "bilinear"] | None = None
     product: str | None = None
+    scheme: Literal["igbp", "mcd12c1", "clcd"] | None = Field(
+        None, description="land-cover legend (landcover input only); default igbp")
 
     @field_validator("date_pattern")
     @classmethod
@@ -217,6 +219,19 @@ class StudyConfig(_Strict):
             raise ValueError(f"unknown input role(s) {unknown}; allowed roles: "
                              f"{', '.join(INPUT_ROLES)}")
         return v
+
+    @model_validator(mode="after")
+    def _scheme_only_for_landcover(self):
+        for role, inp in self.inputs.items():
+            if inp.scheme is not None and role != "landcover":
+                raise ValueError(f"inputs.{role}.scheme: a legend applies to the landcover "
+                                 "input only")
+        return self
+
+    @property
+    def landcover_scheme(self) -> str:
+        lc = self.inputs.get("landcover")
+        return (lc.scheme if lc is not None and lc.scheme else "igbp")
 
     @model_validator(mode="after")
     def _grid_like_exists(self):

@@ -159,6 +159,11 @@ def _missing_for_models(cfg: StudyConfig, arrays: dict[str, Any]) -> str | None:
             need.setdefault(role, set()).add(name)
         if c.npp.name == "casa" and not ("eet" in arrays and "pet" in arrays):
             need.setdefault("pr", set()).add(name)
+        if c.npp.name == "casa" and cfg.landcover_scheme == "clcd" and \
+                "lc_table" not in (cfg.models.options.get("casa") or {}):
+            return ("CASA maps IGBP land-cover codes to its vegetation types; with "
+                    "inputs.landcover.scheme clcd give models.options.casa.lc_table "
+                    "(a CLCD code -> vegetation type table)")
     missing = {r: sorted(c) for r, c in need.items() if r not in arrays}
     if not missing:
         return None
@@ -289,7 +294,8 @@ def _vegetation_mask(ctx: RunContext, inputs: dict[str, xr.DataArray],
     if "landcover" not in inputs:
         return None
     lc = inputs["landcover"]
-    keep = landcover_mask(lc, mask_classes=tuple(ctx.cfg.models.mask_classes))
+    keep = landcover_mask(lc, mask_classes=tuple(ctx.cfg.models.mask_classes),
+                          scheme=ctx.cfg.landcover_scheme)
     if "time" in keep.dims:
         years = keep["time"].dt.year
         keep = keep.assign_coords(time=years.values).rename(time="year")
@@ -414,7 +420,7 @@ def step_summaries(ctx: RunContext) -> list[Path]:
         if "landcover" in inputs and "landcover_summary" in cfg.analyses:
             lc = inputs["landcover"]
             lc_last = lc.isel(time=-1) if "time" in lc.dims else lc
-            classes = reclassify(lc_last, to="7class")
+            classes = reclassify(lc_last, scheme=cfg.landcover_scheme, to="7class")
             nep_mean = annual["nep"].mean("time", skipna=False)
             df = per_class_summary(nep_mean, classes, area)
             df.insert(0, "combination", name)

@@ -625,6 +625,313 @@ def mk_kernel(xs, orient, tt, min_valid, skipna, variant, lag, zcrit, small_exac
             tau_out[pix] = s / (0.5 * neff * (neff - 1.0)) if neff > 1 else nan
 
 
+_L = 16  # pixels processed side by side (SIMD lanes) by mk_lanes_kernel
+
+
+@nb.njit(**_JIT)
+def mk_lanes_kernel(xs, orient, tt, min_valid, skipna, small_exact, ptable,
+                    slope, intercept, s_out, var_out, z_out, p_out, tau_out, nout, start, stop):
+    """Original Mann–Kendall test + Theil–Sen, ``_L`` pixels at a time (same outputs as
+    :func:`mk_kernel` with ``variant=MK_ORIGINAL``).
+
+    All loops run over the pixels of a block in the innermost position, so they
+    vectorise whatever the series length.  Missing values stay in place: a pair
+    with a missing value gives a NaN difference, which adds nothing to S or to
+    the tie count, and its slope is stored as +inf, above every real slope; the
+    time distance of each pair is the true one.  The Sen median of the
+    ``m = n(n-1)/2`` real slopes of each pixel is found by counting passes over
+    the slope table: two pivots per pixel (first the OLS slope -/+ 0.5 SE, then
+    rank interpolation inside the current bracket) shrink a bracket that holds
+    the middle order statistics until it holds at most two values, which one
+    min/max pass then reads.  Pixels whose bracket cannot shrink (ties of the
+    median slope) are resolved by the same pass when the bracket holds one
+    distinct value, otherwise by quickselect on that pixel's slopes.
+    """
+    T = tt.shape[0]
+    L = _L
+    fdt = xs[0].dtype
+    npairs = T * (T - 1) // 2
+    mp = max(npairs, 1)
+    buf = np.empty((L, 1, T))
+    Y = np.empty((T, L))
+    SL = np.empty((mp, L), dtype=fdt)
+    tmp = np.empty(mp, dtype=fdt)
+    pi = np.empty(mp, dtype=np.int64)
+    pj = np.empty(mp, dtype=np.int64)
+    dtp = np.empty(mp)
+    k = 0
+    for i in range(T - 1):
+        for j in range(i + 1, T):
+            pi[k] = i
+            pj[k] = j
+            dtp[k] = tt[j] - tt[i]
+            k += 1
+    n = np.empty(L, dtype=np.int64)
+    ssum = np.empty(L, dtype=np.int64)
+    nz = np.empty(L, dtype=np.int64)
+    m = np.empty(L, dtype=np.int64)
+    k1 = np.empty(L, dtype=np.int64)
+    k2 = np.empty(L, dtype=np.int64)
+    clo = np.empty(L, dtype=np.int64)
+    chi = np.empty(L, dtype=np.int64)
+    ca = np.empty(L, dtype=np.int64)
+    cb = np.empty(L, dtype=np.int64)
+    state = np.empty(L, dtype=np.int64)
+    lo = np.empty(L, dtype=fdt)
+    hi = np.empty(L, dtype=fdt)
+    pa = np.empty(L, dtype=fdt)
+    pb = np.empty(L, dtype=fdt)
+    amin = np.empty(L, dtype=fdt)
+    amax = np.empty(L, dtype=fdt)
+    A = np.empty(L, dtype=fdt)
+    Bv = np.empty(L, dtype=fdt)
+    sy = np.empty(L)
+    st = np.empty(L)
+    sty = np.empty(L)
+    stt = np.empty(L)
+    syy = np.empty(L)
+    med = np.empty(L)
+    ymed1 = np.empty(L)
+    ymed2 = np.empty(L)
+    tmed1 = np.empty(L)
+    tmed2 = np.empty(L)
+    ties = np.empty(L)
+    rk = np.empty(L, dtype=np.int64)
+    ceq = np.empty(L, dtype=np.int64)
+    cnt = np.empty(L, dtype=np.int64)
+    ky1 = np.empty(L, dtype=np.int64)
+    ky2 = np.empty(L, dtype=np.int64)
+    nan = np.nan
+    inf = np.inf
+    for p0 in range(start, stop, L):
+        nb_ = min(L, stop - p0)
+        _gather(xs, orient, p0, nb_, buf)
+        for b in range(nb_, L):
+            for t in range(T):
+                buf[b, 0, t] = nan
+        for t in range(T):
+            for b in range(L):
+                v = buf[b, 0, t]
+                Y[t, b] = v if abs(v) < inf else nan
+        # valid counts and OLS sums (first pivots)
+        for b in range(L):
+            n[b] = 0
+            sy[b] = 0.0
+            st[b] = 0.0
+            sty[b] = 0.0
+            stt[b] = 0.0
+            syy[b] = 0.0
+        for t in range(T):
+            ti = tt[t]
+            for b in range(L):
+                v = Y[t, b]
+                ok = v == v
+                vv = v if ok else 0.0
+                tv = ti if ok else 0.0
+                n[b] += ok
+                sy[b] += vv
+                st[b] += tv
+                sty[b] += tv * vv
+                stt[b] += tv * tv
+                syy[b] += vv * vv
+        any_active = False
+        for b in range(L):
+            nn = n[b]
+            act = nn >= min_valid and nn >= 2 and (skipna or nn == T) and b < nb_
+            state[b] = 0 if act else 2
+            any_active = any_active or act
+            m[b] = nn * (nn - 1) // 2
+            k2[b] = m[b] // 2
+            k1[b] = k2[b] - 1 if m[b] % 2 == 0 else k2[b]
+            ky2[b] = nn // 2
+            ky1[b] = ky2[b] - 1 if nn % 2 == 0 else ky2[b]
+            lo[b] = -inf
+            hi[b] = inf
+            clo[b] = 0
+            chi[b] = m[b]
+            if act:
+                cst = stt[b] - st[b] * st[b] / nn
+                csy = sty[b] - st[b] * sy[b] / nn
+                cyy = syy[b] - sy[b] * sy[b] / nn
+                g = csy / cst if cst > 0.0 else 0.0
+                res = (cyy - g * csy) / max(nn - 2, 1) / cst if cst > 0.0 else 0.0
+                dg = 0.5 * math.sqrt(res) if res > 0.0 else 0.0
+                pa[b] = g - dg
+                pb[b] = g + dg
+            else:
+                pa[b] = nan
+                pb[b] = nan
+        if any_active:
+            # S, tied pairs and the slope table
+            for b in range(L):
+                ssum[b] = 0
+                nz[b] = 0
+                amin[b] = inf
+                amax[b] = -inf
+            for k in range(npairs):
+                i = pi[k]
+                j = pj[k]
+                dt = dtp[k]
+                for b in range(L):
+                    d = Y[j, b] - Y[i, b]
+                    ssum[b] += (d > 0) - (d < 0)
+                    nz[b] += d == 0
+                    q = d / dt
+                    fin = q == q
+                    qq = fdt.type(q) if fin else fdt.type(inf)
+                    qm = fdt.type(q) if fin else fdt.type(-inf)
+                    SL[k, b] = qq
+                    amin[b] = qq if qq < amin[b] else amin[b]
+                    amax[b] = qm if qm > amax[b] else amax[b]
+            # bracket narrowing by counting passes
+            for it in range(16):
+                if it > 0:
+                    busy = False
+                    for b in range(L):
+                        if state[b] != 0:
+                            pa[b] = nan
+                            pb[b] = nan
+                            continue
+                        busy = True
+                        nin = chi[b] - clo[b]
+                        lo_f = lo[b] if lo[b] > -inf else amin[b]
+                        hi_f = hi[b] if hi[b] < inf else amax[b]
+                        width = float(hi_f) - float(lo_f)
+                        dd = 0.5 + 0.05 * nin
+                        fa = (k1[b] - clo[b] - dd) / nin
+                        fb = (k2[b] + 1 - clo[b] + dd) / nin
+                        if it % 4 == 3:      # safeguard against slow interpolation
+                            fa = 0.25
+                            fb = 0.75
+                        pa[b] = lo_f + max(fa, 0.0) * width
+                        pb[b] = lo_f + min(fb, 1.0) * width
+                    if not busy:
+                        break
+                for b in range(L):
+                    ca[b] = 0
+                    cb[b] = 0
+                for k in range(npairs):
+                    for b in range(L):
+                        x = SL[k, b]
+                        ca[b] += x < pa[b]
+                        cb[b] += x < pb[b]
+                for b in range(L):
+                    if state[b] != 0:
+                        continue
+                    nin_old = chi[b] - clo[b]
+                    for w in range(2):
+                        v = pa[b] if w == 0 else pb[b]
+                        c = ca[b] if w == 0 else cb[b]
+                        if c <= k1[b]:
+                            if v > lo[b]:
+                                lo[b] = v
+                                clo[b] = c
+                        elif c > k2[b]:
+                            if v < hi[b]:
+                                hi[b] = v
+                                chi[b] = c
+                        else:
+                            # v separates the two middle order statistics (even m)
+                            lo[b] = v
+                            hi[b] = v
+                            state[b] = 1
+                            break
+                    if state[b] == 0:
+                        nin = chi[b] - clo[b]
+                        if nin <= 2 or (it > 0 and nin >= nin_old):
+                            state[b] = 1
+            # smallest value >= lo and largest value < hi of every pixel
+            for b in range(L):
+                A[b] = inf
+                Bv[b] = -inf
+            for k in range(npairs):
+                for b in range(L):
+                    x = SL[k, b]
+                    u = x if x >= lo[b] else fdt.type(inf)
+                    w = x if x < hi[b] else fdt.type(-inf)
+                    A[b] = u if u < A[b] else A[b]
+                    Bv[b] = w if w > Bv[b] else Bv[b]
+            for b in range(L):
+                if state[b] == 2:
+                    med[b] = nan
+                    continue
+                if lo[b] == hi[b]:
+                    med[b] = 0.5 * (float(A[b]) + float(Bv[b]))
+                    continue
+                nin = chi[b] - clo[b]
+                if nin == 1 or A[b] == Bv[b]:
+                    med[b] = float(A[b])
+                elif nin == 2:
+                    if m[b] % 2 == 0:
+                        med[b] = 0.5 * (float(A[b]) + float(Bv[b]))
+                    else:
+                        med[b] = float(A[b]) if k1[b] == clo[b] else float(Bv[b])
+                else:
+                    mm = 0
+                    for k in range(npairs):
+                        x = SL[k, b]
+                        if x < inf:
+                            tmp[mm] = x
+                            mm += 1
+                    med[b] = _median_inplace(tmp, mm)
+            # median of y, tie term (ranks by counting), median of the valid times
+            for b in range(L):
+                ymed1[b] = nan
+                ymed2[b] = nan
+                ties[b] = 0.0
+                tmed1[b] = nan
+                tmed2[b] = nan
+                cnt[b] = 0
+            for i in range(T):
+                for b in range(L):
+                    rk[b] = 0
+                    ceq[b] = 0
+                for j in range(T):
+                    before = j < i
+                    for b in range(L):
+                        yi = Y[i, b]
+                        yj = Y[j, b]
+                        rk[b] += (yj < yi) | ((yj == yi) & before)
+                        ceq[b] += yj == yi
+                ti = tt[i]
+                for b in range(L):
+                    yi = Y[i, b]
+                    ok = yi == yi
+                    ymed1[b] = yi if (ok and rk[b] == ky1[b]) else ymed1[b]
+                    ymed2[b] = yi if (ok and rk[b] == ky2[b]) else ymed2[b]
+                    c = ceq[b]
+                    ties[b] += (c - 1.0) * (2.0 * c + 5.0) if ok else 0.0
+                    tmed1[b] = ti if (ok and cnt[b] == ky1[b]) else tmed1[b]
+                    tmed2[b] = ti if (ok and cnt[b] == ky2[b]) else tmed2[b]
+                    cnt[b] += ok
+        for b in range(nb_):
+            pix = p0 + b
+            nout[pix] = n[b]
+            if state[b] == 2:
+                slope[pix] = nan
+                intercept[pix] = nan
+                s_out[pix] = nan
+                var_out[pix] = nan
+                z_out[pix] = nan
+                p_out[pix] = nan
+                tau_out[pix] = nan
+                continue
+            fn = float(n[b])
+            beta = med[b]
+            slope[pix] = beta
+            intercept[pix] = 0.5 * (ymed1[b] + ymed2[b]) - 0.5 * (tmed1[b] + tmed2[b]) * beta
+            sv = ssum[b]
+            var_s = (fn * (fn - 1.0) * (2.0 * fn + 5.0) - ties[b]) / 18.0
+            s_out[pix] = sv
+            var_out[pix] = var_s
+            z_out[pix] = _z_from_s(sv, var_s)
+            if small_exact and n[b] < ptable.shape[0] and ties[b] == 0.0:
+                p_out[pix] = ptable[n[b], abs(sv)]
+            else:
+                p_out[pix] = nan
+            tau_out[pix] = sv / (0.5 * fn * (fn - 1.0))
+
+
 def mk_exact_table(nmax: int = 10) -> np.ndarray:
     """Exact two-sided p-values ``P(|S| >= |s|)`` of the tie-free MK statistic, n < nmax.
 
