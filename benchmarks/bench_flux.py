@@ -192,8 +192,7 @@ def main(argv=None):
     pm = args.size * args.size * args.months
 
     base_out = inputs["tas"] * inputs["pr"] + inputs["sol"]
-    with PeakRSS() as mem_b:
-        t_base, _ = run_store([base_out], args.workers)
+    t_base = min(run_store([base_out], args.workers)[0] for _ in range(3))  # best of 3
     base_bytes = 4 * nbytes(inputs["tas"])  # 3 reads + 1 write
     bw = base_bytes / t_base
 

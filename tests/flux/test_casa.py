@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest import make_inputs
+
 
 from carbonsink.errors import AlignmentError, ConfigError, InputError
 from carbonsink.flux import npp, water

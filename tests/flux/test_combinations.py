@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import make_inputs
+
 
 from carbonsink.errors import AlignmentError, ConfigError, InputError, UnitError, UnknownModelError
 from carbonsink.flux import (COMBINATIONS, NPP_MODELS, RH_MODELS, SEED_000, annual,
@@ -136,3 +136,15 @@ def test_nep_units_alignment():
     with pytest.raises(AlignmentError, match="'x'"):
         nep_mod.nep(sp, sp.assign_coords(x=[5, 6]))
     np.testing.assert_array_equal(nep_mod.nep(np.array([3.0]), np.array([1.0])), [2.0])
+
+
+def test_run_npp_and_run_rh(inputs):
+    n = run_npp("modis", inputs, split="start")
+    assert n.attrs["npp_model"] == "modis" and n.attrs["model"] == "modis_monthly"
+    r = run_rh("gsmsr_shi", inputs, beta=-0.006, clip_to_rs=False)
+    assert set(r.data_vars) == {"rh", "rs"} and r.attrs["rh_model"] == "gsmsr_shi"
+    assert json.loads(r.rh.attrs["parameters"])["clip_to_rs"] is False
+    with pytest.raises(UnknownModelError, match="casa, modis"):
+        run_npp("miami", inputs)
+    with pytest.raises(UnknownModelError, match="gsmsr_bl, gsmsr_shi, pei"):
+        run_rh("century", inputs)

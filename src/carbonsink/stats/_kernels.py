@@ -27,7 +27,7 @@ from ._special import norm_sf2, r_to_p, t_sf2
 
 _B = 64  # pixels per gathered block
 
-_JIT = dict(cache=True, nogil=True, boundscheck=False)
+_JIT = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy")
 
 # Mann–Kendall variants
 MK_ORIGINAL = 0
@@ -172,12 +172,26 @@ def _split_mid(a, m, v):
     mn = np.inf
     for i in range(m):
         x = a[i]
-        if x < v:
-            if x > mx:
-                mx = x
-        elif x < mn:
-            mn = x
+        below = x < v
+        u = x if below else -np.inf
+        w = np.inf if below else x
+        mx = u if u > mx else mx
+        mn = w if w < mn else mn
     return 0.5 * (mx + mn)
+
+
+@nb.njit(**_JIT)
+def _min_ge_max_lt(a, m, lo, hi):
+    """(min{a >= lo}, max{a < hi}) in one branch-free pass."""
+    mn = np.inf
+    mx = -np.inf
+    for i in range(m):
+        x = a[i]
+        u = x if x >= lo else np.inf
+        w = x if x < hi else -np.inf
+        mn = u if u < mn else mn
+        mx = w if w > mx else mx
+    return mn, mx
 
 
 @nb.njit(**_JIT)
@@ -227,16 +241,17 @@ def _tie_term_unsorted(a, n):
 def _median_bracket(a, m, small, g_lo, g_hi, piv):
     """Median of ``a[:m]`` (finite values) without reordering ``a``.
 
-    Narrows a value bracket ``[lo, hi)`` that holds the middle order statistics
-    with counting passes (branch-free, SIMD-friendly).  The first pass uses the
-    caller's guesses ``g_lo < g_hi`` (e.g. OLS slope -/+ a fraction of its
-    standard error); later passes place two pivots just below and above the
-    median rank by linear interpolation of the ranks inside the bracket.  When
-    at most 12 values remain they are copied to ``small`` and sorted; heavy
-    ties that stop the narrowing fall back to quickselect on the values left in
-    the bracket.  Invariant: ``clo = #(a < lo) <= k1`` and ``chi = #(a < hi) >
-    k2`` (``hi`` open-ended at first).  ``piv`` is a 2-element scratch array of
-    ``a``'s dtype so that comparisons stay in that precision.
+    Narrows a value bracket ``[lo, hi)`` holding the middle order statistics
+    by counting passes (branch-free loops that vectorise): each pass counts the
+    values below two pivots.  The first pivots are the caller's guesses
+    ``g_lo <= g_hi`` (OLS slope -/+ half its standard error), later ones are
+    placed just outside the median ranks by linear interpolation of the ranks
+    inside the bracket (with a bisection step every fourth pass).  Invariant:
+    ``clo = #(a < lo) <= k1`` and ``chi = #(a < hi) > k2``.  When the bracket
+    holds at most two values, or only copies of one value, one min/max pass
+    reads the answer; otherwise (heavy ties stall the narrowing) the values in
+    the bracket are copied to ``small`` and selected there.  ``piv`` is a
+    2-element scratch array of ``a``'s dtype so comparisons stay in that precision.
     """
     k2 = m // 2
     k1 = k2 - 1 if m % 2 == 0 else k2
@@ -244,90 +259,76 @@ def _median_bracket(a, m, small, g_lo, g_hi, piv):
     clo = 0
     hi = np.inf
     chi = m
-    hi_inf = True
-    it = 0
-    va = g_lo
-    vb = g_hi
-    while True:
+    amin = np.inf
+    amax = -np.inf
+    stall = 0
+    for it in range(40):
         nin = chi - clo
-        if it > 0:
-            if nin <= 12 or it >= 40:
-                break
+        if nin <= 2 or stall >= 2:
+            break
+        if it == 0:
+            va = g_lo
+            vb = g_hi
+        else:
             if it == 1:
-                # the guesses missed: replace the open ends by the data range
-                amin = np.inf
-                amax = -np.inf
-                for i in range(m):
-                    x = a[i]
-                    amin = min(amin, x)
-                    amax = max(amax, x)
-                if lo == -np.inf:
-                    lo = amin
-                if hi_inf:
-                    hi = amax
-            width = hi - lo
-            dd = max(1.5, 0.08 * nin)
-            ra = (k1 + 0.5 - dd - clo) / nin
-            rb = (k2 + 0.5 + dd - clo) / nin
-            va = lo + max(ra, 0.0) * width
-            vb = lo + min(rb, 1.0) * width
+                amin, amax = _min_ge_max_lt(a, m, -np.inf, np.inf)
+            lo_f = lo if lo > -np.inf else amin
+            hi_f = hi if hi < np.inf else amax
+            width = hi_f - lo_f
+            if it % 4 == 3:
+                fa = 0.25
+                fb = 0.75
+            else:
+                dd = 0.5 + 0.05 * nin
+                fa = (k1 - clo - dd) / nin
+                fb = (k2 + 1 - clo + dd) / nin
+            va = lo_f + max(fa, 0.0) * width
+            vb = lo_f + min(fb, 1.0) * width
         piv[0] = va
         piv[1] = vb
         pa = piv[0]
         pb = piv[1]
         ca = 0
         cb = 0
-        if it == 0:
-            # first pass also collects the values in [pa, pb): usually the answer is there
-            nsm = 0
-            for i in range(m):
-                x = a[i]
-                lt_a = x < pa
-                lt_b = x < pb
-                ca += lt_a
-                cb += lt_b
-                small[nsm] = x
-                nsm += lt_b & (not lt_a)
-            if ca <= k1 and cb > k2 and nsm <= 24:
-                v1, v2 = _two_order_stats(small, nsm, k1 - ca, k2 - ca)
-                return 0.5 * (v1 + v2)
-        else:
-            for i in range(m):
-                x = a[i]
-                ca += x < pa
-                cb += x < pb
-        va = pa
-        vb = pb
+        for i in range(m):
+            x = a[i]
+            ca += x < pa
+            cb += x < pb
         if ca <= k1:
-            if va > lo:
-                lo = va
+            if pa > lo:
+                lo = pa
                 clo = ca
         elif ca > k2:
-            if hi_inf or va < hi:
-                hi = va
+            if pa < hi:
+                hi = pa
                 chi = ca
-                hi_inf = False
         else:
             return _split_mid(a, m, pa)
         if cb > k2:
-            if hi_inf or vb < hi:
-                hi = vb
+            if pb < hi:
+                hi = pb
                 chi = cb
-                hi_inf = False
         elif cb <= k1:
-            if vb > lo:
-                lo = vb
+            if pb > lo:
+                lo = pb
                 clo = cb
         else:
             return _split_mid(a, m, pb)
         if it > 0 and chi - clo >= nin:
-            break
-        it += 1
+            stall += 1
+    nin = chi - clo
+    first, last = _min_ge_max_lt(a, m, lo, hi)
+    if nin == 1 or first == last:
+        return first
+    if nin == 2:
+        if m % 2 == 0:
+            return 0.5 * (first + last)
+        return first if k1 == clo else last
     nsm = 0
     for i in range(m):
         x = a[i]
         small[nsm] = x
-        nsm += (x >= lo) & (hi_inf | (x < hi))
+        nsm += (x >= lo) & (x < hi)
     kk = k2 - clo
     if nsm <= 24:
         v1, v2 = _two_order_stats(small, nsm, k1 - clo, kk)
@@ -506,6 +507,8 @@ def mk_kernel(xs, orient, tt, min_valid, skipna, variant, lag, zcrit, small_exac
     sl = np.empty(max(npairs, 1), dtype=fdt)
     small = np.empty(max(npairs, 1), dtype=fdt)
     piv = np.empty(2, dtype=fdt)
+    yf = np.empty(T, dtype=fdt)
+    tf = np.empty(T, dtype=fdt)
     nan = np.nan
     inf = np.inf
     for p0 in range(start, stop, _B):
@@ -546,24 +549,30 @@ def mk_kernel(xs, orient, tt, min_valid, skipna, variant, lag, zcrit, small_exac
             nz = 0
             m = 0
             # (division, not multiplication by 1/dt: the slope must be bit-identical to
-            # the textbook definition because detrended ties depend on it)
+            # the textbook definition because detrended ties depend on it; the slopes
+            # are computed in the input precision so that the loop vectorises)
+            for k in range(n):
+                yf[k] = yv[k]
+                tf[k] = tv[k]
+            base = 0
             for i in range(n - 1):
-                yi = yv[i]
-                ti = tv[i]
+                yi = yf[i]
+                ti = tf[i]
+                off = base - i - 1
                 for j in range(i + 1, n):
-                    d = yv[j] - yi
+                    d = yf[j] - yi
                     s += (d > 0) - (d < 0)
                     nz += d == 0
-                    q = d / (tv[j] - ti)
-                    sl[m] = q
-                    m += 1
-            # OLS slope -/+ 0.8 SE brackets the Sen slope in most pixels: first pivots
+                    sl[off + j] = d / (tf[j] - ti)
+                base += n - 1 - i
+            m = base
+            # OLS slope -/+ 0.5 SE: first pivots around the Sen slope
             cstt = stt - st * st / n
             csty = sty - st * sy / n
             csyy = syy - sy * sy / n
             g = csty / cstt if cstt > 0.0 else 0.0
             res = (csyy - g * csty) / max(n - 2, 1) / cstt if cstt > 0.0 else 0.0
-            dg = 0.8 * math.sqrt(res) if res > 0.0 else 0.0
+            dg = 0.5 * math.sqrt(res) if res > 0.0 else 0.0
             beta = _median_bracket(sl, m, small, g - dg, g + dg, piv)
             ties = _tie_term_unsorted(yv, n) if nz > 0 else 0.0
             ymed = _median_small(yv, n)
@@ -623,313 +632,6 @@ def mk_kernel(xs, orient, tt, min_valid, skipna, variant, lag, zcrit, small_exac
                 # normal p filled in afterwards by a vectorised ndtr (see norm_p_fill)
                 p_out[pix] = nan
             tau_out[pix] = s / (0.5 * neff * (neff - 1.0)) if neff > 1 else nan
-
-
-_L = 16  # pixels processed side by side (SIMD lanes) by mk_lanes_kernel
-
-
-@nb.njit(**_JIT)
-def mk_lanes_kernel(xs, orient, tt, min_valid, skipna, small_exact, ptable,
-                    slope, intercept, s_out, var_out, z_out, p_out, tau_out, nout, start, stop):
-    """Original Mann–Kendall test + Theil–Sen, ``_L`` pixels at a time (same outputs as
-    :func:`mk_kernel` with ``variant=MK_ORIGINAL``).
-
-    All loops run over the pixels of a block in the innermost position, so they
-    vectorise whatever the series length.  Missing values stay in place: a pair
-    with a missing value gives a NaN difference, which adds nothing to S or to
-    the tie count, and its slope is stored as +inf, above every real slope; the
-    time distance of each pair is the true one.  The Sen median of the
-    ``m = n(n-1)/2`` real slopes of each pixel is found by counting passes over
-    the slope table: two pivots per pixel (first the OLS slope -/+ 0.5 SE, then
-    rank interpolation inside the current bracket) shrink a bracket that holds
-    the middle order statistics until it holds at most two values, which one
-    min/max pass then reads.  Pixels whose bracket cannot shrink (ties of the
-    median slope) are resolved by the same pass when the bracket holds one
-    distinct value, otherwise by quickselect on that pixel's slopes.
-    """
-    T = tt.shape[0]
-    L = _L
-    fdt = xs[0].dtype
-    npairs = T * (T - 1) // 2
-    mp = max(npairs, 1)
-    buf = np.empty((L, 1, T))
-    Y = np.empty((T, L))
-    SL = np.empty((mp, L), dtype=fdt)
-    tmp = np.empty(mp, dtype=fdt)
-    pi = np.empty(mp, dtype=np.int64)
-    pj = np.empty(mp, dtype=np.int64)
-    dtp = np.empty(mp)
-    k = 0
-    for i in range(T - 1):
-        for j in range(i + 1, T):
-            pi[k] = i
-            pj[k] = j
-            dtp[k] = tt[j] - tt[i]
-            k += 1
-    n = np.empty(L, dtype=np.int64)
-    ssum = np.empty(L, dtype=np.int64)
-    nz = np.empty(L, dtype=np.int64)
-    m = np.empty(L, dtype=np.int64)
-    k1 = np.empty(L, dtype=np.int64)
-    k2 = np.empty(L, dtype=np.int64)
-    clo = np.empty(L, dtype=np.int64)
-    chi = np.empty(L, dtype=np.int64)
-    ca = np.empty(L, dtype=np.int64)
-    cb = np.empty(L, dtype=np.int64)
-    state = np.empty(L, dtype=np.int64)
-    lo = np.empty(L, dtype=fdt)
-    hi = np.empty(L, dtype=fdt)
-    pa = np.empty(L, dtype=fdt)
-    pb = np.empty(L, dtype=fdt)
-    amin = np.empty(L, dtype=fdt)
-    amax = np.empty(L, dtype=fdt)
-    A = np.empty(L, dtype=fdt)
-    Bv = np.empty(L, dtype=fdt)
-    sy = np.empty(L)
-    st = np.empty(L)
-    sty = np.empty(L)
-    stt = np.empty(L)
-    syy = np.empty(L)
-    med = np.empty(L)
-    ymed1 = np.empty(L)
-    ymed2 = np.empty(L)
-    tmed1 = np.empty(L)
-    tmed2 = np.empty(L)
-    ties = np.empty(L)
-    rk = np.empty(L, dtype=np.int64)
-    ceq = np.empty(L, dtype=np.int64)
-    cnt = np.empty(L, dtype=np.int64)
-    ky1 = np.empty(L, dtype=np.int64)
-    ky2 = np.empty(L, dtype=np.int64)
-    nan = np.nan
-    inf = np.inf
-    for p0 in range(start, stop, L):
-        nb_ = min(L, stop - p0)
-        _gather(xs, orient, p0, nb_, buf)
-        for b in range(nb_, L):
-            for t in range(T):
-                buf[b, 0, t] = nan
-        for t in range(T):
-            for b in range(L):
-                v = buf[b, 0, t]
-                Y[t, b] = v if abs(v) < inf else nan
-        # valid counts and OLS sums (first pivots)
-        for b in range(L):
-            n[b] = 0
-            sy[b] = 0.0
-            st[b] = 0.0
-            sty[b] = 0.0
-            stt[b] = 0.0
-            syy[b] = 0.0
-        for t in range(T):
-            ti = tt[t]
-            for b in range(L):
-                v = Y[t, b]
-                ok = v == v
-                vv = v if ok else 0.0
-                tv = ti if ok else 0.0
-                n[b] += ok
-                sy[b] += vv
-                st[b] += tv
-                sty[b] += tv * vv
-                stt[b] += tv * tv
-                syy[b] += vv * vv
-        any_active = False
-        for b in range(L):
-            nn = n[b]
-            act = nn >= min_valid and nn >= 2 and (skipna or nn == T) and b < nb_
-            state[b] = 0 if act else 2
-            any_active = any_active or act
-            m[b] = nn * (nn - 1) // 2
-            k2[b] = m[b] // 2
-            k1[b] = k2[b] - 1 if m[b] % 2 == 0 else k2[b]
-            ky2[b] = nn // 2
-            ky1[b] = ky2[b] - 1 if nn % 2 == 0 else ky2[b]
-            lo[b] = -inf
-            hi[b] = inf
-            clo[b] = 0
-            chi[b] = m[b]
-            if act:
-                cst = stt[b] - st[b] * st[b] / nn
-                csy = sty[b] - st[b] * sy[b] / nn
-                cyy = syy[b] - sy[b] * sy[b] / nn
-                g = csy / cst if cst > 0.0 else 0.0
-                res = (cyy - g * csy) / max(nn - 2, 1) / cst if cst > 0.0 else 0.0
-                dg = 0.5 * math.sqrt(res) if res > 0.0 else 0.0
-                pa[b] = g - dg
-                pb[b] = g + dg
-            else:
-                pa[b] = nan
-                pb[b] = nan
-        if any_active:
-            # S, tied pairs and the slope table
-            for b in range(L):
-                ssum[b] = 0
-                nz[b] = 0
-                amin[b] = inf
-                amax[b] = -inf
-            for k in range(npairs):
-                i = pi[k]
-                j = pj[k]
-                dt = dtp[k]
-                for b in range(L):
-                    d = Y[j, b] - Y[i, b]
-                    ssum[b] += (d > 0) - (d < 0)
-                    nz[b] += d == 0
-                    q = d / dt
-                    fin = q == q
-                    qq = fdt.type(q) if fin else fdt.type(inf)
-                    qm = fdt.type(q) if fin else fdt.type(-inf)
-                    SL[k, b] = qq
-                    amin[b] = qq if qq < amin[b] else amin[b]
-                    amax[b] = qm if qm > amax[b] else amax[b]
-            # bracket narrowing by counting passes
-            for it in range(16):
-                if it > 0:
-                    busy = False
-                    for b in range(L):
-                        if state[b] != 0:
-                            pa[b] = nan
-                            pb[b] = nan
-                            continue
-                        busy = True
-                        nin = chi[b] - clo[b]
-                        lo_f = lo[b] if lo[b] > -inf else amin[b]
-                        hi_f = hi[b] if hi[b] < inf else amax[b]
-                        width = float(hi_f) - float(lo_f)
-                        dd = 0.5 + 0.05 * nin
-                        fa = (k1[b] - clo[b] - dd) / nin
-                        fb = (k2[b] + 1 - clo[b] + dd) / nin
-                        if it % 4 == 3:      # safeguard against slow interpolation
-                            fa = 0.25
-                            fb = 0.75
-                        pa[b] = lo_f + max(fa, 0.0) * width
-                        pb[b] = lo_f + min(fb, 1.0) * width
-                    if not busy:
-                        break
-                for b in range(L):
-                    ca[b] = 0
-                    cb[b] = 0
-                for k in range(npairs):
-                    for b in range(L):
-                        x = SL[k, b]
-                        ca[b] += x < pa[b]
-                        cb[b] += x < pb[b]
-                for b in range(L):
-                    if state[b] != 0:
-                        continue
-                    nin_old = chi[b] - clo[b]
-                    for w in range(2):
-                        v = pa[b] if w == 0 else pb[b]
-                        c = ca[b] if w == 0 else cb[b]
-                        if c <= k1[b]:
-                            if v > lo[b]:
-                                lo[b] = v
-                                clo[b] = c
-                        elif c > k2[b]:
-                            if v < hi[b]:
-                                hi[b] = v
-                                chi[b] = c
-                        else:
-                            # v separates the two middle order statistics (even m)
-                            lo[b] = v
-                            hi[b] = v
-                            state[b] = 1
-                            break
-                    if state[b] == 0:
-                        nin = chi[b] - clo[b]
-                        if nin <= 2 or (it > 0 and nin >= nin_old):
-                            state[b] = 1
-            # smallest value >= lo and largest value < hi of every pixel
-            for b in range(L):
-                A[b] = inf
-                Bv[b] = -inf
-            for k in range(npairs):
-                for b in range(L):
-                    x = SL[k, b]
-                    u = x if x >= lo[b] else fdt.type(inf)
-                    w = x if x < hi[b] else fdt.type(-inf)
-                    A[b] = u if u < A[b] else A[b]
-                    Bv[b] = w if w > Bv[b] else Bv[b]
-            for b in range(L):
-                if state[b] == 2:
-                    med[b] = nan
-                    continue
-                if lo[b] == hi[b]:
-                    med[b] = 0.5 * (float(A[b]) + float(Bv[b]))
-                    continue
-                nin = chi[b] - clo[b]
-                if nin == 1 or A[b] == Bv[b]:
-                    med[b] = float(A[b])
-                elif nin == 2:
-                    if m[b] % 2 == 0:
-                        med[b] = 0.5 * (float(A[b]) + float(Bv[b]))
-                    else:
-                        med[b] = float(A[b]) if k1[b] == clo[b] else float(Bv[b])
-                else:
-                    mm = 0
-                    for k in range(npairs):
-                        x = SL[k, b]
-                        if x < inf:
-                            tmp[mm] = x
-                            mm += 1
-                    med[b] = _median_inplace(tmp, mm)
-            # median of y, tie term (ranks by counting), median of the valid times
-            for b in range(L):
-                ymed1[b] = nan
-                ymed2[b] = nan
-                ties[b] = 0.0
-                tmed1[b] = nan
-                tmed2[b] = nan
-                cnt[b] = 0
-            for i in range(T):
-                for b in range(L):
-                    rk[b] = 0
-                    ceq[b] = 0
-                for j in range(T):
-                    before = j < i
-                    for b in range(L):
-                        yi = Y[i, b]
-                        yj = Y[j, b]
-                        rk[b] += (yj < yi) | ((yj == yi) & before)
-                        ceq[b] += yj == yi
-                ti = tt[i]
-                for b in range(L):
-                    yi = Y[i, b]
-                    ok = yi == yi
-                    ymed1[b] = yi if (ok and rk[b] == ky1[b]) else ymed1[b]
-                    ymed2[b] = yi if (ok and rk[b] == ky2[b]) else ymed2[b]
-                    c = ceq[b]
-                    ties[b] += (c - 1.0) * (2.0 * c + 5.0) if ok else 0.0
-                    tmed1[b] = ti if (ok and cnt[b] == ky1[b]) else tmed1[b]
-                    tmed2[b] = ti if (ok and cnt[b] == ky2[b]) else tmed2[b]
-                    cnt[b] += ok
-        for b in range(nb_):
-            pix = p0 + b
-            nout[pix] = n[b]
-            if state[b] == 2:
-                slope[pix] = nan
-                intercept[pix] = nan
-                s_out[pix] = nan
-                var_out[pix] = nan
-                z_out[pix] = nan
-                p_out[pix] = nan
-                tau_out[pix] = nan
-                continue
-            fn = float(n[b])
-            beta = med[b]
-            slope[pix] = beta
-            intercept[pix] = 0.5 * (ymed1[b] + ymed2[b]) - 0.5 * (tmed1[b] + tmed2[b]) * beta
-            sv = ssum[b]
-            var_s = (fn * (fn - 1.0) * (2.0 * fn + 5.0) - ties[b]) / 18.0
-            s_out[pix] = sv
-            var_out[pix] = var_s
-            z_out[pix] = _z_from_s(sv, var_s)
-            if small_exact and n[b] < ptable.shape[0] and ties[b] == 0.0:
-                p_out[pix] = ptable[n[b], abs(sv)]
-            else:
-                p_out[pix] = nan
-            tau_out[pix] = sv / (0.5 * fn * (fn - 1.0))
 
 
 def mk_exact_table(nmax: int = 10) -> np.ndarray:
@@ -1281,7 +983,7 @@ def partial_kernel(xs, orient, nreport, min_valid, skipna, r_out, p_out, nout, s
 # --------------------------------------------------------------------------- Fisher–Jenks
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def fisher_jenks_dp(w, s1, s2, k):
     """Exact optimal partition of m sorted distinct values into k contiguous classes.
 

@@ -25,7 +25,7 @@ import numpy as np
 _EPS = 1e-17
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def norm_sf2(z):
     """Two-sided p-value of a standard normal statistic ``z``."""
     if math.isnan(z):
@@ -33,7 +33,7 @@ def norm_sf2(z):
     return math.erfc(abs(z) / math.sqrt(2.0))
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def t_sf2(t, df):
     """Two-sided p-value ``P(|T| >= |t|)`` for Student's t with integer ``df >= 1``."""
     if math.isnan(t) or df < 1:
@@ -100,7 +100,7 @@ def t_sf2(t, df):
     return 2.0 / math.pi * sc * total
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def r_to_p(r, df):
     """Two-sided p-value of a (partial) correlation ``r`` with ``df`` degrees of freedom.
 

@@ -107,10 +107,6 @@ def _fill_normal_p(outs, start, stop):
 
 def _mk_np(x, *, tt, min_valid, skipna, variant, lag, zcrit, small_exact, threads):
     f = ("float", ())
-    if variant == K.MK_ORIGINAL:
-        return run_kernel(K.mk_lanes_kernel, [x],
-                          (tt, min_valid, skipna, small_exact, _EXACT_TABLE),
-                          [f, f, f, f, f, f, f, (np.int32, ())], threads, post=_fill_normal_p)
     return run_kernel(K.mk_kernel, [x],
                       (tt, min_valid, skipna, variant, lag, zcrit, small_exact, _EXACT_TABLE),
                       [f, f, f, f, f, f, f, (np.int32, ())], threads, post=_fill_normal_p)
