@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -26,21 +25,15 @@ from carbonsink.analysis.validation import (
 from carbonsink.errors import (AlignmentError, ConfigError, InputError, UnitError,
                                UnknownModelError)
 from carbonsink.flux import rh as rhmod
+from carbonsink.testing import SHARED_DATA_HINT, shared_data_dir
 from carbonsink.io.fluxnet import read_fluxnet, read_sites
 from carbonsink.io.tables import read_table
 
 
-def _shared_data() -> Path:
-    env = os.environ.get("CARBONSINK_SHARED_DATA")
-    if env:
-        return Path(env).resolve()
-    return (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
-
-
-FLUXNET = _shared_data() / "fluxnet2015"
+FLUXNET = shared_data_dir() / "fluxnet2015"
 needs_fluxnet = pytest.mark.skipif(
     not FLUXNET.is_dir(),
-    reason=f"shared FLUXNET2015 data not found at {FLUXNET} (set CARBONSINK_SHARED_DATA)")
+    reason=f"shared FLUXNET2015 data not found at {FLUXNET} ({SHARED_DATA_HINT})")
 
 
 # --------------------------------------------------------------------------- metrics

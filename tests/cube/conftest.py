@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dask
 import pytest
 
 from cube_helpers import make_cube
-
-
-def shared_data_dir() -> Path:
-    env = os.environ.get("CARBONSINK_SHARED_DATA")
-    if env:
-        return Path(env)
-    return (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    d = shared_data_dir()
-    if not d.is_dir():
-        pytest.skip(f"real test data not found at {d} (set CARBONSINK_SHARED_DATA to the "
-                    "shared/data folder to run this test)")
-    return d
 
 
 @pytest.fixture(scope="session")

@@ -10,12 +10,14 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
+from carbonsink.testing import shared_data_dir
+
 # MODIS sinusoidal grid constants (MODIS Land grid documentation)
 R = 6371007.181
 T = 1111950.5197665  # tile width in metres = 2*pi*R/36
 
 #: the real-data folder beside the project checkout (../shared/data)
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED_DATA = shared_data_dir()
 
 
 class ComputeForbidden(RuntimeError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import pandas as pd
 import pytest
 
 from carbonsink.errors import InputError
+from carbonsink.testing import SHARED_DATA_HINT, shared_data_dir
 from carbonsink.io.fluxnet import (
     parse_fluxnet_name,
     read_fluxnet,
@@ -20,17 +20,10 @@ from carbonsink.io.fluxnet import (
 )
 
 
-def _shared_data() -> Path:
-    env = os.environ.get("CARBONSINK_SHARED_DATA")
-    if env:
-        return Path(env).resolve()
-    return (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
-
-
-FLUXNET = _shared_data() / "fluxnet2015"
+FLUXNET = shared_data_dir() / "fluxnet2015"
 needs_fluxnet = pytest.mark.skipif(
     not FLUXNET.is_dir(),
-    reason=f"shared FLUXNET2015 data not found at {FLUXNET} (set CARBONSINK_SHARED_DATA)")
+    reason=f"shared FLUXNET2015 data not found at {FLUXNET} ({SHARED_DATA_HINT})")
 MM_FILES = sorted((FLUXNET / "MM").glob("FLX_*_MM_*.csv")) if FLUXNET.is_dir() else []
 DD_HA2 = FLUXNET / "DD" / "FLX_CN-Ha2_FLUXNET2015_FULLSET_DD_2003-2005_1-4.csv"
 

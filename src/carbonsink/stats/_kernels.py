@@ -560,12 +560,18 @@ def mk_kernel(xs, orient, tt, min_valid, skipna, variant, lag, zcrit, small_exac
                 ti = tf[i]
                 off = base - i - 1
                 for j in range(i + 1, n):
-                    d = yf[j] - yi
-                    s += (d > 0) - (d < 0)
-                    nz += d == 0
-                    sl[off + j] = d / (tf[j] - ti)
+                    sl[off + j] = (yf[j] - yi) / (tf[j] - ti)
                 base += n - 1 - i
             m = base
+            # S and tied pairs from the slope signs (time distances are positive)
+            npos = 0
+            nneg = 0
+            for k in range(m):
+                q = sl[k]
+                npos += q > 0
+                nneg += q < 0
+            s = npos - nneg
+            nz = m - npos - nneg
             # OLS slope -/+ 0.5 SE: first pivots around the Sen slope
             cstt = stt - st * st / n
             csty = sty - st * sy / n
