@@ -23,14 +23,24 @@ def demo_run(tmp_path_factory):
 
 def test_demo_cli_writes_a_results_folder(demo_run):
     out, output = demo_run
-    assert "demo finished" in output and "[6/6] HTML report" in output
+    assert "demo finished" in output and "[7/7] HTML report" in output
     index = out / "results" / "index.html"
     html = index.read_text()
     assert "Synthetic data" in html
     for combo in ("modis+pei", "modis+gsmsr_bl", "modis+gsmsr_shi", "casa+pei",
                   "casa+gsmsr_bl", "casa+gsmsr_shi"):
         assert (out / "results" / "cubes" / combo / "annual.zarr").is_dir()
+        assert (out / "results" / "cubes" / combo / "nep_trend.zarr").is_dir()
+        assert (out / "results" / "maps" / combo / "nep_sen_mk_class.tif").exists()
         assert combo in html
+    shares = pd.read_csv(out / "results" / "tables" / "nep_trend_classes.csv")
+    for (_, _), grp in shares.groupby(["combination", "scheme"]):
+        assert grp["share_percent"].sum() == pytest.approx(100.0)
+        assert (grp["class"].abs() <= 4).all()
+    trends = pd.read_csv(out / "results" / "tables" / "regional_trends.csv")
+    # the demo prescribes NPP greening (regional mean +2.07 g C m-2 yr-2, carbonsink.demo)
+    npp = trends[(trends.variable == "npp") & trends.combination.str.startswith("modis")]
+    assert ((npp["ols_slope_g_C_m2_yr2"] > 1.0) & (npp["ols_slope_g_C_m2_yr2"] < 3.5)).all()
     tab = pd.read_parquet(out / "results" / "tables" / "regional_annual.parquet")
     assert tab["year"].min() == 2001 and tab["year"].max() == 2021
     nep = tab[tab.variable == "nep"]

@@ -46,8 +46,9 @@ def test_results_folder_and_progress(finished):
     folder, ctx, lines = finished
     out = folder / "results"
     assert (out / "index.html").exists()
-    assert any(line.startswith("[1/6]") for line in lines)
+    assert any(line.startswith("[1/7]") for line in lines)
     assert any("done in" in line for line in lines)
+    assert any("trends skipped: the study period has 2 years" in line for line in lines)
     for combo in ("modis+pei", "modis+gsmsr_bl"):
         for cube in ("monthly", "annual", "growing_season"):
             assert (out / "cubes" / combo / f"{cube}.zarr").is_dir()
@@ -143,14 +144,14 @@ def test_rerun_skips_current_steps_and_reruns_after_change(finished):
     folder, _, _ = finished
     lines: list[str] = []
     run_study(folder / "study.yaml", echo=lines.append)
-    assert sum("up to date, skipped" in line for line in lines) == 6
+    assert sum("up to date, skipped" in line for line in lines) == 7
     d = study_dict()
     d["outputs"]["growing_season_months"] = [6, 7, 8]
     (folder / "study.yaml").write_text(yaml.safe_dump(d, sort_keys=False))
     lines = []
     run_study(folder / "study.yaml", echo=lines.append)
-    assert "[1/6] read, convert and align inputs: up to date, skipped" in lines[0]
-    assert not any("[2/6]" in line and "skipped" in line for line in lines)
+    assert "[1/7] read, convert and align inputs: up to date, skipped" in lines[0]
+    assert not any("[2/7]" in line and "skipped" in line for line in lines)
 
 
 def _copy_inputs(src, dst):

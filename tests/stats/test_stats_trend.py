@@ -270,7 +270,8 @@ def test_float32_input_gives_float32_close_to_float64():
     r32 = cs.mann_kendall(as_da(x.astype(np.float32)), min_valid=10)
     assert r32.slope.dtype == np.float32
     ref = cs.mann_kendall(as_da(x.astype(np.float32).astype(np.float64)), min_valid=10)
-    np.testing.assert_allclose(r32.slope, ref.slope, rtol=1e-6)
+    # slopes are formed in float32: absolute error ~1e-7 of the pairwise-slope spread
+    np.testing.assert_allclose(r32.slope, ref.slope, rtol=1e-6, atol=1e-6 * np.nanstd(x))
     np.testing.assert_array_equal(r32.s, ref.s)
     assert r64.slope.dtype == np.float64
 
@@ -287,3 +288,37 @@ def test_slope_scales_linearly_with_data(a, c, seed):
     np.testing.assert_allclose(mk.slope, a * base_mk.slope, rtol=1e-7, atol=1e-9 * a)
     np.testing.assert_array_equal(mk.s, base_mk.s)
     np.testing.assert_allclose(ols.p, base_ols.p, rtol=1e-5)
+
+
+def test_cftime_calendars_give_slopes_per_year():
+    pytest.importorskip("cftime")
+    t = xr.date_range("2000-01-01", periods=24, freq="YS", calendar="noleap", use_cftime=True)
+    da = xr.DataArray(2.0 * np.arange(24), dims="time", coords={"time": t})
+    assert float(cs.ols_trend(da).slope) == pytest.approx(2.0, rel=1e-12)
+    assert float(cs.mann_kendall(da).slope) == pytest.approx(2.0, rel=1e-12)
+    t = xr.date_range("2000-01-01", periods=36, freq="MS", calendar="360_day", use_cftime=True)
+    dm = xr.DataArray(np.arange(36.0), dims="time", coords={"time": t})
+    assert float(cs.ols_trend(dm).slope) == pytest.approx(12.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["normal", "rounded", "cauchy", "three_levels", "random_walk"])
+@pytest.mark.parametrize("ntime", [10, 24, 37])
+def test_sen_slope_and_intercept_equal_numpy_medians(kind, ntime):
+    """Every path of the counting median selection (ties, splits, fallbacks) is exact."""
+    rng = np.random.default_rng(ntime)
+    shape = (1500, ntime)
+    x = {"normal": lambda: rng.normal(size=shape),
+         "rounded": lambda: np.round(rng.normal(size=shape)),
+         "cauchy": lambda: rng.standard_cauchy(size=shape),
+         "three_levels": lambda: rng.integers(0, 3, size=shape) * 1.0,
+         "random_walk": lambda: np.cumsum(rng.normal(size=shape), axis=1)}[kind]()
+    x[rng.random(shape) < 0.1] = np.nan
+    res = cs.mann_kendall(as_da(x), min_valid=3)
+    i, j = np.triu_indices(ntime, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        slopes = np.nanmedian((x[:, j] - x[:, i]) / (j - i), axis=1)
+        t = np.where(np.isnan(x), np.nan, np.arange(ntime))
+        intercept = np.nanmedian(x, axis=1) - np.nanmedian(t, axis=1) * slopes
+    np.testing.assert_array_equal(res.slope.values, slopes)
+    np.testing.assert_allclose(res.intercept.values, intercept, rtol=1e-12, atol=1e-12)

@@ -61,7 +61,7 @@ INPUT_ROLES: dict[str, tuple[str, str]] = {
 }
 
 OUTPUT_FORMATS = ("zarr", "netcdf", "cog", "csv", "parquet")
-ANALYSES = ("regional_summary", "landcover_summary", "sink_classes")
+ANALYSES = ("regional_summary", "landcover_summary", "sink_classes", "trends")
 
 
 class _Strict(BaseModel):
@@ -202,7 +202,7 @@ class StudyConfig(_Strict):
     region: RegionConfig | None = None
     inputs: dict[str, InputConfig]
     models: ModelsConfig = Field(default_factory=ModelsConfig)
-    analyses: list[Literal["regional_summary", "landcover_summary", "sink_classes"]] = Field(
+    analyses: list[Literal["regional_summary", "landcover_summary", "sink_classes", "trends"]] = Field(
         default_factory=lambda: list(ANALYSES))
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
     dask: DaskConfig = Field(default_factory=DaskConfig)

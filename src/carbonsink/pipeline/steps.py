@@ -23,6 +23,7 @@ __all__ = ["STEPS", "read_inputs", "target_grid", "check_study", "selected_combi
 
 _FREQ_PERIOD = {"month": "month", "year": "year", "8day": None, "static": None}
 _GROUPS = ("monthly", "annual", "8day", "static")
+MIN_TREND_YEARS = 10
 _GROUP_OF_FREQ = {"month": "monthly", "year": "annual", "8day": "8day", "static": "static"}
 
 
@@ -450,6 +451,72 @@ def _sink_class_table(ctx: RunContext, area: xr.DataArray) -> list[Path]:
     return _write_table(ctx, pd.concat(frames, ignore_index=True), "sink_source_area", "summaries")
 
 
+def step_trends(ctx: RunContext) -> list[Path]:
+    """Per-pixel Sen/Mann–Kendall and OLS trends of annual NEP, class maps and area shares.
+
+    Also the OLS trend of each area-weighted regional annual series (METHODS §6.1–6.3).
+    """
+    from ..io import write_cog
+    from ..regions import regional_mean
+    from ..stats import class_area_shares, mann_kendall, ols_trend, sen_mk_classes
+    from ..stats import ols_six_classes
+
+    cfg = ctx.cfg
+    if "trends" not in cfg.analyses:
+        return []
+    y0, y1 = cfg.period.years
+    if y1 - y0 + 1 < MIN_TREND_YEARS:
+        ctx.echo(f"      trends skipped: the study period has {y1 - y0 + 1} years, the "
+                 f"Mann–Kendall test needs at least {MIN_TREND_YEARS} (METHODS §1.3)")
+        return []
+    inputs = load_prepared(ctx)
+    area = inputs["area"]
+    outs: list[Path] = []
+    shares, regional = [], []
+    for name in selected_combinations(cfg):
+        annual = _open_cube(ctx, f"{name}/annual")
+        nep = annual["nep"]
+        mk = mann_kendall(nep, "time")
+        ols = ols_trend(nep, "time")
+        classes9 = sen_mk_classes(mk)
+        classes6 = ols_six_classes(ols)
+        ds = xr.Dataset({
+            **{f"sen_{k}": v for k, v in mk.data_vars.items()},
+            **{f"ols_{k}": v for k, v in ols.data_vars.items()},
+            "sen_mk_class": classes9, "ols_class": classes6})
+        models = {"combination": name, "statistics": ["mann_kendall", "ols_trend"]}
+        outs += _write_dataset(ctx, ds, f"{name}/nep_trend", "trends", models=models)
+        written = _open_cube(ctx, f"{name}/nep_trend")
+        for var, label in (("sen_mk_class", "Sen/MK nine classes (seed 001)"),
+                           ("ols_class", "OLS six classes (seed 003)")):
+            df = class_area_shares(written[var], area)
+            df.insert(0, "combination", name)
+            df.insert(1, "scheme", label)
+            shares.append(df)
+        if "cog" in cfg.outputs.formats:
+            prov = flat_attrs(provenance(cfg, "trends", models=models))
+            for var in ("sen_slope", "sen_mk_class", "ols_slope", "ols_p"):
+                da = written[var]
+                da = da.assign_attrs(**prov)
+                p = ctx.path("maps", name, f"nep_{var}.tif")
+                write_cog(da, p)
+                outs.append(p)
+        for v in ("npp", "rh", "nep"):
+            series = regional_mean(annual[v], area).compute()
+            tr = ols_trend(series, "time").compute()
+            tm = mann_kendall(series, "time").compute()
+            regional.append({"combination": name, "variable": v,
+                             "ols_slope_g_C_m2_yr2": float(tr["slope"]),
+                             "ols_p": float(tr["p"]), "ols_r2": float(tr["r2"]),
+                             "sen_slope_g_C_m2_yr2": float(tm["slope"]),
+                             "mk_z": float(tm["z"]), "mk_p": float(tm["p"]),
+                             "n_years": int(tr["n"])})
+    outs += _write_table(ctx, pd.concat(shares, ignore_index=True), "nep_trend_classes",
+                         "trends")
+    outs += _write_table(ctx, pd.DataFrame(regional), "regional_trends", "trends")
+    return outs
+
+
 def step_figures(ctx: RunContext) -> list[Path]:
     from ..report.figures import map_figure, timeseries_figure
 
@@ -469,6 +536,13 @@ def step_figures(ctx: RunContext) -> list[Path]:
         map_figure(annual["nep"].mean("time", skipna=False).compute(), p,
                    title=f"{name}: mean annual NEP", synthetic=ctx.cfg.synthetic)
         outs.append(p)
+        trend = ctx.out_dir / "cubes" / name / "nep_trend.zarr"
+        if trend.exists() or (ctx.out_dir / "cubes" / name / "nep_trend.nc").exists():
+            slope = _open_cube(ctx, f"{name}/nep_trend")["sen_slope"].compute()
+            p = ctx.path("figures", f"{name}_nep_sen_slope_map.png")
+            map_figure(slope, p, title=f"{name}: Theil–Sen trend of annual NEP",
+                       cmap="RdBu", synthetic=ctx.cfg.synthetic)
+            outs.append(p)
     return outs
 
 
@@ -490,9 +564,11 @@ STEPS: list[Step] = [
          config_keys=("outputs.formats",)),
     Step("summaries", "regional and per-class summaries", step_summaries, depends=("flux",),
          config_keys=("analyses", "outputs")),
-    Step("figures", "figures", step_figures, depends=("summaries", "maps"),
+    Step("trends", "trends and significance classes", step_trends, depends=("flux",),
+         config_keys=("analyses", "outputs.formats")),
+    Step("figures", "figures", step_figures, depends=("summaries", "maps", "trends"),
          config_keys=("outputs", "name", "synthetic")),
     Step("report", "HTML report", step_report,
-         depends=("prepare", "flux", "maps", "summaries", "figures"),
+         depends=("prepare", "flux", "maps", "summaries", "trends", "figures"),
          config_keys=("name", "description", "synthetic", "outputs")),
 ]

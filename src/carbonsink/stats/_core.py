@@ -166,7 +166,7 @@ def run_kernel(kernel, arrays, args, outputs, threads, post=None):
 def prepare(objs: Sequence[xr.DataArray], dim: str) -> list[xr.DataArray]:
     """Align exactly, make the core dim a single dask chunk."""
     try:
-        objs = list(xr.align(*objs, join="exact"))
+        objs = list(xr.align(*objs, join="exact", copy=False))
     except ValueError as exc:
         raise AlignmentError(
             f"inputs are not on the same coordinates ({exc}); put them on one grid and "

@@ -23,9 +23,9 @@ import math
 import numba as nb
 import numpy as np
 
-from ._special import norm_sf2, r_to_p, t_sf2
+from ._special import r_to_p, t_sf2
 
-_B = 64  # pixels per gathered block
+_B = 256  # pixels per gathered block
 
 _JIT = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy")
 
@@ -69,33 +69,21 @@ def _insertion_sort(a, n):
 
 
 @nb.njit(**_JIT)
-def _argsort_small(a, n, idx):
-    """Stable insertion argsort of ``a[:n]`` into ``idx[:n]``."""
+def _average_ranks(a, n, ranks):
+    """1-based average ranks of ``a[:n]`` (ties share the mean rank), like scipy's rankdata.
+
+    rank_i = #(a_j < a_i) + (#(a_j == a_i) + 1) / 2, by branch-free counting
+    (O(n²), vectorised; faster than sorting for the short series here).
+    """
     for i in range(n):
-        idx[i] = i
-    for i in range(1, n):
-        k = idx[i]
-        v = a[k]
-        j = i - 1
-        while j >= 0 and a[idx[j]] > v:
-            idx[j + 1] = idx[j]
-            j -= 1
-        idx[j + 1] = k
-
-
-@nb.njit(**_JIT)
-def _average_ranks(a, n, idx, ranks):
-    """1-based average ranks of ``a[:n]`` (ties share the mean rank), like scipy's rankdata."""
-    _argsort_small(a, n, idx)
-    i = 0
-    while i < n:
-        j = i
-        while j + 1 < n and a[idx[j + 1]] == a[idx[i]]:
-            j += 1
-        r = 0.5 * (i + j) + 1.0
-        for k in range(i, j + 1):
-            ranks[idx[k]] = r
-        i = j + 1
+        x = a[i]
+        lt = 0
+        eq = 0
+        for j in range(n):
+            y = a[j]
+            lt += y < x
+            eq += y == x
+        ranks[i] = lt + 0.5 * (eq + 1.0)
 
 
 @nb.njit(**_JIT)
@@ -145,20 +133,6 @@ def _select(a, lo, hi, k):
 
 
 @nb.njit(**_JIT)
-def _median_inplace(a, m):
-    """Median of ``a[:m]`` (m >= 1); reorders ``a``."""
-    k = m // 2
-    hi = _select(a, 0, m, k)
-    if m % 2 == 1:
-        return hi
-    lo = a[0]
-    for i in range(1, k):
-        if a[i] > lo:
-            lo = a[i]
-    return 0.5 * (lo + hi)
-
-
-@nb.njit(**_JIT)
 def _median_sorted(a, n):
     if n % 2 == 1:
         return a[n // 2]
@@ -177,7 +151,7 @@ def _split_mid(a, m, v):
         w = np.inf if below else x
         mx = u if u > mx else mx
         mn = w if w < mn else mn
-    return 0.5 * (mx + mn)
+    return 0.5 * (float(mx) + float(mn))
 
 
 @nb.njit(**_JIT)
@@ -213,15 +187,6 @@ def _two_order_stats(a, n, k1, k2):
         if r == k2:
             v2 = x
     return v1, v2
-
-
-@nb.njit(**_JIT)
-def _median_small(a, n):
-    """Median of ``a[:n]`` without reordering (rank counting; for n up to ~50)."""
-    k2 = n // 2
-    k1 = k2 - 1 if n % 2 == 0 else k2
-    v1, v2 = _two_order_stats(a, n, k1, k2)
-    return 0.5 * (v1 + v2)
 
 
 @nb.njit(**_JIT)
@@ -270,7 +235,8 @@ def _median_bracket(a, m, small, g_lo, g_hi, piv):
             va = g_lo
             vb = g_hi
         else:
-            if it == 1:
+            if amin == np.inf and (lo == -np.inf or hi == np.inf):
+                # a guess missed on one side: the data range closes the bracket
                 amin, amax = _min_ge_max_lt(a, m, -np.inf, np.inf)
             lo_f = lo if lo > -np.inf else amin
             hi_f = hi if hi < np.inf else amax
@@ -322,7 +288,7 @@ def _median_bracket(a, m, small, g_lo, g_hi, piv):
         return first
     if nin == 2:
         if m % 2 == 0:
-            return 0.5 * (first + last)
+            return 0.5 * (float(first) + float(last))
         return first if k1 == clo else last
     nsm = 0
     for i in range(m):
@@ -332,7 +298,7 @@ def _median_bracket(a, m, small, g_lo, g_hi, piv):
     kk = k2 - clo
     if nsm <= 24:
         v1, v2 = _two_order_stats(small, nsm, k1 - clo, kk)
-        return 0.5 * (v1 + v2)
+        return 0.5 * (float(v1) + float(v2))
     top = _select(small, 0, nsm, kk)
     if m % 2 == 1:
         return top
@@ -340,7 +306,7 @@ def _median_bracket(a, m, small, g_lo, g_hi, piv):
     for i in range(1, kk):
         if small[i] > low:
             low = small[i]
-    return 0.5 * (low + top)
+    return 0.5 * (float(low) + float(top))
 
 
 @nb.njit(**_JIT)
@@ -501,11 +467,10 @@ def mk_kernel(xs, orient, tt, min_valid, skipna, variant, lag, zcrit, small_exac
     ys = np.empty(T)
     wk = np.empty(T)
     rk = np.empty(T)
-    idx = np.empty(T, dtype=np.int64)
     npairs = T * (T - 1) // 2
     fdt = xs[0].dtype
     sl = np.empty(max(npairs, 1), dtype=fdt)
-    small = np.empty(max(npairs, 1), dtype=fdt)
+    small = np.empty(max(npairs, T, 1), dtype=fdt)
     piv = np.empty(2, dtype=fdt)
     yf = np.empty(T, dtype=fdt)
     tf = np.empty(T, dtype=fdt)
@@ -544,26 +509,21 @@ def mk_kernel(xs, orient, tt, min_valid, skipna, variant, lag, zcrit, small_exac
                 p_out[pix] = nan
                 tau_out[pix] = nan
                 continue
-            # S, number of tied pairs and pairwise slopes in one sweep
-            s = 0
-            nz = 0
-            m = 0
-            # (division, not multiplication by 1/dt: the slope must be bit-identical to
-            # the textbook definition because detrended ties depend on it; the slopes
-            # are computed in the input precision so that the loop vectorises)
+            # Pairwise slopes in the input precision, lag-major order (contiguous loads:
+            # the loop vectorises).  Division, not multiplication by 1/dt: the slope
+            # must be bit-identical to the textbook definition because ties of the
+            # detrended series (Hamed-Rao ranks) depend on it.
             for k in range(n):
                 yf[k] = yv[k]
                 tf[k] = tv[k]
             base = 0
-            for i in range(n - 1):
-                yi = yf[i]
-                ti = tf[i]
-                off = base - i - 1
-                for j in range(i + 1, n):
-                    sl[off + j] = (yf[j] - yi) / (tf[j] - ti)
-                base += n - 1 - i
+            for lag_ in range(1, n):
+                for i in range(n - lag_):
+                    sl[base + i] = (yf[i + lag_] - yf[i]) / (tf[i + lag_] - tf[i])
+                base += n - lag_
             m = base
-            # S and tied pairs from the slope signs (time distances are positive)
+            # S and tied pairs from the slope signs (time distances are positive, and a
+            # difference of two distinct floats is never rounded to zero)
             npos = 0
             nneg = 0
             for k in range(m):
@@ -581,7 +541,10 @@ def mk_kernel(xs, orient, tt, min_valid, skipna, variant, lag, zcrit, small_exac
             dg = 0.5 * math.sqrt(res) if res > 0.0 else 0.0
             beta = _median_bracket(sl, m, small, g - dg, g + dg, piv)
             ties = _tie_term_unsorted(yv, n) if nz > 0 else 0.0
-            ymed = _median_small(yv, n)
+            # median(y) by the same counting selection (first pivots mean -/+ sd/4)
+            ym = sy / n
+            sdy = 0.25 * math.sqrt(csyy / n) if csyy > 0.0 else 0.0
+            ymed = _median_bracket(yf, n, small, ym - sdy, ym + sdy, piv)
             tmed = _median_sorted(tv, n)
             slope[pix] = beta
             intercept[pix] = ymed - tmed * beta
@@ -593,7 +556,7 @@ def mk_kernel(xs, orient, tt, min_valid, skipna, variant, lag, zcrit, small_exac
                 for k in range(n):
                     wk[k] = yv[k] - (tv[k] + 1.0) * beta
                 if variant == MK_HAMED_RAO:
-                    _average_ranks(wk, n, idx, rk)
+                    _average_ranks(wk, n, rk)
                     mean, acov0 = _centered_ss(rk, n)
                     bound = zcrit / math.sqrt(fn)
                     sni = 0.0
@@ -829,7 +792,6 @@ def corr_kernel(xs, orient, min_valid, skipna, rank, r_out, p_out, nout, start, 
     c = np.empty(T)
     ra = np.empty(T)
     rc = np.empty(T)
-    idx = np.empty(T, dtype=np.int64)
     nan = np.nan
     for p0 in range(start, stop, _B):
         nb_ = min(_B, stop - p0)
@@ -850,8 +812,8 @@ def corr_kernel(xs, orient, min_valid, skipna, rank, r_out, p_out, nout, start, 
                 p_out[pix] = nan
                 continue
             if rank:
-                _average_ranks(a, n, idx, ra)
-                _average_ranks(c, n, idx, rc)
+                _average_ranks(a, n, ra)
+                _average_ranks(c, n, rc)
             else:
                 for k in range(n):
                     ra[k] = a[k]

@@ -15,6 +15,8 @@ arguments with the papers' defaults.
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Sequence
 
 import numpy as np
@@ -52,6 +54,11 @@ def class_labels(classes: xr.DataArray) -> dict[int, str]:
     """``{code: label}`` of a class map made by this module."""
     vals = [int(v) for v in np.atleast_1d(classes.attrs.get("flag_values", []))]
     labels = classes.attrs.get("labels")
+    if isinstance(labels, str):  # a list stored as JSON text by netCDF/Zarr writers
+        try:
+            labels = json.loads(labels)
+        except json.JSONDecodeError:
+            labels = None
     if labels is None:
         labels = [m.replace("_", " ") for m in str(classes.attrs.get("flag_meanings", "")).split()]
     if len(labels) != len(vals):
@@ -60,7 +67,7 @@ def class_labels(classes: xr.DataArray) -> dict[int, str]:
     return dict(zip(vals, labels))
 
 
-def _elementwise(func, *objs, name):
+def _elementwise(func, *objs):
     return xr.apply_ufunc(func, *objs, dask="parallelized", output_dtypes=[np.int8],
                           keep_attrs=False)
 
@@ -109,7 +116,7 @@ def sen_mk_classes(trend, z=None, *, critical: Sequence[float] = (1.645, 1.960, 
         out[np.isnan(b) | np.isnan(zz)] = CLASS_FILL
         return out
 
-    res = _elementwise(f, slope, z, name="sen_mk_class")
+    res = _elementwise(f, slope, z)
     out = _class_da(res, range(-4, 5), SEN_MK_LABELS, "sen_mk_class")
     out.attrs.update(long_name="Sen slope / Mann-Kendall trend class (seed 001)",
                      critical_values=[float(v) for v in c])
@@ -142,7 +149,7 @@ def ols_six_classes(trend, p=None, *, levels: Sequence[float] = (0.01, 0.05)):
         out[np.isnan(b) | np.isnan(pp)] = CLASS_FILL
         return out
 
-    res = _elementwise(f, slope, p, name="ols_class")
+    res = _elementwise(f, slope, p)
     out = _class_da(res, range(-3, 4), OLS6_LABELS, "ols_class")
     out.attrs.update(long_name="OLS trend significance class (seed 003)",
                      levels=[float(v) for v in lv])
@@ -170,7 +177,7 @@ def ols_four_classes(trend, p=None, *, alpha: float = 0.05):
         out[np.isnan(b) | np.isnan(pp)] = CLASS_FILL
         return out
 
-    res = _elementwise(f, slope, p, name="ols4_class")
+    res = _elementwise(f, slope, p)
     out = _class_da(res, range(-2, 3), OLS4_LABELS, "ols4_class")
     out.attrs.update(long_name="OLS trend class SI/II/ID/SD (seed 004)", alpha=float(alpha))
     return out
@@ -206,7 +213,7 @@ def sink_source_classes(nep: xr.DataArray, scheme: str = "binary", *,
             out[np.isnan(v)] = CLASS_FILL
             return out
 
-        res = _elementwise(f, nep, name="sink_class")
+        res = _elementwise(f, nep)
         out = _class_da(res, (-1, 0, 1), labels or ("source", "neutral", "sink"), "sink_class")
         out.attrs.update(long_name="carbon sink/source class", scheme="binary")
         return out
@@ -231,7 +238,7 @@ def sink_source_classes(nep: xr.DataArray, scheme: str = "binary", *,
         out[np.isnan(v)] = CLASS_FILL
         return out
 
-    res = _elementwise(g, nep, name="sink_class")
+    res = _elementwise(g, nep)
     out = _class_da(res, range(th.size + 1), labels, "sink_class")
     out.attrs.update(long_name="carbon sink class", scheme=str(scheme),
                      thresholds=[float(v) for v in th])
@@ -297,7 +304,7 @@ def class_area_shares(classes: xr.DataArray, area: xr.DataArray,
             f"class_area_shares: classes has dimensions {extra} that area lacks; pass by= "
             "naming the one to group by")
     try:
-        c, a = xr.align(classes, a_km2, join="exact")
+        c, a = xr.align(classes, a_km2, join="exact", copy=False)
     except ValueError as exc:
         from carbonsink.errors import AlignmentError
 
@@ -310,7 +317,9 @@ def class_area_shares(classes: xr.DataArray, area: xr.DataArray,
         cv, av = xr.broadcast(cc, a)
         cv = np.asarray(cv.values).ravel()
         av = np.asarray(av.values, dtype=np.float64).ravel()
-        ok = (cv != CLASS_FILL) & np.isfinite(av)
+        # a map read back from netCDF/Zarr has its fill decoded to NaN
+        finite = np.isfinite(cv) if cv.dtype.kind == "f" else np.ones(cv.shape, bool)
+        ok = finite & (np.where(finite, cv, 0) != CLASS_FILL) & np.isfinite(av)
         codes = cv[ok].astype(np.int64)
         w = av[ok]
         present = np.unique(codes)

@@ -146,6 +146,15 @@ def mann_kendall(da: xr.DataArray, dim: str = "time", *, variant: str = "origina
     Returns
     -------
     Dataset ``slope, intercept, s, var_s, z, p, tau, n``.
+
+    Notes
+    -----
+    For speed the pairwise slopes are formed in the input precision: with
+    float32 input the Sen slope carries an absolute error of about 1e-7 times
+    the spread of the pairwise slopes (so its relative error can exceed 1e-6
+    only where the slope is near zero compared with that spread).  Cast to
+    float64 for agreement with float64 references to the last digits.  S, the
+    tie counts and therefore Z and p are exact in either precision.
     """
     da = check_dataarray(da, "mann_kendall")
     length = check_dim(da, dim, "mann_kendall")

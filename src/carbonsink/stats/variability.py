@@ -11,6 +11,7 @@ from carbonsink.errors import CarbonsinkError, InsufficientDataError
 
 from . import _kernels as K
 from ._core import apply, check_dataarray, check_dim, out_float_dtype, resolve_min_valid, run_kernel
+from .classes import CLASS_FILL, _class_da
 
 __all__ = ["coefficient_of_variation", "natural_breaks", "classify", "cv_classes",
            "CV_CLASS_LABELS"]
@@ -165,9 +166,6 @@ def _classify_np(values, breaks):
     out = cls.astype(np.int8)
     out[~np.isfinite(values)] = CLASS_FILL
     return out
-
-
-from .classes import CLASS_FILL, _class_da  # noqa: E402  (classes imports nothing from here)
 
 
 def classify(values, breaks, *, labels=None, name: str = "class"):
