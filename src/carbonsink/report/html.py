@@ -47,6 +47,17 @@ def _summary_html(root: Path) -> str:
     return "<p>(no regional table)</p>"
 
 
+def _trend_html(root: Path) -> str:
+    for name in ("regional_trends.parquet", "regional_trends.csv"):
+        p = root / "tables" / name
+        if p.exists():
+            df = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
+            cols = ["combination", "variable", "ols_slope_g_C_m2_yr2", "ols_p",
+                    "sen_slope_g_C_m2_yr2", "mk_z", "mk_p", "n_years"]
+            return df[cols].round(4).to_html(index=False, classes="summary")
+    return "<p>(no trend analysis in this run)</p>"
+
+
 def write_index(ctx, path: str | Path) -> Path:
     """Render ``index.html`` for a finished run described by ``ctx`` (a RunContext)."""
     from ..pipeline.provenance import provenance
@@ -69,6 +80,7 @@ def write_index(ctx, path: str | Path) -> Path:
         grid=grid,
         combinations=combos,
         summary_table=_summary_html(root),
+        trend_table=_trend_html(root),
         figures=[p for p in rel if p.endswith(".png")],
         tables=[p for p in rel if p.endswith((".csv", ".parquet"))],
         maps=[p for p in rel if p.endswith(".tif")],
