@@ -11,7 +11,9 @@ scheduler's workers.  No Python loop runs over pixels.
 NaN policy: each function takes ``skipna`` and ``min_valid``; missing values
 are dropped pairwise (complete cases for several variables); pixels with fewer
 than ``min_valid`` valid values, and all-NaN pixels, give NaN without warnings.
-Float32 input gives float32 statistics (computed in float64), other input float64.
+Float32 input gives float32 statistics (computed in float64, except the
+Theil–Sen pairwise slopes, formed in the input precision: see ``mann_kendall``);
+other input gives float64.
 """
 
 from ._parallel import get_num_threads, set_num_threads

@@ -7,7 +7,10 @@ as a typed list ``xs`` of C-contiguous 2-D arrays plus an ``orient`` vector:
 ``orient[v] == 0`` means ``xs[v]`` is ``(pixels, time)``, ``1`` means it is
 ``(time, pixels)`` (the natural layout of a ``(time, y, x)`` cube).  Blocks of
 ``_B`` pixels are first gathered into a small ``(B, V, T)`` float64 buffer with
-cache-friendly loops; all arithmetic is in float64.
+cache-friendly loops; arithmetic is in float64 except the Theil–Sen pairwise
+slopes, which are formed in the input precision (twice the SIMD width for
+float32).  ``error_model="numpy"`` keeps Python's division checks out of the
+loops so that they vectorise.
 
 NaN policy inside the kernels: a value is valid when it is not NaN; a pixel is
 computed from its valid values (complete cases across variables for
