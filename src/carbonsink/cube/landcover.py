@@ -28,6 +28,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InputError
+from .._xrutil import keep_coord_attrs
 
 __all__ = ["landcover_table", "reclassify", "landcover_mask", "class_labels", "GROUPS"]
 
@@ -94,7 +95,7 @@ def _apply_lut(block: np.ndarray, lut: np.ndarray) -> np.ndarray:
 def _map(lc: xr.DataArray, lut: np.ndarray) -> xr.DataArray:
     out = xr.apply_ufunc(_apply_lut, lc, kwargs={"lut": lut}, dask="parallelized",
                          output_dtypes=[lut.dtype], keep_attrs=False)
-    return out
+    return keep_coord_attrs(out, lc)
 
 
 def _check_int_codes(lc: xr.DataArray) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .._xrutil import keep_coord_attrs
 from ..errors import ConfigError, InputError
 from ..units import ensure_units
 
@@ -264,7 +265,7 @@ def apply_time_kernel(func, time_inputs: list, static_inputs: list, *, time_dim:
             dims = list(time_inputs[0].dims)
             order = [d for d in dims if d in out.dims] + [d for d in out.dims if d not in dims]
             out = out.transpose(*order)
-        return out
+        return keep_coord_attrs(out, *args)
     return _block(*time_inputs, *static_inputs, core_last=False)
 
 
@@ -282,8 +283,9 @@ def lookup(codes: Any, table: np.ndarray, fill: float) -> Any:
         return out
 
     if is_xr(codes):
-        return xr.apply_ufunc(_map, codes, dask="parallelized", output_dtypes=[table.dtype],
-                              keep_attrs=False)
+        return keep_coord_attrs(xr.apply_ufunc(_map, codes, dask="parallelized",
+                                               output_dtypes=[table.dtype], keep_attrs=False),
+                                codes)
     if is_dask(codes):
         return codes.map_blocks(_map, dtype=table.dtype)
     return _map(codes)
@@ -311,8 +313,8 @@ class _Quiet:
 def call_uf(uf, *args):
     """Apply a compiled element-wise kernel to numpy, dask or xarray arguments (lazy for dask)."""
     if any(is_xr(a) for a in args):
-        return xr.apply_ufunc(lambda *a: call_uf(uf, *a), *args, dask="allowed",
-                              keep_attrs=False)
+        return keep_coord_attrs(xr.apply_ufunc(lambda *a: call_uf(uf, *a), *args,
+                                               dask="allowed", keep_attrs=False), *args)
     if any(is_dask(a) for a in args):
         from dask.array.core import elemwise
         return elemwise(_Quiet(uf), *args, dtype=float_dtype(*args))

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .._xrutil import keep_coord_attrs
 from ..errors import AlignmentError, InputError, InsufficientDataError
 from . import _kernels as K
 from ._util import (call_uf, apply_time_kernel, calendar_of, check_mode, choice, finish, float_dtype,
@@ -333,6 +334,7 @@ def modis_monthly(npp_annual: Any, gpp_8day: Any, *, split: str | None = None,
         except ValueError as exc:
             raise AlignmentError(f"npp_annual and gpp_8day are not on the same grid: {exc}. "
                                  "Fix: regrid both onto one grid (carbonsink.cube.regrid)") from exc
+        out = keep_coord_attrs(out, npp, gpp)
         out = out.rename({"_month": time_dim}).assign_coords({time_dim: months.values})
         out = out.transpose(time_dim, *[d for d in out.dims if d != time_dim])
     else:

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
+
+from .._xrutil import keep_coord_attrs
 from numba import typed
 
 from carbonsink.errors import AlignmentError, CarbonsinkError, InsufficientDataError
@@ -203,6 +205,7 @@ def apply(func, objs, dim, *, n_out, out_dtypes, out_core_dims=None, out_sizes=N
         kwargs=kwargs,
         keep_attrs=False,
     )
+    res = keep_coord_attrs(res, *objs)
     return res if isinstance(res, tuple) else (res,)
 
 

@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .._xrutil import keep_coord_attrs
+
 from carbonsink.errors import CarbonsinkError, UnitError
 
 __all__ = ["CLASS_FILL", "sen_mk_classes", "ols_six_classes", "ols_four_classes",
@@ -68,8 +70,8 @@ def class_labels(classes: xr.DataArray) -> dict[int, str]:
 
 
 def _elementwise(func, *objs):
-    return xr.apply_ufunc(func, *objs, dask="parallelized", output_dtypes=[np.int8],
-                          keep_attrs=False)
+    return keep_coord_attrs(xr.apply_ufunc(func, *objs, dask="parallelized",
+                                           output_dtypes=[np.int8], keep_attrs=False), *objs)
 
 
 def _pick(trend, var, given, fname):
