@@ -103,3 +103,15 @@ def test_cli_lists_models_and_variables():
     assert res.exit_code == 0 and "g C m-2 month-1" in res.output and "landcover" in res.output
     res = runner.invoke(main, ["--version"])
     assert res.exit_code == 0 and "carbonsink" in res.output
+
+
+def test_cli_validate_on_fluxnet_towers(shared_data, tmp_path):
+    files = sorted((shared_data / "fluxnet2015" / "MM").glob("FLX_CN-*_MM_*.csv"))
+    assert len(files) == 7
+    res = CliRunner().invoke(main, ["validate", *map(str, files[:2]), "--out",
+                                    str(tmp_path / "v"), "--sites",
+                                    str(shared_data / "fluxnet2015" / "sites_cn.csv")])
+    assert res.exit_code == 0, res.output
+    assert "cue+gsmsr_bl" in res.output and "written to" in res.output
+    written = sorted(p.name for p in (tmp_path / "v").rglob("*") if p.is_file())
+    assert any(n.endswith(".csv") for n in written) and any(n.endswith(".png") for n in written)

@@ -128,6 +128,10 @@ def test_provenance_on_every_output(finished):
     pq = pd.read_parquet(out / "tables" / "regional_annual.parquet")
     assert set(pq["combination"]) == {"modis+pei", "modis+gsmsr_bl"}
     assert sha in (out / "index.html").read_text()
+    from PIL import Image
+
+    png = Image.open(out / "figures" / "nep_regional_annual.png")
+    assert png.text["carbonsink_study_sha256"] == sha
 
 
 def test_regional_table_is_area_weighted(finished):
@@ -225,3 +229,20 @@ def test_grid_like_an_input(hetero_inputs, tmp_path):
     msgs = check(tmp_path / "study.yaml")
     assert any("target grid: 10 x 10" in m for m in msgs)
     assert GRID["resolution"] == 0.1
+
+
+def test_check_and_reading_compute_nothing(hetero_inputs, tmp_path):
+    import dask
+
+    from carbonsink.pipeline.steps import read_inputs
+
+    _copy_inputs(hetero_inputs, tmp_path)
+    write_study(tmp_path)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("check must not compute")
+
+    with dask.config.set(scheduler=fail):
+        check(tmp_path / "study.yaml")
+        arrays = read_inputs(load_study(tmp_path / "study.yaml"))
+    assert all(a.chunks is not None for a in arrays.values())

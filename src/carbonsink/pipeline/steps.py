@@ -522,26 +522,29 @@ def step_figures(ctx: RunContext) -> list[Path]:
 
     if not ctx.cfg.outputs.figures:
         return []
+    meta = flat_attrs(provenance(ctx.cfg, "figures"))
     outs = []
     table = pd.read_csv(ctx.out_dir / "tables" / "regional_annual.csv", comment="#") \
         if (ctx.out_dir / "tables" / "regional_annual.csv").exists() else \
         pd.read_parquet(ctx.out_dir / "tables" / "regional_annual.parquet")
     p = ctx.path("figures", "nep_regional_annual.png")
     timeseries_figure(table[table.variable == "nep"], p, synthetic=ctx.cfg.synthetic,
-                      title=f"{ctx.cfg.name}: area-weighted mean annual NEP")
+                      title=f"{ctx.cfg.name}: area-weighted mean annual NEP", metadata=meta)
     outs.append(p)
     for name in selected_combinations(ctx.cfg):
         annual = _open_cube(ctx, f"{name}/annual")
         p = ctx.path("figures", f"{name}_nep_mean_map.png")
         map_figure(annual["nep"].mean("time", skipna=False).compute(), p,
-                   title=f"{name}: mean annual NEP", synthetic=ctx.cfg.synthetic)
+                   title=f"{name}: mean annual NEP", synthetic=ctx.cfg.synthetic,
+                   metadata={**meta, "carbonsink_combination": name})
         outs.append(p)
         trend = ctx.out_dir / "cubes" / name / "nep_trend.zarr"
         if trend.exists() or (ctx.out_dir / "cubes" / name / "nep_trend.nc").exists():
             slope = _open_cube(ctx, f"{name}/nep_trend")["sen_slope"].compute()
             p = ctx.path("figures", f"{name}_nep_sen_slope_map.png")
             map_figure(slope, p, title=f"{name}: Theil–Sen trend of annual NEP",
-                       cmap="RdBu", synthetic=ctx.cfg.synthetic)
+                       cmap="RdBu", synthetic=ctx.cfg.synthetic,
+                       metadata={**meta, "carbonsink_combination": name})
             outs.append(p)
     return outs
 

@@ -20,15 +20,19 @@ __all__ = ["timeseries_figure", "map_figure"]
 _SYNTHETIC_NOTE = "SYNTHETIC demo data — not real observations"
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig, path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Save atomically; ``metadata`` (e.g. provenance) goes into the PNG text chunks."""
+    fmt = Path(path).suffix.lstrip(".").lower()
+    meta = {"Software": "carbonsink", **(metadata or {})} if fmt == "png" else None
     with atomic_write(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format=Path(path).suffix.lstrip("."))
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format=fmt, metadata=meta)
     plt.close(fig)
 
 
 def timeseries_figure(table: pd.DataFrame, path: str | Path, *, value="mean_g_C_m2_yr",
                       by="combination", title: str = "", synthetic: bool = False,
-                      ylabel: str = "NEP [g C m$^{-2}$ yr$^{-1}$]") -> Path:
+                      ylabel: str = "NEP [g C m$^{-2}$ yr$^{-1}$]",
+                      metadata: dict[str, str] | None = None) -> Path:
     """Line plot of a tidy yearly table, one line per ``by`` group."""
     fig, ax = plt.subplots(figsize=(7.5, 4))
     for key, grp in table.groupby(by, sort=True):
@@ -42,12 +46,13 @@ def timeseries_figure(table: pd.DataFrame, path: str | Path, *, value="mean_g_C_
     ax.legend(fontsize=7, ncol=2, frameon=False)
     if synthetic:
         ax.text(0.01, 0.01, _SYNTHETIC_NOTE, transform=ax.transAxes, fontsize=7, color="firebrick")
-    _save(fig, Path(path))
+    _save(fig, Path(path), metadata)
     return Path(path)
 
 
 def map_figure(da: xr.DataArray, path: str | Path, *, title: str = "", cmap: str = "RdYlGn",
-               synthetic: bool = False, center_zero: bool = True) -> Path:
+               synthetic: bool = False, center_zero: bool = True,
+               metadata: dict[str, str] | None = None) -> Path:
     """Map of a 2-D (y, x) field with a colour bar labelled with its units."""
     values = np.asarray(da.values, dtype=float)
     fig, ax = plt.subplots(figsize=(6, 5))
@@ -72,5 +77,5 @@ def map_figure(da: xr.DataArray, path: str | Path, *, title: str = "", cmap: str
     ax.set_title(title, fontsize=10)
     if synthetic:
         ax.text(0.01, 0.01, _SYNTHETIC_NOTE, transform=ax.transAxes, fontsize=7, color="firebrick")
-    _save(fig, Path(path))
+    _save(fig, Path(path), metadata)
     return Path(path)
