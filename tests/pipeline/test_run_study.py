@@ -181,6 +181,10 @@ def _assert_nothing_finished(folder):
         ({"models": {"combinations": ["modis+peii"]}}, UnknownModelError,
          "valid names are: .*modis\\+pei"),
         ({"models": {"combinations": ["casa+pei"]}}, CarbonsinkError, "inputs.ndvi is required"),
+        ({"models": {"combinations": ["modis+gsmsr_bl"], "options": {"gsmsr_bl": {"betta": 1}}}},
+         CarbonsinkError, "models.options.gsmsr_bl: unknown option.*'betta'.*beta"),
+        ({"models": {"combinations": ["modis+pei"], "options": {"gsmrs": {}}}}, CarbonsinkError,
+         "unknown model.*'gsmrs'.*gsmsr_bl"),
     ],
 )
 def test_bad_study_fails_cleanly(hetero_inputs, tmp_path, change, error, match):

@@ -6,6 +6,7 @@ can skip finished steps and memory stays bounded by the chunk size.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,16 @@ def model_options(cfg: StudyConfig, model: str) -> dict[str, Any]:
     if "mode" in opts:
         out["mode"] = opts["mode"]
     out.update(opts.get(model) or {})
+    reg = comb.NPP_MODELS.get(model) or comb.RH_MODELS.get(model)
+    if reg is not None and reg.functions:
+        accepted = {name for f in reg.functions
+                    for name, p in inspect.signature(f).parameters.items()
+                    if p.kind == p.KEYWORD_ONLY or p.default is not p.empty}
+        accepted -= {"time", "time_dim"}
+        bad = sorted(set(out) - accepted)
+        if bad:
+            raise ConfigError(f"models.options.{model}: unknown option(s) {bad}; valid options: "
+                              f"{', '.join(sorted(accepted))}")
     return out
 
 
@@ -146,6 +157,12 @@ def check_study(cfg: StudyConfig) -> list[str]:
     if missing:
         raise ConfigError(missing)
     combos = selected_combinations(cfg)
+    from ..flux import combinations as comb
+
+    for name in combos:
+        c = comb.get_combination(name)
+        model_options(cfg, c.npp.name)
+        model_options(cfg, c.rh.name)
     messages.append(f"combinations: {', '.join(combos)}")
     return messages
 
