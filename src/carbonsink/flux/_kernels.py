@@ -301,59 +301,57 @@ def thornthwaite_kernel(t, group, ngroup, climatology, moy, lat, doy, days, corr
 
 @numba.njit(**_JIT)
 def wepsilon_kernel(eet, pet, first, carry):
-    """Wε = 0.5 + 0.5·EET/PET in [0.5, 1], carried forward where PET <= 0."""
+    """Wε = 0.5 + 0.5·EET/PET in [0.5, 1], carried forward where PET <= 0.
+
+    Time is the outer loop and pixels the inner one, so every step reads the
+    (time, pixel) arrays contiguously; ``prev`` holds each pixel's last Wε.
+    """
     nt, npx = eet.shape
     out = np.empty((nt, npx), dtype=eet.dtype)
-    for p in range(npx):
-        prev = first
-        for i in range(nt):
+    prev = np.full(npx, first)
+    for i in range(nt):
+        for p in range(npx):
             e = eet[i, p]
             q = pet[i, p]
             if e != e or q != q:
                 out[i, p] = math.nan
-                prev = math.nan
-                continue
-            if q <= 0.0:
-                out[i, p] = prev if carry else math.nan
-                continue
-            w = 0.5 + 0.5 * e / q
-            if w < 0.5:
-                w = 0.5
-            if w > 1.0:
-                w = 1.0
-            out[i, p] = w
-            prev = w
+                prev[p] = math.nan
+            elif q <= 0.0:
+                out[i, p] = prev[p] if carry else math.nan
+            else:
+                w = min(max(0.5 + 0.5 * e / q, 0.5), 1.0)
+                out[i, p] = w
+                prev[p] = w
     return out
 
 
 @numba.njit(**_JIT)
 def wepsilon_zz_kernel(pr, ep, first, carry):
-    """Wε from the Zhou–Zhang EET and PET of (P, E_p) in one pass, with carry-forward."""
+    """Wε from the Zhou–Zhang EET and PET of (P, E_p) in one pass, with carry-forward.
+
+    Time-outer loop for contiguous access, as in :func:`wepsilon_kernel`.
+    """
     nt, npx = pr.shape
     out = np.empty((nt, npx), dtype=pr.dtype)
-    for p in range(npx):
-        prev = first
-        for i in range(nt):
+    prev = np.full(npx, first)
+    for i in range(nt):
+        for p in range(npx):
             pv = pr[i, p]
             e0 = ep[i, p]
             if pv != pv or e0 != e0:
                 out[i, p] = math.nan
-                prev = math.nan
+                prev[p] = math.nan
                 continue
             if e0 < 0.0:
                 e0 = 0.0
             eet = _zz_eet(pv, e0)
             q = 0.5 * (eet + e0)
             if q <= 0.0:
-                out[i, p] = prev if carry else math.nan
-                continue
-            w = 0.5 + 0.5 * eet / q
-            if w < 0.5:
-                w = 0.5
-            if w > 1.0:
-                w = 1.0
-            out[i, p] = w
-            prev = w
+                out[i, p] = prev[p] if carry else math.nan
+            else:
+                w = min(max(0.5 + 0.5 * eet / q, 0.5), 1.0)
+                out[i, p] = w
+                prev[p] = w
     return out
 
 
@@ -397,26 +395,27 @@ def modis_kernel(npp, gpp, amat, comp_year, nyear, zero_negative):
 
 @numba.njit(**_JIT)
 def topt_kernel(ndvi, t, group, ngroup, floor, use_floor):
-    """Multi-year mean of the temperature of each year's NDVI-peak month."""
+    """Multi-year mean of the temperature of each year's NDVI-peak month.
+
+    Time-outer loop (contiguous reads); ties keep the first month of the year.
+    """
     nt, npx = ndvi.shape
     out = np.empty(npx, dtype=t.dtype)
-    best = np.empty(ngroup)
-    tbest = np.empty(ngroup)
-    for p in range(npx):
-        for g in range(ngroup):
-            best[g] = -np.inf
-            tbest[g] = math.nan
-        for i in range(nt):
+    best = np.full((ngroup, npx), -np.inf)
+    tbest = np.full((ngroup, npx), np.nan)
+    for i in range(nt):
+        g = group[i]
+        for p in range(npx):
             v = ndvi[i, p]
-            g = group[i]
-            if v == v and v > best[g]:
-                best[g] = v
-                tbest[g] = t[i, p]
+            if v == v and v > best[g, p]:
+                best[g, p] = v
+                tbest[g, p] = t[i, p]
+    for p in range(npx):
         s = 0.0
         n = 0
         for g in range(ngroup):
-            if tbest[g] == tbest[g]:
-                s += tbest[g]
+            if tbest[g, p] == tbest[g, p]:
+                s += tbest[g, p]
                 n += 1
         val = s / n if n > 0 else math.nan
         if use_floor and val == val and val < floor:
