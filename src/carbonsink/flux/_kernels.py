@@ -299,59 +299,49 @@ def thornthwaite_kernel(t, group, ngroup, climatology, moy, lat, doy, days, corr
     return out
 
 
+@numba.njit(inline="always")
+def _wepsilon_step(e, q, prev, carry):
+    """One month of Wε = 0.5 + 0.5·EET/PET in [0.5, 1]; returns (Wε, the new carried value).
+
+    A NaN month gives NaN and breaks the carry; PET <= 0 repeats the carried value
+    (CASA's frozen-month rule) or gives NaN when ``carry`` is False.
+    """
+    if e != e or q != q:
+        return math.nan, math.nan
+    if q <= 0.0:
+        return (prev if carry else math.nan), prev
+    w = min(max(0.5 + 0.5 * e / q, 0.5), 1.0)
+    return w, w
+
+
 @numba.njit(**_JIT)
 def wepsilon_kernel(eet, pet, first, carry):
-    """Wε = 0.5 + 0.5·EET/PET in [0.5, 1], carried forward where PET <= 0.
+    """Wε from EET and PET grids, carried forward where PET <= 0.
 
     Time is the outer loop and pixels the inner one, so every step reads the
-    (time, pixel) arrays contiguously; ``prev`` holds each pixel's last Wε.
+    (time, pixel) arrays contiguously; ``prev`` holds each pixel's carried Wε.
     """
     nt, npx = eet.shape
     out = np.empty((nt, npx), dtype=eet.dtype)
     prev = np.full(npx, first)
     for i in range(nt):
         for p in range(npx):
-            e = eet[i, p]
-            q = pet[i, p]
-            if e != e or q != q:
-                out[i, p] = math.nan
-                prev[p] = math.nan
-            elif q <= 0.0:
-                out[i, p] = prev[p] if carry else math.nan
-            else:
-                w = min(max(0.5 + 0.5 * e / q, 0.5), 1.0)
-                out[i, p] = w
-                prev[p] = w
+            out[i, p], prev[p] = _wepsilon_step(eet[i, p], pet[i, p], prev[p], carry)
     return out
 
 
 @numba.njit(**_JIT)
 def wepsilon_zz_kernel(pr, ep, first, carry):
-    """Wε from the Zhou–Zhang EET and PET of (P, E_p) in one pass, with carry-forward.
-
-    Time-outer loop for contiguous access, as in :func:`wepsilon_kernel`.
-    """
+    """Wε from the Zhou–Zhang EET and PET of (P, E_p) in one pass, with carry-forward."""
     nt, npx = pr.shape
     out = np.empty((nt, npx), dtype=pr.dtype)
     prev = np.full(npx, first)
     for i in range(nt):
         for p in range(npx):
             pv = pr[i, p]
-            e0 = ep[i, p]
-            if pv != pv or e0 != e0:
-                out[i, p] = math.nan
-                prev[p] = math.nan
-                continue
-            if e0 < 0.0:
-                e0 = 0.0
-            eet = _zz_eet(pv, e0)
-            q = 0.5 * (eet + e0)
-            if q <= 0.0:
-                out[i, p] = prev[p] if carry else math.nan
-            else:
-                w = min(max(0.5 + 0.5 * eet / q, 0.5), 1.0)
-                out[i, p] = w
-                prev[p] = w
+            e0 = max(ep[i, p], 0.0) if ep[i, p] == ep[i, p] else math.nan
+            eet = _zz_eet(pv, e0) if pv == pv else math.nan
+            out[i, p], prev[p] = _wepsilon_step(eet, 0.5 * (eet + e0), prev[p], carry)
     return out
 
 
