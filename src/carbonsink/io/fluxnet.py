@@ -280,7 +280,7 @@ def read_fluxnet(path: str | Path, *, resolution: str | None = None, site: str |
                            "nee= and the resolution with resolution=")
     site_id = site or meta.site
     if site_id is None:
-        raise _input_error(path, "no site id (CC-XXX) in the file name", "pass site='CN-Xyz'")
+        raise _input_error(path, "no site id (such as CN-Ha2) in the file name", "pass site='CN-Xyz'")
     time = _parse_time(path, df, res)
     coords = {"time": time}
 
