@@ -10,20 +10,23 @@ import pytest
 from cube_helpers import make_cube
 
 
+def _shared_file(shared_data: Path, relative: str, what: str) -> Path:
+    p = shared_data / relative
+    if not p.exists():
+        pytest.skip(f"{what} not found at {p}")
+    return p
+
+
 @pytest.fixture(scope="session")
 def provinces(shared_data) -> Path:
-    p = shared_data / "boundaries" / "china_provinces_dcw-gmt-2.1.1_simplified0.01deg.geojson"
-    if not p.exists():
-        pytest.skip(f"province boundaries not found at {p}")
-    return p
+    return _shared_file(shared_data, "boundaries/china_provinces_dcw-gmt-2.1.1_simplified0.01deg"
+                        ".geojson", "province boundaries")
 
 
 @pytest.fixture(scope="session")
 def mcd12c1(shared_data) -> Path:
-    p = shared_data / "landcover" / "MCD12C1.A2019001.006.2020220162300.tif"
-    if not p.exists():
-        pytest.skip(f"MCD12C1 land cover not found at {p}")
-    return p
+    return _shared_file(shared_data, "landcover/MCD12C1.A2019001.006.2020220162300.tif",
+                        "MCD12C1 land cover")
 
 
 def _raise_on_compute(dsk, keys, **kwargs):

@@ -1,6 +1,5 @@
 import dask.array as dsa
 import numpy as np
-import pandas as pd
 import pytest
 import xarray as xr
 

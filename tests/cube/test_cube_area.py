@@ -1,7 +1,6 @@
 import numpy as np
 import pyproj
 import pytest
-import xarray as xr
 
 from carbonsink.cube import R_AUTHALIC, GridSpec, is_equal_area, pixel_area
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import chunked, make_inputs
+from flux_helpers import chunked, make_inputs
 
 from carbonsink.flux import SEED_000, npp, rh, run_combinations, water
 

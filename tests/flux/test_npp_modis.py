@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest import make_inputs, modis_composite_starts
+from flux_helpers import modis_composite_starts
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

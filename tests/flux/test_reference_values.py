@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import EXAMPLE_DAYS, EXAMPLE_P, example_t
+from flux_helpers import EXAMPLE_DAYS, EXAMPLE_P, example_t
 
 from carbonsink.flux import npp, rh, water
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest import EXAMPLE_DAYS, EXAMPLE_P, example_t
+from flux_helpers import EXAMPLE_DAYS, EXAMPLE_P, example_t
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

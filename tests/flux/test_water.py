@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest import example_t
+from flux_helpers import example_t
 
 from carbonsink.errors import InputError, UnitError
 from carbonsink.flux import water

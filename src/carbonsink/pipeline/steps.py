@@ -216,13 +216,20 @@ def _write_dataset(ctx: RunContext, ds: xr.Dataset, stem: str, step: str,
     return outs
 
 
+def _cube_path(ctx: RunContext, stem: str) -> Path | None:
+    """The written cube ``cubes/<stem>`` (Zarr preferred, else NetCDF), or None."""
+    for ext in (".zarr", ".nc"):
+        p = ctx.out_dir / "cubes" / (stem + ext)
+        if p.exists():
+            return p
+    return None
+
+
 def _grid_crs(ctx: RunContext):
     """CRS of the study grid, as written by the prepare step."""
     if ctx.crs is None:
         for g in _GROUPS:
-            zp = ctx.out_dir / "cubes" / f"inputs_{g}.zarr"
-            nc = ctx.out_dir / "cubes" / f"inputs_{g}.nc"
-            if zp.exists() or nc.exists():
+            if _cube_path(ctx, f"inputs_{g}") is not None:
                 ctx.crs = _open_cube(ctx, f"inputs_{g}").rio.crs
                 break
     return ctx.crs
@@ -231,9 +238,19 @@ def _grid_crs(ctx: RunContext):
 def _open_cube(ctx: RunContext, stem: str) -> xr.Dataset:
     from ..io import read_cube
 
-    zp = ctx.out_dir / "cubes" / (stem + ".zarr")
-    path = zp if zp.exists() else ctx.out_dir / "cubes" / (stem + ".nc")
-    return read_cube(path)
+    path = _cube_path(ctx, stem)
+    return read_cube(path if path is not None else ctx.out_dir / "cubes" / (stem + ".zarr"))
+
+
+def read_result_table(out_dir: Path, stem: str) -> pd.DataFrame | None:
+    """A table of a results folder (``tables/<stem>``, Parquet preferred), or None."""
+    from ..io.tables import read_table
+
+    for ext in (".parquet", ".csv"):
+        p = Path(out_dir) / "tables" / (stem + ext)
+        if p.exists():
+            return read_table(p)
+    return None
 
 
 def _write_table(ctx: RunContext, df: pd.DataFrame, stem: str, step: str) -> list[Path]:
@@ -295,9 +312,7 @@ def load_prepared(ctx: RunContext) -> dict[str, xr.DataArray]:
     """The aligned inputs as a flat mapping role -> lazy DataArray."""
     out: dict[str, xr.DataArray] = {}
     for g in _GROUPS:
-        zp = ctx.out_dir / "cubes" / f"inputs_{g}.zarr"
-        nc = ctx.out_dir / "cubes" / f"inputs_{g}.nc"
-        if zp.exists() or nc.exists():
+        if _cube_path(ctx, f"inputs_{g}") is not None:
             ds = _open_cube(ctx, f"inputs_{g}")
             for name, da in ds.data_vars.items():
                 out[str(name)] = da
@@ -417,9 +432,8 @@ def step_summaries(ctx: RunContext) -> list[Path]:
     class_rows = []
     for name in selected_combinations(cfg):
         annual = _open_cube(ctx, f"{name}/annual")
-        gs_path = ctx.out_dir / "cubes" / name
-        gs = _open_cube(ctx, f"{name}/growing_season") if any(
-            (gs_path / f"growing_season{ext}").exists() for ext in (".zarr", ".nc")) else None
+        gs = _open_cube(ctx, f"{name}/growing_season") \
+            if _cube_path(ctx, f"{name}/growing_season") is not None else None
         for v in ("npp", "rh", "nep"):
             mean = regional_mean(annual[v], area).compute()
             total = regional_total(annual[v], area, units="Tg C").compute()
@@ -541,9 +555,7 @@ def step_figures(ctx: RunContext) -> list[Path]:
         return []
     meta = flat_attrs(provenance(ctx.cfg, "figures"))
     outs = []
-    table = pd.read_csv(ctx.out_dir / "tables" / "regional_annual.csv", comment="#") \
-        if (ctx.out_dir / "tables" / "regional_annual.csv").exists() else \
-        pd.read_parquet(ctx.out_dir / "tables" / "regional_annual.parquet")
+    table = read_result_table(ctx.out_dir, "regional_annual")
     p = ctx.path("figures", "nep_regional_annual.png")
     timeseries_figure(table[table.variable == "nep"], p, synthetic=ctx.cfg.synthetic,
                       title=f"{ctx.cfg.name}: area-weighted mean annual NEP", metadata=meta)
@@ -555,8 +567,7 @@ def step_figures(ctx: RunContext) -> list[Path]:
                    title=f"{name}: mean annual NEP", synthetic=ctx.cfg.synthetic,
                    metadata={**meta, "carbonsink_combination": name})
         outs.append(p)
-        trend = ctx.out_dir / "cubes" / name / "nep_trend.zarr"
-        if trend.exists() or (ctx.out_dir / "cubes" / name / "nep_trend.nc").exists():
+        if _cube_path(ctx, f"{name}/nep_trend") is not None:
             slope = _open_cube(ctx, f"{name}/nep_trend")["sen_slope"].compute()
             p = ctx.path("figures", f"{name}_nep_sen_slope_map.png")
             map_figure(slope, p, title=f"{name}: Theil–Sen trend of annual NEP",

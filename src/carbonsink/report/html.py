@@ -7,7 +7,6 @@ from importlib import resources
 from pathlib import Path
 
 import jinja2
-import pandas as pd
 
 from ..io.atomic import atomic_write
 
@@ -32,30 +31,30 @@ def _rel(paths, root: Path) -> list[str]:
 
 
 def _summary_html(root: Path) -> str:
-    for name in ("regional_annual.parquet", "regional_annual.csv"):
-        p = root / "tables" / name
-        if p.exists():
-            df = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p, comment="#")
-            nep = df[df["variable"] == "nep"]
-            tab = nep.groupby("combination").agg(
-                mean_NEP_g_C_m2_yr=("mean_g_C_m2_yr", "mean"),
-                min_year_mean=("mean_g_C_m2_yr", "min"),
-                max_year_mean=("mean_g_C_m2_yr", "max"),
-                mean_total_Tg_C_yr=("total_Tg_C_yr", "mean"),
-            ).round(2)
-            return tab.to_html(classes="summary")
-    return "<p>(no regional table)</p>"
+    from ..pipeline.steps import read_result_table
+
+    df = read_result_table(root, "regional_annual")
+    if df is None:
+        return "<p>(no regional table)</p>"
+    nep = df[df["variable"] == "nep"]
+    tab = nep.groupby("combination").agg(
+        mean_NEP_g_C_m2_yr=("mean_g_C_m2_yr", "mean"),
+        min_year_mean=("mean_g_C_m2_yr", "min"),
+        max_year_mean=("mean_g_C_m2_yr", "max"),
+        mean_total_Tg_C_yr=("total_Tg_C_yr", "mean"),
+    ).round(2)
+    return tab.to_html(classes="summary")
 
 
 def _trend_html(root: Path) -> str:
-    for name in ("regional_trends.parquet", "regional_trends.csv"):
-        p = root / "tables" / name
-        if p.exists():
-            df = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
-            cols = ["combination", "variable", "ols_slope_g_C_m2_yr2", "ols_p",
-                    "sen_slope_g_C_m2_yr2", "mk_z", "mk_p", "n_years"]
-            return df[cols].round(4).to_html(index=False, classes="summary")
-    return "<p>(no trend analysis in this run)</p>"
+    from ..pipeline.steps import read_result_table
+
+    df = read_result_table(root, "regional_trends")
+    if df is None:
+        return "<p>(no trend analysis in this run)</p>"
+    cols = ["combination", "variable", "ols_slope_g_C_m2_yr2", "ols_p",
+            "sen_slope_g_C_m2_yr2", "mk_z", "mk_p", "n_years"]
+    return df[cols].round(4).to_html(index=False, classes="summary")
 
 
 def write_index(ctx, path: str | Path) -> Path:

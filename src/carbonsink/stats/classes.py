@@ -96,6 +96,18 @@ SEN_MK_LABELS = ("extremely significant decrease", "significant decrease",
                  "significant increase", "extremely significant increase")
 
 
+def _signed_classes(slope, stat, magnitude, values, labels, name):
+    """Class = sign(slope) × magnitude(stat); NaN in either input gives the fill code."""
+
+    def f(b, x):
+        with np.errstate(invalid="ignore"):
+            out = (np.sign(b) * magnitude(x)).astype(np.int8)
+        out[np.isnan(b) | np.isnan(x)] = CLASS_FILL
+        return out
+
+    return _class_da(_elementwise(f, slope, stat), values, labels, name)
+
+
 def sen_mk_classes(trend, z=None, *, critical: Sequence[float] = (1.645, 1.960, 2.576)):
     """Nine trend classes of seed 001 (METHODS §6.3) from the Sen slope and MK |Z|.
 
@@ -111,15 +123,8 @@ def sen_mk_classes(trend, z=None, *, critical: Sequence[float] = (1.645, 1.960, 
     if c.shape != (3,) or not np.all(np.diff(c) > 0):
         raise CarbonsinkError(f"sen_mk_classes: critical must be 3 increasing values, got {critical}")
 
-    def f(b, zz):
-        with np.errstate(invalid="ignore"):
-            mag = 1 + np.searchsorted(c, np.abs(zz), side="left")
-            out = (np.sign(b) * mag).astype(np.int8)
-        out[np.isnan(b) | np.isnan(zz)] = CLASS_FILL
-        return out
-
-    res = _elementwise(f, slope, z)
-    out = _class_da(res, range(-4, 5), SEN_MK_LABELS, "sen_mk_class")
+    out = _signed_classes(slope, z, lambda zz: 1 + np.searchsorted(c, np.abs(zz), side="left"),
+                          range(-4, 5), SEN_MK_LABELS, "sen_mk_class")
     out.attrs.update(long_name="Sen slope / Mann-Kendall trend class (seed 001)",
                      critical_values=[float(v) for v in c])
     return out
@@ -144,15 +149,8 @@ def ols_six_classes(trend, p=None, *, levels: Sequence[float] = (0.01, 0.05)):
     if lv.shape != (2,) or not lv[0] < lv[1]:
         raise CarbonsinkError(f"ols_six_classes: levels must be 2 increasing values, got {levels}")
 
-    def f(b, pp):
-        with np.errstate(invalid="ignore"):
-            mag = 3 - np.searchsorted(lv, pp, side="right")
-            out = (np.sign(b) * mag).astype(np.int8)
-        out[np.isnan(b) | np.isnan(pp)] = CLASS_FILL
-        return out
-
-    res = _elementwise(f, slope, p)
-    out = _class_da(res, range(-3, 4), OLS6_LABELS, "ols_class")
+    out = _signed_classes(slope, p, lambda pp: 3 - np.searchsorted(lv, pp, side="right"),
+                          range(-3, 4), OLS6_LABELS, "ols_class")
     out.attrs.update(long_name="OLS trend significance class (seed 003)",
                      levels=[float(v) for v in lv])
     return out
@@ -172,15 +170,8 @@ def ols_four_classes(trend, p=None, *, alpha: float = 0.05):
     slope = _slope_of(trend)
     p = _pick(trend, "p", p, "ols_four_classes")
 
-    def f(b, pp):
-        with np.errstate(invalid="ignore"):
-            mag = np.where(pp < alpha, 2, 1)
-            out = (np.sign(b) * mag).astype(np.int8)
-        out[np.isnan(b) | np.isnan(pp)] = CLASS_FILL
-        return out
-
-    res = _elementwise(f, slope, p)
-    out = _class_da(res, range(-2, 3), OLS4_LABELS, "ols4_class")
+    out = _signed_classes(slope, p, lambda pp: np.where(pp < alpha, 2, 1),
+                          range(-2, 3), OLS4_LABELS, "ols4_class")
     out.attrs.update(long_name="OLS trend class SI/II/ID/SD (seed 004)", alpha=float(alpha))
     return out
 
