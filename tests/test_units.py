@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from carbonsink.errors import UnitError, UnknownModelError
+from carbonsink.errors import UnitError, UnknownVariableError
 from carbonsink.units import (
     VARIABLES,
     canonical_units,
@@ -37,7 +37,7 @@ def test_registry_has_required_variables():
 
 
 def test_unknown_variable_lists_valid_names():
-    with pytest.raises(UnknownModelError, match="valid names are: .*npp"):
+    with pytest.raises(UnknownVariableError, match="valid names are: .*npp"):
         get_variable("nppp")
 
 

@@ -1,4 +1,5 @@
-"""Command-line interface: ``carbonsink run | check | demo | validate | models | variables``."""
+"""Command-line interface: ``carbonsink run | check | demo | validate | models | analyses |
+variables``."""
 
 from __future__ import annotations
 
@@ -105,15 +106,46 @@ def validate(files, out_dir, npp_cube, npp_series, cue, qc_min, soc, sites) -> N
 
 @main.command()
 def models() -> None:
-    """List NPP models, Rh models and the named NEP combinations."""
-    from .flux import combinations as comb
+    """List the NPP, Rh and NEP models (inputs, needs, options) and the combination names."""
+    from .flux.chain import SEED_000
+    from .flux.registry import combination_names, describe_models
 
-    for kind, reg in (("NPP", comb.NPP_MODELS), ("Rh", comb.RH_MODELS)):
-        click.echo(f"{kind} models:")
-        for name, m in reg.items():
-            click.echo(f"  {name:10s} inputs: {', '.join(m.inputs):32s} {m.description}")
-    click.echo("combinations of seed 000: " + ", ".join(comb.SEED_000))
-    click.echo("any '<NPP model>+<Rh model>' is valid: " + ", ".join(comb.combination_names()))
+    desc = describe_models()
+    for kind, label in (("npp", "NPP"), ("rh", "Rh"), ("nep", "NEP")):
+        click.echo(f"{label} models:")
+        for d in (d for d in desc if d["kind"] == kind):
+            click.echo(f"  {d['name']:10s} {d['description']}")
+            click.echo(f"  {'':10s} inputs: {', '.join(d['inputs']) or '-'}"
+                       + (f"; optional: {', '.join(d['optional_inputs'])}"
+                          if d["optional_inputs"] else "")
+                       + (f"; needs: {', '.join(d['needs'])}" if d["needs"] else ""))
+            opts = ", ".join(f"{k}={v!r}" for k, v in d["options"].items())
+            if d.get("any_options"):
+                opts = "(any keyword)"
+            click.echo(f"  {'':10s} options: {opts or '-'}")
+    click.echo("combinations: '<npp>+<rh>' for every NPP x Rh model, and 'nep_<nep>' for every "
+               "NEP model")
+    click.echo("combinations of seed 000: " + ", ".join(SEED_000))
+    click.echo("valid combinations: " + ", ".join(combination_names()))
+
+
+@main.command()
+def analyses() -> None:
+    """List the registered analyses (the keys under `analyses:`) with their options."""
+    from .analysis import describe_analyses
+
+    for d in describe_analyses():
+        flag = " (default)" if d["default"] else ""
+        click.echo(f"{d['name']}{flag}: {d['title']}")
+        if d["description"]:
+            click.echo(f"    {d['description']}")
+        click.echo(f"    requires: {', '.join(d['requires']) or '-'}"
+                   + (f"; after: {', '.join(d['after'])}" if d["after"] else ""))
+        for k, o in d["options"].items():
+            default = "required" if o["required"] else f"default {o['default']!r}"
+            extra = f"  {o['description']}" if o["description"] else ""
+            click.echo(f"    {k}: {o['type']}, {default}{extra}")
+    click.echo("In a study: analyses: {name: {option: value}} (or a list of names).")
 
 
 @main.command()

@@ -23,7 +23,7 @@ import xarray as xr
 
 from .cube.area import pixel_area
 from .cube.mask import match_grid
-from .errors import AlignmentError, InputError, UnitError
+from .errors import AlignmentError, InputError, InvalidArgumentError, UnitError
 from .units import parse_units, ureg
 
 __all__ = ["regional_mean", "regional_total", "per_class_summary", "total_factor"]
@@ -43,8 +43,8 @@ def _area_m2(da: xr.DataArray, area: xr.DataArray | None) -> xr.DataArray:
     if area is None:
         area = pixel_area(da)
     if not isinstance(area, xr.DataArray):
-        raise InputError("area must be a DataArray (y, x) of cell areas, e.g. "
-                         "carbonsink.cube.pixel_area(da)")
+        raise InvalidArgumentError("area must be a DataArray (y, x) of cell areas, e.g. "
+                                   "carbonsink.cube.pixel_area(da)")
     units = area.attrs.get("units")
     if units is None:
         raise UnitError("area", "m2", None, fix="use carbonsink.cube.pixel_area(), which sets "

@@ -33,7 +33,7 @@ import numpy as np
 import pint
 import xarray as xr
 
-from .errors import UnitError
+from .errors import InvalidArgumentError, UnitError, UnknownVariableError
 
 __all__ = [
     "Variable",
@@ -134,9 +134,7 @@ def get_variable(name: str) -> Variable:
     for var in _VARS:
         if name in var.aliases:
             return var
-    from .errors import UnknownModelError
-
-    raise UnknownModelError("variable", name, VARIABLES)
+    raise UnknownVariableError("variable", name, VARIABLES)
 
 
 def canonical_units(name: str, period: str | None = "month") -> str:
@@ -154,7 +152,7 @@ def canonical_units(name: str, period: str | None = "month") -> str:
         return base
     if period == "year":
         return base + " yr-1"
-    raise ValueError(f"period must be 'month', 'year' or None, got {period!r}")
+    raise InvalidArgumentError(f"period must be 'month', 'year' or None, got {period!r}")
 
 
 # --------------------------------------------------------------------------- parsing
@@ -178,9 +176,12 @@ class ParsedUnits:
 
 @lru_cache(maxsize=512)
 def parse_units(text: str | None) -> ParsedUnits:
-    """Parse a UDUNITS-style unit string. Raises ``ValueError`` if unreadable."""
+    """Parse a UDUNITS-style unit string.
+
+    Raises :class:`~carbonsink.errors.InvalidArgumentError` (a ``ValueError``) if unreadable.
+    """
     if text is None:
-        raise ValueError("no units")
+        raise InvalidArgumentError("no units")
     raw = str(text).strip()
     factor = 1.0
     m = re.match(r"^([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)(?:\s+|\s*\*\s*|$)(.*)$", raw)
@@ -198,7 +199,8 @@ def parse_units(text: str | None) -> ParsedUnits:
     period: str | None = None
     for i, tok in enumerate(tokens):
         if tok == "/":
-            raise ValueError(f"'/' is not supported in {text!r}; write e.g. 'm-2' instead")
+            raise InvalidArgumentError(f"'/' is not supported in {text!r}; write e.g. 'm-2' "
+                                       "instead")
         if "/" in tok:
             num, _, den = tok.partition("/")
             sub = []
@@ -209,7 +211,7 @@ def parse_units(text: str | None) -> ParsedUnits:
             continue
         mt = _TOKEN_RE.match(tok)
         if not mt:
-            raise ValueError(f"cannot read unit token {tok!r} in {text!r}")
+            raise InvalidArgumentError(f"cannot read unit token {tok!r} in {text!r}")
         name, exp = mt.group(1), int(mt.group(2)) if mt.group(2) else 1
         if name == "C" and i > 0:  # "g C m-2": carbon marker, not coulomb
             continue
@@ -221,7 +223,7 @@ def parse_units(text: str | None) -> ParsedUnits:
     try:
         unit = ureg.Unit(expr)
     except Exception as exc:  # pint raises several error types
-        raise ValueError(f"cannot read units {text!r}: {exc}") from exc
+        raise InvalidArgumentError(f"cannot read units {text!r}: {exc}") from exc
     return ParsedUnits(str(text), factor, unit, period)
 
 
@@ -238,7 +240,7 @@ def _pint_token(name: str, exp: int, text: str) -> str:
     try:
         ureg.Unit(pint_name)
     except Exception as exc:
-        raise ValueError(f"unknown unit {name!r} in {text!r}") from exc
+        raise InvalidArgumentError(f"unknown unit {name!r} in {text!r}") from exc
     return f"{pint_name}**{exp}" if exp != 1 else pint_name
 
 

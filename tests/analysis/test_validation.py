@@ -22,7 +22,7 @@ from carbonsink.analysis.validation import (
     tower_rh,
     validate_towers,
 )
-from carbonsink.errors import (AlignmentError, ConfigError, InputError, UnitError,
+from carbonsink.errors import (AlignmentError, InputError, UnitError,
                                UnknownModelError)
 from carbonsink.flux import rh as rhmod
 from carbonsink.testing import SHARED_DATA_HINT, shared_data_dir
@@ -230,7 +230,7 @@ def test_tower_rh_uses_the_flux_models(tmp_path):
     np.testing.assert_allclose(opt["rh_gsmsr_bl"].values, rhmod.bond_lamberty2004(rs6).values)
     assert not np.allclose(opt["rh_gsmsr_bl"].values, rh["rh_gsmsr_bl"].values)
     assert list(opt.data_vars) == ["rh_gsmsr_bl", "rs_gsmsr_bl"]
-    with pytest.raises(ConfigError, match="keyed by Rh model name"):
+    with pytest.raises(UnknownModelError, match="keyed by Rh model name"):
         tower_rh(ds, rh_options={"gsmsr": {"beta": -0.006}})
 
 

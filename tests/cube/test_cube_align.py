@@ -4,7 +4,7 @@ import pytest
 import xarray as xr
 
 from carbonsink.cube import GridSpec, align_all, pixel_area, regrid
-from carbonsink.errors import AlignmentError
+from carbonsink.errors import AlignmentError, InvalidArgumentError
 
 from cube_helpers import make_cube
 
@@ -61,7 +61,7 @@ def test_mode_for_categorical_keeps_dtype_and_nodata():
     assert out.dtype == np.uint8
     np.testing.assert_array_equal(out.values, [[1, 10], [10, 12]])
     assert out.rio.nodata == 255
-    with pytest.raises(AlignmentError, match="categorical"):
+    with pytest.raises(InvalidArgumentError, match="categorical"):
         regrid(lc, GridSpec("EPSG:4326", 0.25, g.bounds), method="average")
 
 
@@ -160,7 +160,7 @@ def test_errors_no_crs_no_overlap_bad_method():
         regrid(bare, GridSpec("EPSG:4326", 0.1, (100, 35, 101, 36)))
     with pytest.raises(AlignmentError, match="does not overlap"):
         regrid(da, GridSpec("EPSG:4326", 0.1, (-60, -30, -50, -20)))
-    with pytest.raises(AlignmentError, match="unknown resampling method"):
+    with pytest.raises(InvalidArgumentError, match="unknown resampling method"):
         regrid(da, GridSpec("EPSG:4326", 0.1, (100, 35, 101, 36)), method="spline-ish")
 
 
@@ -178,7 +178,7 @@ def test_align_all_uses_per_variable_methods_and_input_grid():
     assert out["tas"].attrs["regrid_method"] == "bilinear"
     np.testing.assert_array_equal(out["landcover"].values, lc.values)
     assert all(GridSpec.from_dataarray(v) == coarse for v in out.values())
-    with pytest.raises(AlignmentError, match="unknown inputs"):
+    with pytest.raises(InvalidArgumentError, match="unknown inputs"):
         align_all({"npp": npp}, coarse, methods={"gpp": "average"})
 
 

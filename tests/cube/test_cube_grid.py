@@ -5,7 +5,7 @@ import xarray as xr
 from affine import Affine
 
 from carbonsink.cube import GridSpec, as_grid
-from carbonsink.errors import AlignmentError, InputError
+from carbonsink.errors import AlignmentError, InputError, InvalidArgumentError
 
 
 def test_shape_transform_and_centres():
@@ -50,7 +50,7 @@ def test_invalid_specs(kwargs, match):
     if match is None:  # negative resolution is taken as its absolute value
         assert GridSpec(**kwargs).resolution == (1.0, 1.0)
         return
-    with pytest.raises(AlignmentError, match=match):
+    with pytest.raises(InvalidArgumentError, match=match):
         GridSpec(**kwargs)
 
 
@@ -107,9 +107,9 @@ def test_as_grid_variants():
     assert as_grid({"crs": "EPSG:4326", "resolution": 1.0, "bounds": [0, 0, 3, 2]}) == g
     inputs = {"npp": g.template(fill=1.0)}
     assert as_grid("npp", inputs=inputs) == g
-    with pytest.raises(AlignmentError, match="neither an input name"):
+    with pytest.raises(InvalidArgumentError, match="neither an input name"):
         as_grid("tas", inputs=inputs)
-    with pytest.raises(AlignmentError, match="lacks"):
+    with pytest.raises(InvalidArgumentError, match="lacks"):
         as_grid({"crs": "EPSG:4326"})
 
 

@@ -6,7 +6,7 @@ import xarray as xr
 
 from carbonsink.cube import (GridSpec, class_labels, landcover_mask, landcover_table, pixel_area,
                              reclassify, regrid)
-from carbonsink.errors import InputError
+from carbonsink.errors import UnknownNameError
 
 G = GridSpec("EPSG:4326", 1.0, (0.0, 0.0, 18.0, 1.0))
 
@@ -51,9 +51,9 @@ def test_reclassify_overrides_fill_nan_and_lazy(no_compute):
     assert v[0] == 0 and v[17] == 0
     assert labels[v[8]] == "forest" and labels[v[9]] == "grassland"
     assert "8->forest" in out.attrs["overrides"]
-    with pytest.raises(InputError, match="unknown 7class class name"):
+    with pytest.raises(UnknownNameError, match="unknown 7class class name"):
         reclassify(lc, overrides={8: "jungle"})
-    with pytest.raises(InputError, match="unknown land-cover scheme 'esa'.*clcd, igbp, mcd12c1"):
+    with pytest.raises(UnknownNameError, match="unknown land-cover scheme 'esa'.*clcd, igbp, mcd12c1"):
         reclassify(lc, scheme="esa")
 
 
@@ -67,7 +67,7 @@ def test_landcover_mask_default_and_options():
     keep2 = landcover_mask(lc, mask_classes=("water", "snow_ice", "barren", "urban"))
     assert not keep2.values[0, 16] and not keep2.values[0, 13] and keep2.values[0, 12]
     assert not landcover_mask(lc, mask_classes=("WAT", 10)).values[0, 10]
-    with pytest.raises(InputError, match=r"unknown land-cover class 'ocean'.*water"):
+    with pytest.raises(UnknownNameError, match=r"unknown land-cover class 'ocean'.*water"):
         landcover_mask(lc, mask_classes=("ocean",))
 
 

@@ -6,7 +6,7 @@ import xarray as xr
 from shapely.geometry import Polygon, box
 
 from carbonsink.cube import GridSpec, clip, pixel_area, region_mask
-from carbonsink.errors import AlignmentError, InputError
+from carbonsink.errors import AlignmentError, InputError, UnknownNameError
 
 from cube_helpers import make_cube
 
@@ -47,9 +47,9 @@ def test_all_touched_grows_the_mask(tmp_path):
 
 def test_unknown_attribute_and_value(tmp_path):
     p = _regions(tmp_path, ".gpkg")
-    with pytest.raises(InputError, match=r"no attribute 'province'.*name, code"):
+    with pytest.raises(UnknownNameError, match=r"no attribute 'province'.*name, code"):
         region_mask(G, p, attribute="province", values="A")
-    with pytest.raises(InputError, match=r"no feature with name = 'C'.*A, B"):
+    with pytest.raises(UnknownNameError, match=r"no feature with name = 'C'.*A, B"):
         region_mask(G, p, attribute="name", values=["A", "C"])
     # case-insensitive fallback
     assert int(region_mask(G, p, "name", "a").sum()) == 12
@@ -134,7 +134,7 @@ def test_nei_mongol_area_from_pixel_areas(provinces):
 
 def test_unknown_province_lists_names(provinces):
     g = GridSpec("EPSG:4326", 0.5, (73.0, 18.0, 135.0, 54.0))
-    with pytest.raises(InputError) as err:
+    with pytest.raises(UnknownNameError) as err:
         region_mask(g, provinces, attribute="name", values="Inner Mongolia")
     msg = str(err.value)
     assert "Inner Mongolia" in msg and "Nei Mongol" in msg and "Xizang" in msg

@@ -6,7 +6,7 @@ import xarray as xr
 
 from carbonsink.cube import (check_period, composite_starts, composites_to_monthly,
                              growing_season, to_annual, to_monthly)
-from carbonsink.errors import InputError, InsufficientDataError
+from carbonsink.errors import InputError, InsufficientDataError, InvalidArgumentError
 
 
 def _series(times, values, name="gpp", units="g C m-2", ny=2, nx=3):
@@ -184,7 +184,7 @@ def test_growing_season_may_to_september():
     assert np.isnan(growing_season(npp).values[0, 0, 0])
     npp[0, 0, 0] = np.nan  # January does not matter for the season
     assert growing_season(npp).values[1, 0, 0] == pytest.approx(95.0)
-    with pytest.raises(InputError, match="months"):
+    with pytest.raises(InvalidArgumentError, match="months"):
         growing_season(npp, months=(5, 13))
 
 
@@ -231,7 +231,7 @@ def test_check_period():
     comp = _series(t.delete(10), np.ones(len(t) - 1))
     with pytest.raises(InsufficientDataError, match=r"1 of 46 .*2019-03-22"):
         check_period(comp, 2019, 2019, freq="8D")
-    with pytest.raises(InputError, match="freq"):
+    with pytest.raises(InvalidArgumentError, match="freq"):
         check_period(npp, 2001, 2002, freq="W")
 
 
@@ -250,3 +250,113 @@ def test_datasets_are_aggregated_per_variable():
     assert check_period(ds, 2001, 2002).sizes["time"] == 24
     with pytest.raises(InsufficientDataError, match="2003-01"):
         check_period(ds, 2001, 2003)
+
+
+# ----------------------------------------------------------------------------- climatology, hold_constant
+
+
+def _driver(years=(2001, 2004), seed=7, nan=True):
+    t = pd.date_range(f"{years[0]}-01-01", f"{years[1]}-12-01", freq="MS")
+    rng = np.random.default_rng(seed)
+    vals = rng.normal(10.0, 3.0, (len(t), 2, 3))
+    if nan:
+        vals[5, 0, 0] = np.nan
+    da = _series(t, vals, name="tas", units="degC")
+    return da.assign_coords(spatial_ref=xr.DataArray(0, attrs={"crs_wkt": "EPSG:4326"}))
+
+
+def test_climatology_is_calendar_month_mean():
+    from carbonsink.cube.temporal import climatology
+    da = _driver()
+    c = climatology(da)
+    assert c.dims == ("month", "y", "x") and list(c["month"].values) == list(range(1, 13))
+    v = da.values
+    for m in range(12):
+        np.testing.assert_allclose(c.values[m], np.nanmean(v[m::12], axis=0), rtol=1e-13)
+    assert c.attrs["units"] == "degC" and c.attrs["source"] == "test" and c.name == "tas"
+    assert c["spatial_ref"].attrs["crs_wkt"] == "EPSG:4326"
+    sub = climatology(da, period=(2002, 2003))
+    np.testing.assert_allclose(sub.values[0], v[[12, 24]].mean(axis=0), rtol=1e-13)
+    assert sub.attrs["climatology_period"] == "2002-01 to 2003-12"
+
+
+@pytest.mark.parametrize("how", ["climatology", "scalar_mean"])
+def test_hold_constant(how):
+    from carbonsink.cube.temporal import hold_constant
+    da = _driver()
+    h = hold_constant(da, how, period=(2001, 2003))
+    assert h.dims == da.dims and (h["time"].values == da["time"].values).all()
+    assert h.attrs["carbonsink_held"] == how and h.attrs["units"] == "degC"
+    assert h["spatial_ref"].attrs["crs_wkt"] == "EPSG:4326"
+    v = da.values[:36]
+    byyear = h.values.reshape(4, 12, 2, 3)
+    # zero interannual variance per calendar month
+    assert np.all(byyear.var(axis=0) == 0.0)
+    if how == "climatology":
+        np.testing.assert_allclose(byyear[0], np.nanmean(v.reshape(3, 12, 2, 3), axis=0), rtol=1e-13)
+    else:
+        assert np.all(h.values == h.values[0])
+        np.testing.assert_allclose(h.values[0], np.nanmean(v, axis=0), rtol=1e-13)
+        h.values[0, 0, 0] = 1.0  # a writable array, not a broadcast view
+
+
+def test_anomalies():
+    from carbonsink.cube.temporal import anomalies, climatology
+    da = _driver(nan=False)
+    c = climatology(da).values
+    add = anomalies(da)
+    np.testing.assert_allclose(add.values, da.values - np.tile(c, (4, 1, 1)), rtol=1e-13)
+    np.testing.assert_allclose(add.values.reshape(4, 12, 2, 3).sum(axis=0), 0.0, atol=1e-12)
+    mul = anomalies(da, "multiplicative")
+    np.testing.assert_allclose(mul.values, da.values / np.tile(c, (4, 1, 1)), rtol=1e-13)
+    assert mul.attrs["units"] == "1" and add.attrs["units"] == "degC"
+    assert add.attrs["carbonsink_anomaly"] == "additive"
+
+
+def test_climatology_functions_lazy_and_errors(no_compute):
+    from carbonsink.cube.temporal import anomalies, climatology, hold_constant
+    from carbonsink.errors import InvalidArgumentError
+    da = _driver()
+    lazy = da.chunk({"time": -1, "y": 1, "x": 3})
+    with no_compute():
+        out = {"c": climatology(lazy), "h": hold_constant(lazy),
+               "s": hold_constant(lazy, "scalar_mean", period=(2002, 2004)),
+               "a": anomalies(lazy, "multiplicative")}
+        assert all(isinstance(o.data, dsa.Array) for o in out.values())
+        assert out["h"].chunks == lazy.chunks and out["s"].chunks == lazy.chunks
+    np.testing.assert_array_equal(out["c"].values, climatology(da).values)
+    np.testing.assert_array_equal(out["h"].values, hold_constant(da).values)
+    np.testing.assert_array_equal(out["s"].values,
+                                  hold_constant(da, "scalar_mean", period=(2002, 2004)).values)
+    np.testing.assert_array_equal(out["a"].values, anomalies(da, "multiplicative").values)
+    with pytest.raises(InvalidArgumentError, match="scalar_mean"):
+        hold_constant(da, "median")
+    with pytest.raises(InvalidArgumentError, match="multiplicative"):
+        anomalies(da, "ratio")
+    with pytest.raises(InvalidArgumentError, match="period"):
+        climatology(da, period=2001)
+    with pytest.raises(InsufficientDataError, match="no time step"):
+        climatology(da, period=(1990, 1995))
+    with pytest.raises(InsufficientDataError, match="Jul"):
+        hold_constant(da, period=("2001-01", "2001-06"))
+
+
+def test_flags_are_counted_and_day_rates_integrated():
+    t = pd.date_range("2020-01-01", "2021-12-01", freq="MS")
+    flag = _series(t, (np.arange(24) % 3 == 0).astype(float), name="rh_gt_rs", units="1")
+    flag = flag.astype(bool).assign_attrs(long_name="Rh > Rs")
+    n = to_annual(flag)
+    np.testing.assert_array_equal(n.values[:, 0, 0], [4, 4])
+    assert n.attrs["units"] == "1" and n.attrs["long_name"] == "number of months with Rh > Rs"
+    assert to_annual(flag, how="mean").values[0, 0, 0] == pytest.approx(4 / 12)
+    assert growing_season(flag).values[0, 0, 0] == 1  # flags in Jan, Apr, Jul, Oct: Jul only
+    rate = _series(t, np.full(24, 2.0), name="gpp", units="g C m-2 d-1")
+    np.testing.assert_allclose(to_annual(rate).values[:, 0, 0], [2.0 * 366, 2.0 * 365])
+
+
+def test_flux_annual_is_a_deprecated_alias_of_to_annual():
+    from carbonsink.flux.combinations import annual
+    npp = _monthly([2001, 2002])
+    with pytest.warns(DeprecationWarning, match="to_annual"):
+        a = annual(xr.Dataset({"npp": npp}))
+    xr.testing.assert_identical(a["npp"], to_annual(npp, min_valid_fraction=1.0))

@@ -6,7 +6,7 @@ import pytest
 import xarray as xr
 
 
-from carbonsink.errors import AlignmentError, ConfigError, InputError
+from carbonsink.errors import AlignmentError, InputError, InvalidArgumentError
 from carbonsink.flux import npp, water
 
 
@@ -138,7 +138,7 @@ def test_casa_user_eet_pet_and_paper_mode(inputs):
         npp.casa(inputs["ndvi"], inputs["tas"], inputs["sol"], inputs["landcover"], eet=eet)
     with pytest.raises(InputError, match="needs pr"):
         npp.casa(inputs["ndvi"], inputs["tas"], inputs["sol"], inputs["landcover"])
-    with pytest.raises(ConfigError, match="fpar"):
+    with pytest.raises(InvalidArgumentError, match="fpar"):
         npp.casa(inputs["ndvi"], inputs["tas"], inputs["sol"], inputs["landcover"],
                  pr=inputs["pr"], fpar="ndvi")
 

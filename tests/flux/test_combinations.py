@@ -7,8 +7,9 @@ import pytest
 import xarray as xr
 
 
-from carbonsink.errors import AlignmentError, ConfigError, InputError, UnitError, UnknownModelError
-from carbonsink.flux import (COMBINATIONS, NPP_MODELS, RH_MODELS, SEED_000, annual,
+from carbonsink.errors import (AlignmentError, InputError, InvalidArgumentError, UnitError,
+                               UnknownModelError)
+from carbonsink.flux import (COMBINATIONS, NEP_MODELS, NPP_MODELS, RH_MODELS, SEED_000, annual,
                              get_combination, register_rh_model, run_combination,
                              run_combinations, run_npp, run_rh)
 from carbonsink.flux import nep as nep_mod
@@ -16,7 +17,8 @@ from carbonsink.flux import nep as nep_mod
 
 def test_registry_contains_seed_000():
     assert set(SEED_000) <= set(COMBINATIONS)
-    assert len(COMBINATIONS) == len(NPP_MODELS) * len(RH_MODELS) >= 6
+    assert len(COMBINATIONS) == len(NPP_MODELS) * len(RH_MODELS) + len(NEP_MODELS) >= 6
+    assert "nep_given" in COMBINATIONS and "given+pei" in COMBINATIONS
     c = get_combination("modis+gsmsr_bl")
     assert c.npp.name == "modis" and c.rh.name == "gsmsr_bl"
 
@@ -61,9 +63,9 @@ def test_options_routing(inputs):
         c = run_combination("modis+gsmsr_bl", inputs, options={"mode": "paper"})
     assert "rh_gt_rs" in c and c.rh_gt_rs.dtype == bool
     assert json.loads(c.rh.attrs["parameters"])["scaling"] == "direct"
-    with pytest.raises(ConfigError, match="valid options"):
+    with pytest.raises(InvalidArgumentError, match="valid options"):
         run_combination("modis+pei", inputs, pei={"beta": 1})
-    with pytest.raises(ConfigError, match="option groups"):
+    with pytest.raises(InvalidArgumentError, match="option groups"):
         run_combination("modis+pei", inputs, pie={"b": 1})
 
 
@@ -79,7 +81,8 @@ def test_run_combinations_share_models(inputs):
     assert res["modis+pei"].npp is not None
     xr.testing.assert_identical(res["modis+pei"].npp, res["modis+gsmsr_shi"].npp)
     xr.testing.assert_identical(res["casa+pei"].rh, res["modis+pei"].rh)
-    assert len(run_combinations("all", inputs)) == len(COMBINATIONS)
+    # "all": every registered combination whose inputs are given (no given products here)
+    assert list(run_combinations("all", inputs)) == [c for c in COMBINATIONS if "given" not in c]
 
 
 def test_register_new_rh_model(inputs):
@@ -144,7 +147,7 @@ def test_run_npp_and_run_rh(inputs):
     r = run_rh("gsmsr_shi", inputs, beta=-0.006, clip_to_rs=False)
     assert set(r.data_vars) == {"rh", "rs"} and r.attrs["rh_model"] == "gsmsr_shi"
     assert json.loads(r.rh.attrs["parameters"])["clip_to_rs"] is False
-    with pytest.raises(UnknownModelError, match="casa, modis"):
+    with pytest.raises(UnknownModelError, match="casa, given, modis"):
         run_npp("miami", inputs)
-    with pytest.raises(UnknownModelError, match="gsmsr_bl, gsmsr_shi, pei"):
+    with pytest.raises(UnknownModelError, match="given, gsmsr_bl, gsmsr_shi, pei"):
         run_rh("century", inputs)

@@ -10,7 +10,7 @@ from flux_helpers import EXAMPLE_DAYS, EXAMPLE_P, example_t
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from carbonsink.errors import ConfigError, InputError, UnitError
+from carbonsink.errors import InputError, InvalidArgumentError, UnitError
 from carbonsink.flux import rh
 
 
@@ -33,7 +33,7 @@ def test_pei_units_and_attrs():
         rh.pei2009(t, p.assign_attrs(units="K"))
     with pytest.raises(UnitError, match="no 'units'"):
         rh.pei2009(t, p.drop_attrs())
-    with pytest.raises(ConfigError, match="mode"):
+    with pytest.raises(InvalidArgumentError, match="mode"):
         rh.pei2009(t, p, mode="papers")
 
 

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rasterio.transform import from_origin
 
-from carbonsink.errors import AlignmentError, ConfigError, InputError
+from carbonsink.errors import AlignmentError, InputError, InvalidArgumentError
 from carbonsink.io import parse_date, read_geotiff, read_geotiff_series, read_input, write_cog
 
 
@@ -93,7 +93,7 @@ def test_series_bad_names_and_duplicates(tmp_path):
     write_tif(tmp_path / "NDVI_201901_v2.tif", np.zeros((4, 5), "int16"))
     with pytest.raises(InputError, match="several files have the date 2019-01-01"):
         read_geotiff_series(str(tmp_path / "*.tif"), r"NDVI_(?P<year>\d{4})(?P<month>\d{2})")
-    with pytest.raises(ConfigError, match="named group 'year'"):
+    with pytest.raises(InvalidArgumentError, match="named group 'year'"):
         read_geotiff_series(str(tmp_path / "*.tif"), r"NDVI_(\d{4})")
 
 

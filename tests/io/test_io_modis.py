@@ -9,7 +9,7 @@ import pytest
 from _io_helpers import R, T, forbid_compute, modis_name, tile_corners, write_modis
 from pyproj import CRS, Transformer
 
-from carbonsink.errors import AlignmentError, InputError
+from carbonsink.errors import AlignmentError, InputError, UnknownNameError
 from carbonsink.io import modis_grid, read_input, read_modis_hdf
 
 N = 12  # pixels per tile side in the test files (real tiles: 2400 or 1200)
@@ -246,7 +246,7 @@ def test_not_hdf_and_missing_file(tmp_path):
         read_modis_hdf(bad, "Npp")
     with pytest.raises(InputError, match="file not found"):
         read_modis_hdf(tmp_path / "nope.hdf", "Npp")
-    with pytest.raises(InputError, match="unknown MODIS product 'MOD17A3X'.*MOD17A3HGF"):
+    with pytest.raises(UnknownNameError, match="unknown MODIS product 'MOD17A3X'.*MOD17A3HGF"):
         read_modis_hdf(bad, "Npp", product="MOD17A3X")
 
 

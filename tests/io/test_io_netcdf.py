@@ -13,7 +13,7 @@ import xarray as xr
 from _io_helpers import forbid_compute, no_temp_left
 from pyproj import CRS
 
-from carbonsink.errors import AlignmentError, ConfigError, InputError
+from carbonsink.errors import AlignmentError, InputError, InvalidArgumentError
 from carbonsink.io import (read_cube, read_input, read_netcdf, read_zarr, write_netcdf,
                            write_zarr)
 
@@ -384,5 +384,5 @@ def test_read_cube_latlon_file_and_8day_frequency(tmp_path):
     assert [str(t)[:10] for t in da.time.values] == ["2000-01-01", "2000-01-09", "2000-01-17"]
     static = read_input(p, frequency="static")
     assert static.sizes["time"] == 3
-    with pytest.raises(ConfigError, match="unknown frequency 'weekly'"):
+    with pytest.raises(InvalidArgumentError, match="unknown frequency 'weekly'"):
         read_input(p, frequency="weekly")

@@ -32,7 +32,7 @@ def test_minimal_study_loads_with_defaults(tmp_path):
     """))
     cfg = load_study(p)
     assert cfg.period.start_month == "2001-01" and cfg.period.end_month == "2002-12"
-    assert cfg.models.combinations == "all"
+    assert cfg.models.combination_names() == "all"
     assert cfg.resolve("tas.nc") == tmp_path / "tas.nc"
     assert len(cfg.sha256) == 64
     assert "zarr" in cfg.outputs.formats

@@ -23,7 +23,7 @@ def demo_run(tmp_path_factory):
 
 def test_demo_cli_writes_a_results_folder(demo_run):
     out, output = demo_run
-    assert "demo finished" in output and "[7/7] HTML report" in output
+    assert "demo finished" in output and "[8/8] HTML report" in output
     index = out / "results" / "index.html"
     html = index.read_text()
     assert "Synthetic data" in html
@@ -34,17 +34,23 @@ def test_demo_cli_writes_a_results_folder(demo_run):
         assert (out / "results" / "maps" / combo / "nep_sen_mk_class.tif").exists()
         assert combo in html
     shares = pd.read_csv(out / "results" / "tables" / "nep_trend_classes.csv")
+    shares = shares[shares.statistic == "area_share"]
+    assert set(shares["units"]) == {"%"}
     for (_, _), grp in shares.groupby(["combination", "scheme"]):
-        assert grp["share_percent"].sum() == pytest.approx(100.0)
+        assert grp["value"].sum() == pytest.approx(100.0)
         assert (grp["class"].abs() <= 4).all()
     trends = pd.read_csv(out / "results" / "tables" / "regional_trends.csv")
     # the demo prescribes NPP greening (regional mean +2.07 g C m-2 yr-2, carbonsink.demo)
-    npp = trends[(trends.variable == "npp") & trends.combination.str.startswith("modis")]
-    assert ((npp["ols_slope_g_C_m2_yr2"] > 1.0) & (npp["ols_slope_g_C_m2_yr2"] < 3.5)).all()
+    npp = trends[(trends.variable == "npp") & trends.combination.str.startswith("modis")
+                 & (trends.statistic == "ols_slope")]
+    assert len(npp) == 3 and set(npp["units"]) == {"g C m-2 yr-2"}
+    assert ((npp["value"] > 1.0) & (npp["value"] < 3.5)).all()
     tab = pd.read_parquet(out / "results" / "tables" / "regional_annual.parquet")
     assert tab["year"].min() == 2001 and tab["year"].max() == 2021
-    nep = tab[tab.variable == "nep"]
-    assert np.isfinite(nep["mean_g_C_m2_yr"]).all()
+    nep = tab[(tab.variable == "nep") & (tab.statistic == "mean")]
+    assert len(nep) == 6 * 21 and np.isfinite(nep["value"]).all()
+    assert list(tab.columns[:3]) == ["experiment", "combination", "zone"]
+    assert list(tab.columns[-4:]) == ["variable", "statistic", "units", "value"]
     ds = xr.open_zarr(out / "results" / "cubes" / "casa+pei" / "annual.zarr")
     assert "synthetic" in ds.attrs["carbonsink_synthetic"]
 

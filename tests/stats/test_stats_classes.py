@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 import carbonsink.stats as cs
-from carbonsink.errors import CarbonsinkError, UnitError
+from carbonsink.errors import InvalidArgumentError, UnitError
 
 
 def test_sen_mk_nine_classes_boundaries():
@@ -29,9 +29,9 @@ def test_sen_mk_classes_from_dataset():
     ds = cs.mann_kendall(xr.DataArray(y, dims=("pixel", "time")))
     cls = cs.sen_mk_classes(ds)
     assert cls.values[0] == 4 and cls.values[1] == -4
-    with pytest.raises(CarbonsinkError):
+    with pytest.raises(InvalidArgumentError):
         cs.sen_mk_classes(ds["slope"])
-    with pytest.raises(CarbonsinkError):
+    with pytest.raises(InvalidArgumentError):
         cs.sen_mk_classes(ds, critical=(2.0, 1.0, 3.0))
 
 
@@ -60,9 +60,9 @@ def test_sink_source_schemes():
     assert cs.class_labels(c2) == {0: "source", 1: "weak sink", 2: "strong sink"}
     own = cs.sink_source_classes(nep, thresholds=[0, 100], labels=["source", "weak", "strong"])
     np.testing.assert_array_equal(own.values[:4], [0, 1, 1, 2])
-    with pytest.raises(CarbonsinkError):
+    with pytest.raises(InvalidArgumentError):
         cs.sink_source_classes(nep, "003")
-    with pytest.raises(CarbonsinkError):
+    with pytest.raises(InvalidArgumentError):
         cs.sink_source_classes(nep, thresholds=[0, 100], labels=["a"])
 
 
@@ -96,5 +96,5 @@ def test_class_area_shares_by_time():
     assert y1.loc["source", "share_percent"] == pytest.approx(50.0)
     y2 = df[df.time == 2002].set_index("label")
     assert y2.loc["sink", "share_percent"] == pytest.approx(100.0)
-    with pytest.raises(CarbonsinkError):
+    with pytest.raises(InvalidArgumentError):
         cs.class_area_shares(cls, area)

@@ -12,7 +12,7 @@ import xarray as xr
 from stats_helpers import as_da, random_series
 
 import carbonsink.stats as cs
-from carbonsink.errors import AlignmentError, CarbonsinkError
+from carbonsink.errors import AlignmentError, InvalidArgumentError
 
 
 def _pair(seed, ntime=24, npix=120, nan_frac=0.08, ties=True):
@@ -135,7 +135,7 @@ def test_dominant_driver_and_significance():
     sig = cs.dominant_driver(ds, require_significance=True)
     np.testing.assert_array_equal(sig.values, [2, 0, cs.CLASS_FILL, 1])
     assert cs.class_labels(sig)[0] == "none"
-    with pytest.raises(CarbonsinkError):
+    with pytest.raises(InvalidArgumentError):
         cs.dominant_driver(ds["r"])
 
 
@@ -164,7 +164,7 @@ def test_partial_correlation_fdr_and_input_forms():
     b = cs.partial_correlation(as_da(y), [as_da(x, name="x"), z], min_valid=10)
     xr.testing.assert_allclose(a.r, b.r)
     assert "p_fdr" in a and (a.p_fdr.fillna(1) >= a.p.fillna(1)).all()
-    with pytest.raises(CarbonsinkError):
+    with pytest.raises(InvalidArgumentError):
         cs.partial_correlation(as_da(y), [as_da(x, name="x"), as_da(x, name="x")])
     with pytest.raises(AlignmentError):
         cs.pearson(as_da(x), as_da(y).isel(pixel=slice(0, 10)))

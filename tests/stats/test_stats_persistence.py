@@ -11,7 +11,7 @@ import xarray as xr
 from stats_helpers import as_da, random_series
 
 import carbonsink.stats as cs
-from carbonsink.errors import CarbonsinkError
+from carbonsink.errors import InvalidArgumentError
 
 XI = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 3, 8, 4]
 
@@ -95,9 +95,9 @@ def test_hurst_edge_cases_no_warnings():
         warnings.simplefilter("error")
         h = cs.hurst_rs(as_da(x))
     assert np.isnan(h[0]) and np.isnan(h[1]) and np.isfinite(h[2])
-    with pytest.raises(CarbonsinkError):
+    with pytest.raises(InvalidArgumentError):
         cs.hurst_rs(as_da(x), method="dfa")
-    with pytest.raises(CarbonsinkError):
+    with pytest.raises(InvalidArgumentError):
         cs.hurst_rs(as_da(x), tau_min=1)
 
 

@@ -1,8 +1,30 @@
-"""Analyses built on NPP, Rh and NEP cubes (attribution, sensitivity, capacity,
-resilience, land-cover transitions, scenarios, tower validation).
+"""Analyses built on NPP, Rh and NEP cubes, as plug-ins (see :mod:`carbonsink.analysis.base`).
 
-Submodules are imported on demand (``from carbonsink.analysis import validation``)
-so that importing one analysis does not pull in the dependencies of the others.
+Built in: ``regional_summary``, ``landcover_summary``, ``sink_classes``, ``trends`` and
+``tower_validation``; ``carbonsink analyses`` lists them with their options. Tower
+validation functions live in :mod:`carbonsink.analysis.validation`.
 """
 
-__all__ = ["validation"]
+from .base import (
+    ANALYSES,
+    BASE_EXPERIMENT,
+    TIDY_COLUMNS,
+    Analysis,
+    AnalysisContext,
+    AnalysisResult,
+    CubeProduct,
+    MemoryContext,
+    NoOptions,
+    analysis_names,
+    describe_analyses,
+    get_analysis,
+    register_analysis,
+    run_analysis,
+    tidy,
+    validate_options,
+)
+
+__all__ = ["Analysis", "AnalysisResult", "AnalysisContext", "MemoryContext", "CubeProduct",
+           "NoOptions", "register_analysis", "get_analysis", "analysis_names", "run_analysis",
+           "describe_analyses", "validate_options", "tidy", "ANALYSES", "TIDY_COLUMNS",
+           "BASE_EXPERIMENT"]

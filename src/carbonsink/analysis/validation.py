@@ -77,7 +77,8 @@ import pandas as pd
 import xarray as xr
 
 from .. import __version__
-from ..errors import AlignmentError, ConfigError, InputError, UnitError, UnknownModelError
+from ..errors import (AlignmentError, InputError, InvalidArgumentError, UnitError,
+                      UnknownModelError)
 from ..io.atomic import atomic_write
 from ..io.fluxnet import read_fluxnet, read_sites, to_monthly
 from ..io.tables import write_table
@@ -133,7 +134,7 @@ def metrics(model: Any, obs: Any, *, min_n: int = MIN_PAIRS) -> dict[str, float 
     m = np.asarray(model, dtype=float).ravel()
     o = np.asarray(obs, dtype=float).ravel()
     if m.shape != o.shape:
-        raise ValueError(f"model and obs differ in length: {m.size} vs {o.size}")
+        raise InvalidArgumentError(f"model and obs differ in length: {m.size} vs {o.size}")
     ok = np.isfinite(m) & np.isfinite(o)
     m, o = m[ok], o[ok]
     n = int(m.size)
@@ -218,9 +219,10 @@ def npp_at_site(cube: xr.DataArray, lon: float, lat: float, *, method: str = "ne
     from pyproj import Transformer
 
     if method not in ("nearest", "window"):
-        raise ValueError(f"method must be 'nearest' or 'window', got {method!r}")
+        raise InvalidArgumentError(f"method must be 'nearest' or 'window', got {method!r}")
     if method == "window" and (window < 1 or window % 2 == 0):
-        raise ValueError(f"window must be an odd positive number of pixels, got {window}")
+        raise InvalidArgumentError(f"window must be an odd positive number of pixels, "
+                                   f"got {window}")
     crs = cube.rio.crs
     if crs is None:
         raise AlignmentError("NPP cube has no CRS: cannot locate the tower. Fix: set it with "
@@ -256,7 +258,7 @@ def npp_at_site(cube: xr.DataArray, lon: float, lat: float, *, method: str = "ne
 def npp_from_cue(ds: xr.DataArray | xr.Dataset, cue: float = DEFAULT_CUE) -> xr.DataArray:
     """NPP = ``cue`` × tower GPP (an approximation; see the module docstring)."""
     if not 0.0 < cue <= 1.0:
-        raise ValueError(f"cue must be in (0, 1], got {cue}")
+        raise InvalidArgumentError(f"cue must be in (0, 1], got {cue}")
     gpp = ds["gpp"] if isinstance(ds, xr.Dataset) else ds
     gpp = to_units(gpp, _NPP_UNITS, variable="gpp")
     out = gpp * cue
@@ -336,11 +338,12 @@ def _npp_sources(npp: Any, *, cue: float, method: str, window: int) -> list[NppS
 
     if isinstance(npp, Mapping):
         if not npp:
-            raise ValueError("npp mapping is empty")
+            raise InvalidArgumentError("npp mapping is empty")
         return [one(str(k), v) for k, v in npp.items()]
     if npp is None or isinstance(npp, str) or isinstance(npp, (int, float)):
         if isinstance(npp, str) and npp != "cue":
-            raise ValueError(f"npp must be 'cue', a DataArray or a mapping, got {npp!r}")
+            raise InvalidArgumentError(f"npp must be 'cue', a DataArray or a mapping, "
+                                       f"got {npp!r}")
         return [one("cue", npp)]
     if isinstance(npp, xr.DataArray):
         source = one("npp", npp)
@@ -393,8 +396,10 @@ def tower_rh(ds: xr.Dataset, *, soc: float = DEFAULT_SOC, rh_models: Iterable[st
     options = dict(rh_options or {})
     bad = sorted(set(options) - set(comb.RH_MODELS) - {"mode"})
     if bad:
-        raise ConfigError(f"unknown Rh option groups {bad}; options are keyed by Rh model name: "
-                          + ", ".join(sorted(comb.RH_MODELS)) + " (or 'mode')")
+        err = UnknownModelError("Rh option group", ", ".join(bad), [*comb.RH_MODELS, "mode"])
+        err.args = (f"unknown Rh option groups {bad}; options are keyed by Rh model name: "
+                    + ", ".join(sorted(comb.RH_MODELS)) + " (or 'mode')",)
+        raise err
     missing = [v for v in ("tas", "pr") if v not in ds]
     if missing:
         raise InputError(f"{ds.attrs.get('source', 'tower data')}: no {', '.join(missing)} "
@@ -472,7 +477,7 @@ def _rank(table: pd.DataFrame, rank_by: str) -> pd.Series:
     key = {"r2": ("r2", False), "nse": ("nse", False), "rmse": ("rmse", True),
            "abs_bias": ("abs_bias", True)}
     if rank_by not in key:
-        raise ValueError(f"rank_by must be one of {', '.join(key)}, got {rank_by!r}")
+        raise InvalidArgumentError(f"rank_by must be one of {', '.join(key)}, got {rank_by!r}")
     col, ascending = key[rank_by]
     t = table.assign(abs_bias=table["bias"].abs())
     tie = "rmse" if col != "rmse" else "abs_bias"
@@ -622,7 +627,7 @@ def validate_towers(fluxnet_files: Sequence[str | os.PathLike | xr.Dataset], sit
     if not fluxnet_files:
         raise InputError("validate_towers: no FLUXNET files given")
     if not 0.0 <= qc_min <= 1.0:
-        raise ValueError(f"qc_min must be in [0, 1], got {qc_min}")
+        raise InvalidArgumentError(f"qc_min must be in [0, 1], got {qc_min}")
     meta = _load_sites(sites)
     sources = _npp_sources(npp, cue=cue, method=npp_method, window=window)
     rh_names, wanted = _parse_combos(combos, sources)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..errors import AlignmentError, UnknownModelError
+from ..errors import AlignmentError, InvalidArgumentError, UnknownVariableError
 from ..units import get_variable
 from .area import is_equal_area, pixel_area
 from .grid import GridSpec, as_grid, attach_grid, rio_crs
@@ -52,7 +52,7 @@ def _is_categorical(da: xr.DataArray, variable: str | None) -> bool:
             continue
         try:
             return get_variable(str(name)).kind == "categorical"
-        except UnknownModelError:
+        except UnknownVariableError:
             continue
     return "flag_values" in da.attrs or "flag_meanings" in da.attrs
 
@@ -128,11 +128,11 @@ def _resolve_method(da: xr.DataArray, method: str | None, variable: str | None, 
         return "mode" if categorical else "average"
     m = str(method).lower()
     if m not in RESAMPLING_METHODS:
-        raise AlignmentError(f"unknown resampling method {method!r} for input '{name}'; valid "
-                             f"methods are: {', '.join(RESAMPLING_METHODS)}")
+        raise InvalidArgumentError(f"unknown resampling method {method!r} for input '{name}'; "
+                                   f"valid methods are: {', '.join(RESAMPLING_METHODS)}")
     if categorical and m in _CONTINUOUS:
-        raise AlignmentError(f"input '{name}' is categorical (class codes); resampling it with "
-                             f"'{m}' would mix class codes. Fix: use method 'mode' or 'nearest'")
+        raise InvalidArgumentError(f"input '{name}' is categorical (class codes); resampling it "
+                                   f"with '{m}' would mix class codes. Fix: use method 'mode' or 'nearest'")
     return m
 
 
@@ -276,7 +276,7 @@ def align_all(inputs: Mapping[str, xr.DataArray], grid: Any,
     methods = dict(methods or {})
     unknown = set(methods) - set(inputs)
     if unknown:
-        raise AlignmentError(f"resampling methods given for unknown inputs {sorted(unknown)}; "
-                             f"inputs are: {', '.join(inputs)}")
+        raise InvalidArgumentError(f"resampling methods given for unknown inputs "
+                                   f"{sorted(unknown)}; inputs are: {', '.join(inputs)}")
     return {name: regrid(da, grid, method=methods.get(name), variable=name, chunks=chunks)
             for name, da in inputs.items()}

@@ -23,12 +23,14 @@ import numpy as np
 import pyproj
 import xarray as xr
 
+from .._constants import MODIS_SPHERE_RADIUS, R_AUTHALIC
 from ..errors import AlignmentError
 from .grid import GridSpec, as_grid, attach_grid
 
-__all__ = ["pixel_area", "R_AUTHALIC", "is_equal_area"]
+__all__ = ["pixel_area", "R_AUTHALIC", "MODIS_SPHERE_RADIUS", "is_equal_area"]
 
-R_AUTHALIC = 6371007.181  # m, MODIS authalic sphere
+# radius of the MODIS sinusoidal sphere [m], also the authalic sphere of pixel areas;
+# defined once in carbonsink._constants and re-exported here
 
 _EQUAL_AREA_METHODS = (
     "sinusoidal", "albers equal area", "lambert azimuthal equal area", "mollweide",

@@ -32,7 +32,7 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from affine import Affine
 
-from ..errors import AlignmentError, InputError
+from ..errors import AlignmentError, InputError, InvalidArgumentError
 
 __all__ = ["GridSpec", "as_grid", "rio_crs"]
 
@@ -87,23 +87,26 @@ class GridSpec:
         try:
             crs = pyproj.CRS.from_user_input(self.crs)
         except Exception as exc:
-            raise AlignmentError(f"grid CRS {self.crs!r} is not a valid CRS ({exc}). Fix: use "
-                                 "an EPSG code such as 'EPSG:4326', a WKT or a PROJ string") from None
+            raise InvalidArgumentError(f"grid CRS {self.crs!r} is not a valid CRS ({exc}). Fix: "
+                                       "use an EPSG code such as 'EPSG:4326', a WKT or a PROJ "
+                                       "string") from None
         res = self.resolution
         if np.ndim(res) == 0:
             dx = dy = abs(float(res))
         else:
             if len(res) != 2:
-                raise AlignmentError(f"grid resolution must be a number or (dx, dy), got {res!r}")
+                raise InvalidArgumentError(f"grid resolution must be a number or (dx, dy), "
+                                           f"got {res!r}")
             dx, dy = (abs(float(r)) for r in res)
         if not (dx > 0 and dy > 0 and math.isfinite(dx) and math.isfinite(dy)):
-            raise AlignmentError(f"grid resolution must be positive and finite, got {res!r}")
+            raise InvalidArgumentError(f"grid resolution must be positive and finite, got {res!r}")
         if len(self.bounds) != 4:
-            raise AlignmentError(f"grid bounds must be (xmin, ymin, xmax, ymax), got {self.bounds!r}")
+            raise InvalidArgumentError(f"grid bounds must be (xmin, ymin, xmax, ymax), "
+                                       f"got {self.bounds!r}")
         xmin, ymin, xmax, ymax = (float(b) for b in self.bounds)
         if not (xmax > xmin and ymax > ymin):
-            raise AlignmentError(f"grid bounds must satisfy xmin < xmax and ymin < ymax, got "
-                                 f"{self.bounds!r} (order is xmin, ymin, xmax, ymax)")
+            raise InvalidArgumentError(f"grid bounds must satisfy xmin < xmax and ymin < ymax, "
+                                       f"got {self.bounds!r} (order is xmin, ymin, xmax, ymax)")
         xmin2, xmax2, cx = _snap(xmin, xmax, dx, "x")
         ymin2, ymax2, cy = _snap(ymin, ymax, dy, "y")
         if cx or cy:
@@ -275,7 +278,7 @@ class GridSpec:
         """True if ``da`` (with a CRS) lies exactly on this grid (north-up)."""
         try:
             other = GridSpec.from_dataarray(da)
-        except AlignmentError:
+        except (AlignmentError, InvalidArgumentError):
             return False
         ydim, xdim = da.rio.y_dim, da.rio.x_dim
         north_up = da[ydim].values[0] > da[ydim].values[-1] and da[xdim].values[0] < da[xdim].values[-1]
@@ -327,16 +330,16 @@ def as_grid(obj: Any, inputs: Mapping[str, xr.DataArray] | None = None) -> GridS
     if isinstance(obj, Mapping):
         missing = {"crs", "resolution", "bounds"} - set(obj)
         if missing:
-            raise AlignmentError(f"grid description lacks {sorted(missing)}; it needs crs, "
-                                 "resolution and bounds (xmin, ymin, xmax, ymax)")
+            raise InvalidArgumentError(f"grid description lacks {sorted(missing)}; it needs crs, "
+                                       "resolution and bounds (xmin, ymin, xmax, ymax)")
         return GridSpec(obj["crs"], obj["resolution"], tuple(obj["bounds"]))
     if isinstance(obj, str) and inputs is not None and obj in inputs:
         return GridSpec.from_dataarray(inputs[obj], name=obj)
     if isinstance(obj, (str, PathLike)):
         p = Path(obj)
         if not p.exists() and inputs is not None:
-            raise AlignmentError(f"grid {str(obj)!r} is neither an input name ({', '.join(inputs)}) "
-                                 "nor an existing raster file")
+            raise InvalidArgumentError(f"grid {str(obj)!r} is neither an input name "
+                                       f"({', '.join(inputs)}) nor an existing raster file")
         return GridSpec.from_raster(p)
-    raise AlignmentError(f"cannot make a grid from {type(obj).__name__}; give a GridSpec, a "
-                         "DataArray, a raster path or {crs, resolution, bounds}")
+    raise InvalidArgumentError(f"cannot make a grid from {type(obj).__name__}; give a GridSpec, "
+                               "a DataArray, a raster path or {crs, resolution, bounds}")

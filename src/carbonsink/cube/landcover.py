@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..errors import InputError
+from ..errors import InputError, UnknownNameError
 from .._xrutil import keep_coord_attrs
 
 __all__ = ["landcover_table", "reclassify", "landcover_mask", "class_labels", "GROUPS"]
@@ -60,8 +60,7 @@ def landcover_table(scheme: str = "igbp", table: str | PathLike | None = None) -
     schemes = sorted({r.get("scheme", "") for r in rows})
     out = [r for r in rows if r.get("scheme") == scheme]
     if not out:
-        raise InputError(f"unknown land-cover scheme '{scheme}'; available schemes: "
-                         f"{', '.join(schemes)}")
+        raise UnknownNameError("land-cover scheme", scheme, [s for s in schemes if s])
     for r in out:
         r["code"] = int(r["code"])
     return out
@@ -72,7 +71,7 @@ def _targets(to: str) -> dict[str, int]:
     names = sorted({r["target"] for r in rows})
     sel = {r["name"]: int(r["code"]) for r in rows if r["target"] == to}
     if not sel:
-        raise InputError(f"unknown target classification '{to}'; available: {', '.join(names)}")
+        raise UnknownNameError("target classification", to, names)
     return sel
 
 
@@ -124,7 +123,7 @@ def reclassify(lc: xr.DataArray, scheme: str = "igbp", to: str = "7class",
         mapping[int(code)] = name
     bad = {n for n in mapping.values() if n not in targets}
     if bad:
-        raise InputError(f"unknown {to} class name(s) {sorted(bad)}; valid: {', '.join(targets)}")
+        raise UnknownNameError(f"{to} class name(s)", ", ".join(sorted(bad)), targets)
     lut = np.zeros(max(mapping) + 1, dtype=np.uint8)
     for code, name in mapping.items():
         if code >= 0:
@@ -173,8 +172,9 @@ def landcover_mask(lc: xr.DataArray, mask_classes: Any = ("water", "snow_ice"),
                 continue  # a known group that this scheme lacks: nothing to mask
         if not hits:
             groups = sorted({r["group"] for r in rows} | set(GROUPS))
-            raise InputError(f"unknown land-cover class {item!r} for scheme '{scheme}'; valid "
-                             f"names: {', '.join(groups)} (or IGBP short names / codes)")
+            err = UnknownNameError("land-cover class", str(item), groups)
+            err.args = (f"{err} (or the short names / codes of scheme '{scheme}')",)
+            raise err
         drop |= hits
     lut = np.zeros(max(r["code"] for r in rows) + 1, dtype=bool)
     for r in rows:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..errors import AlignmentError, InputError
+from ..errors import AlignmentError, InputError, InvalidArgumentError, UnknownNameError
 from .grid import GridSpec, as_grid, attach_grid
 
 __all__ = ["region_mask", "clip", "read_regions"]
@@ -64,13 +64,15 @@ def read_regions(source: Any, attribute: str | None = None, values: Any = None,
             attribute = "name"
         else:
             cols = [c for c in gdf.columns if c != gdf.geometry.name]
-            raise InputError(f"{what}: values {values!r} given but no attribute to match them "
-                             f"against. Fix: set attribute to one of: {', '.join(map(str, cols))}")
+            raise InvalidArgumentError(f"{what}: values {values!r} given but no attribute to "
+                                       f"match them against. Fix: set attribute to one of: {', '.join(map(str, cols))}")
     if attribute is not None:
         if attribute not in gdf.columns:
             cols = [c for c in gdf.columns if c != gdf.geometry.name]
-            raise InputError(f"{what} has no attribute '{attribute}'; available attributes: "
-                             f"{', '.join(map(str, cols))}")
+            err = UnknownNameError("attribute", str(attribute), map(str, cols))
+            err.args = (f"{what} has no attribute '{attribute}'; available attributes: "
+                        f"{', '.join(map(str, cols))}",)
+            raise err
         if values is not None:
             wanted = [values] if isinstance(values, (str, int, float)) else list(values)
             column = gdf[attribute]
@@ -84,9 +86,12 @@ def read_regions(source: Any, attribute: str | None = None, values: Any = None,
                     missing.append(v)
                 selected |= hit
             if missing:
-                raise InputError(
-                    f"{what}: no feature with {attribute} = {', '.join(map(repr, missing))}; "
-                    f"available values of '{attribute}': {_fmt_values(column.dropna())}")
+                err = UnknownNameError(f"'{attribute}' value", ", ".join(map(str, missing)),
+                                       {str(v) for v in column.dropna()})
+                err.args = (f"{what}: no feature with {attribute} = "
+                            f"{', '.join(map(repr, missing))}; available values of "
+                            f"'{attribute}': {_fmt_values(column.dropna())}",)
+                raise err
             gdf = gdf[selected]
     return gdf
 
@@ -99,7 +104,8 @@ def region_mask(grid_or_da: Any, path: Any, attribute: str | None = None, values
     takes) or a DataArray whose grid, dimension names and coordinates are
     used. ``path`` is a vector file or a GeoDataFrame; ``attribute`` /
     ``values`` select features (e.g. ``attribute="name", values="Nei Mongol"``);
-    unknown attributes or values raise :class:`InputError` listing what exists.
+    unknown attributes or values raise :class:`~carbonsink.errors.UnknownNameError` (a
+    ``KeyError``) listing what exists.
     Polygons are reprojected to the grid CRS before rasterising.
     """
     from rasterio.features import geometry_mask

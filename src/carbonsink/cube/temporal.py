@@ -22,8 +22,28 @@ Per-day rates: a flux whose units end in ``d-1`` (a mean daily rate over the
 step, e.g. FLUXNET monthly files or MuSyQ 8-day products) is summed as
 ``rate × days of the step`` so that totals are right whatever the step.
 
+Boolean flags (e.g. ``rh_gt_rs``, "Rh > Rs this month"): with ``how=None``
+an aggregate is the **number of steps with the flag** (units ``"1"``,
+``long_name`` "number of months with ..." or "number of days with ..."),
+under the same NaN rule as a sum; ``how="mean"`` gives the fraction of steps.
+
+The aggregation rule in one table (``how=None``):
+
+============================  ==========================================
+input                          output period value
+============================  ==========================================
+boolean flag                   count of steps with the flag
+rate per day (``... d-1``)     ``Σ rate × days of the step`` (true days)
+flux per step (``month-1``)    sum
+state (``degC``, ``1`` ...)    mean of the steps
+============================  ==========================================
+
 Time coordinates are period starts (``datetime64``); monthly data stamped
 mid-month are accepted and labelled by their month.
+
+Climatologies and experiments: :func:`climatology` (calendar-month means),
+:func:`hold_constant` (a driver with its interannual variation removed) and
+:func:`anomalies`.
 
 ``composites_to_monthly``, ``to_monthly``, ``to_annual`` and
 ``growing_season`` also take a Dataset (pass options as keywords): every data
@@ -42,10 +62,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import InputError, InsufficientDataError, UnknownModelError
+from .. import _time
+from .._xrutil import keep_coord_attrs
+from ..errors import InputError, InsufficientDataError, InvalidArgumentError, UnknownNameError
 from ..units import get_variable, parse_units
 
 __all__ = ["composites_to_monthly", "to_monthly", "to_annual", "growing_season",
+           "climatology", "hold_constant", "anomalies",
            "check_period", "composite_starts", "period_label"]
 
 _MONTH_ABBR = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -93,22 +116,7 @@ def _times(da: xr.DataArray, dim: str, name: str) -> pd.DatetimeIndex:
     if dim not in da.dims:
         raise InputError(f"variable '{name}' has no '{dim}' dimension (dims: {da.dims}); "
                          "temporal aggregation needs a time axis of period-start dates")
-    values = da[dim].values
-    try:
-        idx = pd.DatetimeIndex(values)
-    except (TypeError, ValueError):
-        try:
-            idx = da.indexes[dim].to_datetimeindex()
-        except Exception:
-            raise InputError(f"variable '{name}': coordinate '{dim}' must hold dates "
-                             f"(datetime64), found {values.dtype}") from None
-    if idx.has_duplicates:
-        dup = idx[idx.duplicated()].strftime("%Y-%m-%d")[:5]
-        raise InputError(f"variable '{name}': duplicate time steps {', '.join(dup)}")
-    if not idx.is_monotonic_increasing:
-        raise InputError(f"variable '{name}': time steps must be increasing; sort with "
-                         f"da.sortby('{dim}')")
-    return idx
+    return _time.to_datetime_index(da[dim], name, strict=True)
 
 
 def _unit_tokens(units: str | None) -> list[str]:
@@ -136,14 +144,14 @@ def _infer_how(da: xr.DataArray, how: str | None, variable: str | None, allowed:
     name = _name(da, variable)
     if how is not None:
         if how not in allowed:
-            raise InputError(f"{func}: how={how!r} is not valid; use one of {', '.join(allowed)}")
+            raise InvalidArgumentError(f"{func}: how={how!r} is not valid; use one of {', '.join(allowed)}")
         return how
     for cand in (variable, da.name):
         if cand is None:
             continue
         try:
             var = get_variable(str(cand))
-        except UnknownModelError:
+        except UnknownNameError:
             continue
         if var.kind == "categorical":
             raise InputError(f"{func}: '{name}' is categorical (class codes) and cannot be "
@@ -165,10 +173,31 @@ def _infer_how(da: xr.DataArray, how: str | None, variable: str | None, allowed:
                      "variable with a canonical name such as 'npp' or 'tas')")
 
 
+def _flag_how(da: xr.DataArray, how: str | None, func: str) -> tuple[xr.DataArray, str | None, bool]:
+    """Boolean flags: ``how=None``/``"sum"``/``"count"`` → count of flagged steps,
+    ``"mean"`` → fraction. Returns (data to aggregate, how, is_flag)."""
+    if da.dtype != bool:
+        if how == "count":
+            raise InvalidArgumentError(f"{func}: how='count' is only for boolean flags; "
+                                       f"'{da.name}' has dtype {da.dtype}")
+        return da, how, False
+    if how not in (None, "sum", "count", "mean"):
+        raise InvalidArgumentError(f"{func}: how={how!r} is not valid for a boolean flag; use "
+                                   "'count' (default) or 'mean' (fraction of steps)")
+    return da.astype("int16"), ("mean" if how == "mean" else "sum"), True
+
+
+def _flag_attrs(da: xr.DataArray, how: str, step: str) -> dict:
+    label = da.attrs.get("long_name", da.name)
+    if how == "mean":
+        return {"units": "1", "long_name": f"fraction of {step}s with {label}"}
+    return {"units": "1", "long_name": f"number of {step}s with {label}"}
+
+
 def _step_freq(idx: pd.DatetimeIndex, name: str, freq: str | None) -> str:
     if freq is not None:
         if freq not in ("MS", "D"):
-            raise InputError(f"freq must be 'MS' (monthly) or 'D' (daily), got {freq!r}")
+            raise InvalidArgumentError(f"freq must be 'MS' (monthly) or 'D' (daily), got {freq!r}")
         return freq
     ym = idx.year * 12 + idx.month
     if len(idx) == 1:
@@ -187,7 +216,7 @@ def _step_freq(idx: pd.DatetimeIndex, name: str, freq: str | None) -> str:
 
 def _days_of_step(idx: pd.DatetimeIndex, freq: str) -> np.ndarray:
     if freq == "MS":
-        return np.asarray(idx.days_in_month, dtype="float64")
+        return _time.days_in_month(idx)
     return np.ones(len(idx))
 
 
@@ -201,7 +230,7 @@ def _aggregate(da: xr.DataArray, dim: str, value_w: np.ndarray, count_w: np.ndar
     weight of a ``mean``; ``expected`` (periods) is the full constituent count.
     """
     if not 0.0 < min_valid_fraction <= 1.0:
-        raise InputError(f"min_valid_fraction must be in (0, 1], got {min_valid_fraction}")
+        raise InvalidArgumentError(f"min_valid_fraction must be in (0, 1], got {min_valid_fraction}")
     wdtype = np.result_type(da.dtype, np.float32)
     tmp = "_period_"
     vw = xr.DataArray(value_w.astype(wdtype), dims=(dim, tmp))
@@ -221,7 +250,7 @@ def _aggregate(da: xr.DataArray, dim: str, value_w: np.ndarray, count_w: np.ndar
     elif how == "mean":
         out = (xr.dot(filled, cw, dim=dim) / n_valid.where(n_valid > 0)).where(ok)
     else:
-        raise InputError(f"unsupported aggregation {how!r}")
+        raise InvalidArgumentError(f"unsupported aggregation {how!r}")
     order = [tmp if d == dim else d for d in da.dims]
     out = out.transpose(*order).rename({tmp: dim})
     out = out.assign_coords({dim: new_times.values.astype("datetime64[ns]")})
@@ -242,8 +271,7 @@ def _finish(out: xr.DataArray, da: xr.DataArray, units: str | None, cell_method:
     return out
 
 
-def _month_starts(idx: pd.DatetimeIndex) -> pd.DatetimeIndex:
-    return pd.DatetimeIndex(pd.to_datetime({"year": idx.year, "month": idx.month, "day": 1}))
+_month_starts = _time.month_starts  # alias (the helper lives in carbonsink._time)
 
 
 def period_label(months: Sequence[int]) -> str:
@@ -303,7 +331,7 @@ def composites_to_monthly(da: xr.DataArray, dim: str = "time", how: str | None =
     idx = _times(da, dim, name)
     how = _infer_how(da, how, variable, ("sum", "mean", "max"), "composites_to_monthly")
     if split not in ("days", "start"):
-        raise InputError(f"split must be 'days' or 'start', got {split!r}")
+        raise InvalidArgumentError(f"split must be 'days' or 'start', got {split!r}")
     starts = idx.normalize()
     off = (starts.day_of_year - 1) % period_days
     if (off != 0).any():
@@ -334,7 +362,7 @@ def composites_to_monthly(da: xr.DataArray, dim: str = "time", how: str | None =
     e = ends.values[:, None]
     overlap = (np.minimum(e, month_ends.values[None, :]) - np.maximum(s, months.values[None, :]))
     days = np.clip(overlap.astype("timedelta64[D]").astype(np.int64), 0, None).astype("float64")
-    full = days.sum(axis=0) == np.asarray(months.days_in_month, dtype="float64")
+    full = days.sum(axis=0) == _time.days_in_month(months)
     if not full.any():
         raise InsufficientDataError(f"variable '{name}': the composites do not cover any whole "
                                     "calendar month")
@@ -396,15 +424,19 @@ def to_monthly(da: xr.DataArray, how: str | None = None, min_valid_fraction: flo
     """
     name = _name(da, variable)
     idx = _times(da, dim, name)
-    how = _infer_how(da, how, variable, ("sum", "mean"), "to_monthly")
+    x, how, flag = _flag_how(da, how, "to_monthly")
+    how = _infer_how(x, how, variable, ("sum", "mean"), "to_monthly")
     if _step_freq(idx, name, None) != "D":
         raise InputError(f"to_monthly: variable '{name}' does not have daily time steps")
     months = _month_starts(idx)
     out_months = pd.DatetimeIndex(months.unique())
     member = (months.values[:, None] == out_months.values[None, :]).astype("float64")
-    expected = np.asarray(out_months.days_in_month, dtype="float64")
-    out = _aggregate(da, dim, member, member, expected, how, min_valid_fraction, out_months)
+    expected = _time.days_in_month(out_months)
+    out = _aggregate(x, dim, member, member, expected, how, min_valid_fraction, out_months)
     units = da.attrs.get("units")
+    if flag:
+        return _finish(out, da, None, f"time: {'mean' if how == 'mean' else 'count'} "
+                       "(daily to monthly)", _flag_attrs(da, how, "day"))
     new_units = _with_period(units, "month") if how == "sum" else units
     return _finish(out, da, new_units, f"time: {how} (daily to monthly)")
 
@@ -422,6 +454,7 @@ def to_annual(da: xr.DataArray, how: str | None = None, min_valid_fraction: floa
     """
     name = _name(da, variable)
     idx = _times(da, dim, name)
+    orig, (da, how, flag) = da, _flag_how(da, how, "to_annual")
     how = _infer_how(da, how, variable, ("sum", "mean"), "to_annual")
     freq = _step_freq(idx, name, freq)
     years = np.unique(idx.year)
@@ -435,6 +468,9 @@ def to_annual(da: xr.DataArray, how: str | None = None, min_valid_fraction: floa
         else member
     new_times = pd.DatetimeIndex([pd.Timestamp(year=int(y), month=1, day=1) for y in years])
     out = _aggregate(da, dim, value_w, member, expected, how, min_valid_fraction, new_times)
+    if flag:
+        return _finish(out, orig, None, f"time: {'mean' if how == 'mean' else 'count'} (annual)",
+                       _flag_attrs(orig, how, "month" if freq == "MS" else "day"))
     units = da.attrs.get("units")
     new_units = _with_period(units, "yr") if how == "sum" else units
     return _finish(out, da, new_units, f"time: {how} (annual)")
@@ -457,9 +493,10 @@ def growing_season(da: xr.DataArray, months: Sequence[int] = (5, 6, 7, 8, 9),
     name = _name(da, variable)
     ms = [int(m) for m in months]
     if not ms or len(set(ms)) != len(ms) or any(m < 1 or m > 12 for m in ms):
-        raise InputError(f"growing_season: months must be distinct integers 1-12, got {months!r}")
+        raise InvalidArgumentError(f"growing_season: months must be distinct integers 1-12, got {months!r}")
     ms = sorted(ms)
     idx = _times(da, dim, name)
+    orig, (da, how, flag) = da, _flag_how(da, how, "growing_season")
     how = _infer_how(da, how, variable, ("sum", "mean"), "growing_season")
     freq = _step_freq(idx, name, freq)
     years = np.unique(idx.year)
@@ -477,6 +514,10 @@ def growing_season(da: xr.DataArray, months: Sequence[int] = (5, 6, 7, 8, 9),
     label = period_label(ms)
     units = da.attrs.get("units")
     extra = {"period": label, "season_months": ",".join(map(str, ms))}
+    if flag:
+        extra.update(_flag_attrs(orig, how, "month" if freq == "MS" else "day"))
+        return _finish(out, orig, None, f"time: {'mean' if how == 'mean' else 'count'} over "
+                       f"{label}", extra)
     if how == "sum":
         if per_month:
             out = out / len(ms)
@@ -491,6 +532,188 @@ def growing_season(da: xr.DataArray, months: Sequence[int] = (5, 6, 7, 8, 9),
     return _finish(out, da, new_units, method, extra)
 
 
+# ----------------------------------------------------------------------------- climatology, experiments
+
+
+def _period_bounds(period: Any, func: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """``None`` | ``(start, end)`` | ``slice(start, end)`` → inclusive timestamps."""
+    if period is None:
+        return None
+    if isinstance(period, slice):
+        period = (period.start, period.stop)
+    if not isinstance(period, (tuple, list)) or len(period) != 2:
+        raise InvalidArgumentError(f"{func}: period must be None or (start, end), e.g. "
+                                   f"(2001, 2010) or ('2001-01', '2010-12'), got {period!r}")
+    t0, t1 = _parse_bound(period[0], False), _parse_bound(period[1], True)
+    if t1 < t0:
+        raise InvalidArgumentError(f"{func}: period end {period[1]!r} is before start "
+                                   f"{period[0]!r}")
+    return t0, t1
+
+
+def _in_period(da: xr.DataArray, period: Any, dim: str, func: str) -> xr.DataArray:
+    name = _name(da, None)
+    idx = _times(da, dim, name)
+    bounds = _period_bounds(period, func)
+    if bounds is None:
+        sub = da
+    else:
+        keep = (idx >= bounds[0]) & (idx <= bounds[1] + pd.Timedelta(days=1) - pd.Timedelta(1, "ns"))
+        sub = da.isel({dim: np.flatnonzero(keep)})
+        if sub.sizes[dim] == 0:
+            raise InsufficientDataError(
+                f"{func}: variable '{name}' has no time step in the period {bounds[0]:%Y-%m-%d} "
+                f"to {bounds[1]:%Y-%m-%d} (the data cover {idx.min():%Y-%m-%d} to "
+                f"{idx.max():%Y-%m-%d}). Fix: choose a period inside the data")
+    return sub
+
+
+def _check_months_covered(da: xr.DataArray, sub: xr.DataArray, dim: str, func: str) -> None:
+    need = set(pd.DatetimeIndex(da[dim].values).month)
+    have = set(pd.DatetimeIndex(sub[dim].values).month)
+    missing = sorted(need - have)
+    if missing:
+        raise InsufficientDataError(
+            f"{func}: variable '{_name(da, None)}': calendar month(s) "
+            f"{', '.join(_MONTH_ABBR[m - 1] for m in missing)} have no time step in the "
+            "climatology period. Fix: widen the period")
+
+
+def _month_mean(sub: xr.DataArray, dim: str) -> xr.DataArray:
+    """Calendar-month mean of ``sub`` (NaNs skipped) on dimension ``month`` = 1..12."""
+    month = xr.DataArray(pd.DatetimeIndex(sub[dim].values).month.values, dims=(dim,),
+                         name="month")
+    x = sub.drop_vars([c for c in sub.coords if dim in sub[c].dims and c != dim])
+    clim = x.groupby(month).mean(dim, skipna=True, keep_attrs=True)
+    clim = clim.reindex(month=np.arange(1, 13))
+    order = ["month" if d == dim else d for d in sub.dims]
+    return clim.transpose(*order)
+
+
+def climatology(da: xr.DataArray, *, period: Any = None, dim: str = "time") -> xr.DataArray:
+    """Calendar-month climatology: the mean of each calendar month over ``period``.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Series with a time axis of period-start dates (monthly, or daily: then the mean of
+        all days of the calendar month). Lazy for dask input.
+    period : None or (start, end), optional
+        Years (``(2001, 2010)``), ``"YYYY-MM"`` strings or dates, inclusive; ``None`` uses
+        the whole series.
+    dim : str
+        Time dimension.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``(month, ...)`` with ``month`` = 1..12 in place of ``dim``; NaN steps are
+        skipped (a calendar month without any valid step is NaN, one absent from the period
+        too). Name, attributes (``units`` unchanged) and CRS coordinates are kept; attribute
+        ``climatology_period`` records the period.
+    """
+    sub = _in_period(da, period, dim, "climatology")
+    clim = _month_mean(sub, dim)
+    idx = pd.DatetimeIndex(sub[dim].values)
+    attrs = dict(da.attrs)
+    attrs["climatology_period"] = f"{idx.min():%Y-%m} to {idx.max():%Y-%m}"
+    prev = attrs.get("cell_methods")
+    cm = "time: mean within months time: mean over years"
+    attrs["cell_methods"] = f"{prev} {cm}" if prev else cm
+    clim.attrs = attrs
+    clim.name = da.name
+    return keep_coord_attrs(clim, da)
+
+
+def _on_time_axis(values: xr.DataArray, da: xr.DataArray, dim: str) -> xr.DataArray:
+    """Give ``values`` (already carrying ``dim`` or broadcast to it) the time coords of ``da``
+    (and, for dask input, the chunks of ``da``: time is kept in its chunks, not per step)."""
+    tcoords = {c: da[c].variable for c in da.coords if dim in da[c].dims}
+    out = values.assign_coords(tcoords).transpose(*da.dims)
+    if out.chunks is not None:
+        out = out.chunk(dict(zip(da.dims, da.chunks)) if da.chunks is not None else {dim: -1})
+    return out
+
+
+def hold_constant(da: xr.DataArray, how: str = "climatology", *, period: Any = None,
+                  dim: str = "time") -> xr.DataArray:
+    """A series on the time axis of ``da`` with the interannual variation removed.
+
+    For sensitivity experiments ("hold a driver at its climatology").
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Driver series with a time axis of period-start dates.
+    how : {"climatology", "scalar_mean"}
+        ``"climatology"``: every year repeats the calendar-month climatology over
+        ``period`` (:func:`climatology`), so the seasonal cycle is kept and each
+        calendar month has zero interannual variance. ``"scalar_mean"``: every step is
+        the per-pixel mean of all steps in ``period`` (NaNs skipped; no seasonal cycle).
+    period : None or (start, end), optional
+        Reference period (see :func:`climatology`); ``None`` uses the whole series.
+    dim : str
+        Time dimension.
+
+    Returns
+    -------
+    xarray.DataArray
+        Same dims, time axis and coordinates as ``da``; lazy for dask input; attributes
+        kept plus ``carbonsink_held = how`` and ``carbonsink_held_period``.
+    """
+    if how not in ("climatology", "scalar_mean"):
+        raise InvalidArgumentError(f"hold_constant: how={how!r} is not valid; use "
+                                   "'climatology' or 'scalar_mean'")
+    sub = _in_period(da, period, dim, "hold_constant")
+    idx = pd.DatetimeIndex(sub[dim].values)
+    if how == "climatology":
+        _check_months_covered(da, sub, dim, "hold_constant")
+        clim = _month_mean(sub, dim)
+        months = xr.DataArray(pd.DatetimeIndex(da[dim].values).month.values, dims=(dim,))
+        out = clim.sel(month=months).drop_vars("month")
+    else:
+        x = sub.drop_vars([c for c in sub.coords if dim in sub[c].dims and c != dim])
+        mean = x.mean(dim, skipna=True, keep_attrs=True)
+        out = mean.expand_dims({dim: da.sizes[dim]})
+        if not isinstance(out.data, np.ndarray) or not out.data.flags.writeable:
+            out = out.copy(deep=not hasattr(out.data, "dask"))
+    out = _on_time_axis(out, da, dim)
+    attrs = dict(da.attrs)
+    attrs["carbonsink_held"] = how
+    attrs["carbonsink_held_period"] = f"{idx.min():%Y-%m} to {idx.max():%Y-%m}"
+    out.attrs = attrs
+    out.name = da.name
+    return keep_coord_attrs(out, da)
+
+
+def anomalies(da: xr.DataArray, how: str = "additive", period: Any = None,
+              dim: str = "time") -> xr.DataArray:
+    """Departures from the calendar-month climatology over ``period``.
+
+    ``how="additive"``: ``da − climatology`` (units unchanged);
+    ``how="multiplicative"``: ``da / climatology`` (units ``"1"``; a zero climatology
+    gives ±inf or NaN). Same dims and time axis as ``da``; lazy for dask input;
+    attributes kept plus ``carbonsink_anomaly = how``.
+    """
+    if how not in ("additive", "multiplicative"):
+        raise InvalidArgumentError(f"anomalies: how={how!r} is not valid; use 'additive' or "
+                                   "'multiplicative'")
+    clim = climatology(da, period=period, dim=dim)
+    months = xr.DataArray(pd.DatetimeIndex(da[dim].values).month.values, dims=(dim,),
+                          coords={dim: da[dim].values})
+    ref = _on_time_axis(clim.sel(month=months).drop_vars("month"), da, dim)
+    out = da - ref if how == "additive" else da / ref
+    out = out.transpose(*da.dims)
+    attrs = dict(da.attrs)
+    attrs["carbonsink_anomaly"] = how
+    attrs["climatology_period"] = clim.attrs["climatology_period"]
+    if how == "multiplicative":
+        attrs["units"] = "1"
+    out.attrs = attrs
+    out.name = da.name
+    return keep_coord_attrs(out, da)
+
+
 # ----------------------------------------------------------------------------- period checks
 
 
@@ -503,7 +726,7 @@ def _parse_bound(value: Any, is_end: bool) -> pd.Timestamp:
         return ts + pd.offsets.MonthEnd(0) if is_end else ts
     if isinstance(value, (str, _dt.date, _dt.datetime, np.datetime64, pd.Timestamp)):
         return pd.Timestamp(value)
-    raise InputError(f"cannot read period bound {value!r}; use a year (2001), 'YYYY-MM' or a date")
+    raise InvalidArgumentError(f"cannot read period bound {value!r}; use a year (2001), 'YYYY-MM' or a date")
 
 
 def _expected_steps(start: pd.Timestamp, end: pd.Timestamp, freq: str) -> pd.DatetimeIndex:
@@ -519,7 +742,7 @@ def _expected_steps(start: pd.Timestamp, end: pd.Timestamp, freq: str) -> pd.Dat
         allst = np.concatenate([composite_starts(y, p).values for y in range(start.year, end.year + 1)])
         allst = pd.DatetimeIndex(allst)
         return allst[(allst >= start.normalize()) & (allst <= end)]
-    raise InputError(f"check_period: freq must be 'MS', 'YS', 'D' or 'ND' composites "
+    raise InvalidArgumentError(f"check_period: freq must be 'MS', 'YS', 'D' or 'ND' composites "
                      f"(e.g. '8D'), got {freq!r}")
 
 
@@ -547,7 +770,7 @@ def check_period(da: xr.DataArray, start: Any, end: Any, freq: str = "MS", dim: 
     idx = _times(da, dim, name)
     t0, t1 = _parse_bound(start, False), _parse_bound(end, True)
     if t1 < t0:
-        raise InputError(f"check_period: end {end!r} is before start {start!r}")
+        raise InvalidArgumentError(f"check_period: end {end!r} is before start {start!r}")
     expected = _expected_steps(t0, t1, freq)
     have = _keys(idx, freq)
     want = _keys(expected, freq)

@@ -145,6 +145,8 @@ import pandas as pd
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 
+from ..errors import InvalidArgumentError
+
 __all__ = [
     "DEFAULT_SEED",
     "SYNTHETIC_SOURCE",
@@ -418,9 +420,10 @@ class _Built:
 
 def _build(seed: int, ny: int, nx: int, start: int, end: int) -> _Built:  # noqa: PLR0915
     if ny < 4 or nx < 4:
-        raise ValueError(f"demo grid must be at least 4 x 4 pixels, got ny={ny}, nx={nx}")
+        raise InvalidArgumentError(f"demo grid must be at least 4 x 4 pixels, got ny={ny}, "
+                                   f"nx={nx}")
     if end < start:
-        raise ValueError(f"end ({end}) must not be before start ({start})")
+        raise InvalidArgumentError(f"end ({end}) must not be before start ({start})")
     rng = np.random.Generator(np.random.PCG64(int(seed)))
     nyears = end - start + 1
     nmon = 12 * nyears

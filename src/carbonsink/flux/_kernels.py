@@ -3,8 +3,9 @@
 Two kinds of kernel live here:
 
 * **element-wise ufuncs** (``numba.vectorize`` with explicit float32 and
-  float64 loops).  They are NumPy ufuncs, so the same call works on NumPy
-  arrays, on dask arrays (dask maps them block-wise and stays lazy) and on
+  float64 loops, built on first use by :class:`_LazyUfunc` so that importing the
+  package compiles nothing; ``cache=True`` keeps the machine code on disk).
+  They are NumPy ufuncs, so the same call works on NumPy arrays, on dask arrays (dask maps them block-wise and stays lazy) and on
   xarray objects (via ``__array_ufunc__``).  Each model formula is evaluated in
   one pass over memory instead of one temporary per arithmetic operator.
 * **along-time kernels** (``numba.njit``) working on 2-D ``(time, pixel)``
@@ -21,10 +22,12 @@ Equations and references are documented in the public modules
 from __future__ import annotations
 
 import math
+import threading
 
 import numba
 import numpy as np
 
+_build_lock = threading.Lock()
 _F4 = numba.float32
 _F8 = numba.float64
 
@@ -35,6 +38,63 @@ def _sigs(nargs: int) -> list:
 
 _VEC = dict(cache=True, nopython=True)
 _JIT = dict(cache=True, nogil=True)
+
+
+class _LazyUfunc:
+    """A ``numba.vectorize`` ufunc (float32 and float64 loops) built on first use.
+
+    ``numba.vectorize`` with explicit signatures compiles (or loads from its on-disk
+    cache) at decoration time, which made ``import carbonsink.flux`` take seconds. This
+    wrapper defers that to the first call; afterwards it forwards to the real NumPy ufunc
+    (attributes such as ``nin``, ``types`` or ``reduce`` included). Its dask token and its
+    pickle are its name, so graphs stay deterministic and it travels to dask workers.
+    """
+
+    def __init__(self, func, nargs: int):
+        self.py_func = func
+        self.nargs = nargs
+        self.__name__ = func.__name__
+        self.__qualname__ = func.__qualname__
+        self.__doc__ = func.__doc__
+        self.__module__ = func.__module__
+        self._uf = None
+
+    @property
+    def ufunc(self) -> np.ufunc:
+        if self._uf is None:
+            with _build_lock:
+                if self._uf is None:
+                    self._uf = numba.vectorize(_sigs(self.nargs), **_VEC)(self.py_func)
+        return self._uf
+
+    def __call__(self, *args, **kwargs):
+        return self.ufunc(*args, **kwargs)
+
+    def __getattr__(self, name):
+        if name.startswith("__") or name in ("py_func", "nargs", "_uf"):
+            raise AttributeError(name)
+        return getattr(self.ufunc, name)
+
+    def __dask_tokenize__(self):
+        return ("carbonsink.flux._kernels", self.__name__)
+
+    def __reduce__(self):
+        return (_ufunc_by_name, (self.__name__,))
+
+    def __repr__(self) -> str:
+        state = "compiled" if self._uf is not None else "not compiled yet"
+        return f"<carbonsink ufunc {self.__name__} ({state})>"
+
+
+def _ufunc_by_name(name: str) -> "_LazyUfunc":
+    return globals()[name]
+
+
+def _vectorize(nargs: int):
+    """Decorator: a lazily compiled float32/float64 ufunc of ``nargs`` arguments."""
+    def deco(func):
+        return _LazyUfunc(func, nargs)
+    return deco
 
 # --------------------------------------------------------------------- scalar helpers
 
@@ -90,14 +150,14 @@ def _thornthwaite_exponent(hi):
 # --------------------------------------------------------------------- element-wise ufuncs
 
 
-@numba.vectorize(_sigs(7), **_VEC)
+@_vectorize(7)
 def pei_uf(t, p, a, b, c, days, fraction):
     if p < 0.0:
         p = 0.0
     return a * (math.exp(b * t) + math.log(c * p + 1.0)) * days * fraction
 
 
-@numba.vectorize(_sigs(10), **_VEC)
+@_vectorize(10)
 def gsmsr_uf(t, pr_mm, soc, days, r0, m, alpha, beta, p0, k):
     """GSMSR Rs over ``days`` days; P enters in cm (pr_mm / 10).
 
@@ -110,7 +170,7 @@ def gsmsr_uf(t, pr_mm, soc, days, r0, m, alpha, beta, p0, k):
     return (r0 + m * soc) * temp * (p_cm + p0) / (p_cm + k) * days
 
 
-@numba.vectorize(_sigs(3), **_VEC)
+@_vectorize(3)
 def bond_lamberty_uf(rs, intercept, slope):
     if rs != rs:
         return rs
@@ -119,7 +179,7 @@ def bond_lamberty_uf(rs, intercept, slope):
     return math.exp(intercept + slope * math.log(rs))
 
 
-@numba.vectorize(_sigs(5), **_VEC)
+@_vectorize(5)
 def shi_uf(rs, a, b, c, clip):
     rh = a * rs * rs + b * rs + c
     if clip != 0.0:
@@ -129,17 +189,17 @@ def shi_uf(rs, a, b, c, clip):
     return rh
 
 
-@numba.vectorize(_sigs(1), **_VEC)
+@_vectorize(1)
 def te1_uf(topt):
     return _te1(topt)
 
 
-@numba.vectorize(_sigs(6), **_VEC)
+@_vectorize(6)
 def te2_uf(t, topt, c, half, above, below):
     return _te2(t, topt, c, half, above, below)
 
 
-@numba.vectorize(_sigs(6), **_VEC)
+@_vectorize(6)
 def fpar_zhu_uf(ndvi, lo, hi, fmin, fmax, alpha):
     if ndvi != ndvi or lo != lo or hi != hi:
         return math.nan
@@ -165,7 +225,7 @@ def fpar_zhu_uf(ndvi, lo, hi, fmin, fmax, alpha):
     return f
 
 
-@numba.vectorize(_sigs(3), **_VEC)
+@_vectorize(3)
 def fpar_minmax_uf(ndvi, lo, hi):
     if ndvi != ndvi:
         return ndvi
@@ -177,25 +237,25 @@ def fpar_minmax_uf(ndvi, lo, hi):
     return f
 
 
-@numba.vectorize(_sigs(2), **_VEC)
+@_vectorize(2)
 def zz_rn_uf(p, ep):
     if p != p or ep != ep:
         return math.nan
     return _zz_rn(max(p, 0.0), max(ep, 0.0))
 
 
-@numba.vectorize(_sigs(2), **_VEC)
+@_vectorize(2)
 def zz_eet_uf(p, ep):
     return _zz_eet(p, ep)
 
 
-@numba.vectorize(_sigs(2), **_VEC)
+@_vectorize(2)
 def zz_pet_uf(p, ep):
     e = _zz_eet(p, ep)
     return 0.5 * (e + max(ep, 0.0))
 
 
-@numba.vectorize(_sigs(10), **_VEC)
+@_vectorize(10)
 def casa_npp_uf(fpar, sol, t, topt, we, emax, par_fraction, c, half, t_min):
     if t != t:
         return t
@@ -206,7 +266,7 @@ def casa_npp_uf(fpar, sol, t, topt, we, emax, par_fraction, c, half, t_min):
     return apar * eps
 
 
-@numba.vectorize(_sigs(2), **_VEC)
+@_vectorize(2)
 def miami_uf(t, r):
     npp_t = 3000.0 / (1.0 + math.exp(1.315 - 0.119 * t))
     npp_p = 3000.0 * (1.0 - math.exp(-0.000664 * r))
@@ -215,7 +275,7 @@ def miami_uf(t, r):
     return min(npp_t, npp_p)
 
 
-@numba.vectorize(_sigs(2), **_VEC)
+@_vectorize(2)
 def thornthwaite_memorial_uf(t, r):
     big_l = 3000.0 + 25.0 * t + 0.05 * t ** 3
     v = 1.05 * r / math.sqrt(1.0 + (1.0 + 1.05 * r / big_l) ** 2)

@@ -23,29 +23,22 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
+from .. import _engine
+from .. import _time
 from .._xrutil import keep_coord_attrs
-from ..errors import ConfigError, InputError
+from .._engine import float_dtype, is_dask, is_xr  # noqa: F401  (re-exported)
+from ..errors import InputError, InvalidArgumentError
 from ..units import ensure_units
 
 METHODS_REF = "carbonsink METHODS.md"
 
 
-def is_xr(x: Any) -> bool:
-    return isinstance(x, xr.DataArray)
-
-
-def is_dask(x: Any) -> bool:
-    data = x.data if is_xr(x) else x
-    return hasattr(data, "dask") and hasattr(data, "chunks")
-
-
 def choice(name: str, value: Any, valid: Sequence[str]) -> str:
-    """Validate a string option; raise :class:`ConfigError` listing the valid values."""
+    """Validate a string option; raise :class:`InvalidArgumentError` listing the valid values."""
     if value not in valid:
-        raise ConfigError(f"{name}={value!r} is not valid; choose one of: "
+        raise InvalidArgumentError(f"{name}={value!r} is not valid; choose one of: "
                           + ", ".join(repr(v) for v in valid))
     return value
 
@@ -75,19 +68,6 @@ def prep(x: Any, units: str, name: str, *, time_dim: str = "time", required: boo
     elif arr.dtype.kind != "f":
         raise InputError(f"input '{name}' must be numeric, found dtype {arr.dtype}")
     return arr
-
-
-def float_dtype(*xs: Any) -> np.dtype:
-    """float32 when every array input is float32, else float64."""
-    dts = []
-    for x in xs:
-        if x is None or isinstance(x, numbers.Number):
-            continue
-        dt = x.dtype
-        dts.append(dt if dt.kind == "f" else np.dtype(np.float64))
-    if not dts:
-        return np.dtype(np.float64)
-    return np.dtype(np.result_type(*dts))
 
 
 def jsonable(v: Any) -> Any:
@@ -140,8 +120,8 @@ class Calendar:
 
     @property
     def mid_doy(self) -> np.ndarray:
-        leap = ((self.years % 4 == 0) & (self.years % 100 != 0)) | (self.years % 400 == 0)
-        cum = np.array([0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334], dtype=float)
+        leap = _time.is_leap_year(self.years)
+        cum = _time.MONTH_START_DOY_NOLEAP
         return cum[self.months - 1] + np.where(leap & (self.months > 2), 1, 0) + 15.0
 
     def year_groups(self) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
@@ -153,8 +133,8 @@ class Calendar:
 
 
 def calendar_from_dates(dates: Any) -> Calendar:
-    idx = pd.DatetimeIndex(pd.to_datetime(np.asarray(dates)))
-    return Calendar(idx.year, idx.month, idx.days_in_month)
+    """Calendar of period-start dates (anything :func:`pandas.to_datetime` accepts)."""
+    return Calendar(*_time.calendar_fields(_time.dates_index(dates)))
 
 
 def calendar_of(x: Any, time_dim: str, time: Any = None, n: int | None = None,
@@ -171,7 +151,7 @@ def calendar_of(x: Any, time_dim: str, time: Any = None, n: int | None = None,
                              "(period-start dates) is needed")
         t = x[time_dim]
         try:
-            return Calendar(t.dt.year.values, t.dt.month.values, t.dt.days_in_month.values)
+            return Calendar(*_time.calendar_fields(t))
         except (TypeError, AttributeError) as exc:
             raise InputError(f"coordinate '{time_dim}' of '{x.name}' must hold dates") from exc
     if time is not None:
@@ -182,7 +162,7 @@ def calendar_of(x: Any, time_dim: str, time: Any = None, n: int | None = None,
     if assume_years and n is not None:
         months = np.arange(n) % 12 + 1
         years = 1 + np.arange(n) // 12
-        days = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[months - 1]
+        days = _time.DAYS_IN_MONTH_NOLEAP[months - 1]
         return Calendar(years, months, days)
     raise InputError("calendar information is needed: pass an xarray object with a time "
                      "coordinate, or time= (period-start dates of axis 0) for numpy input")
@@ -209,64 +189,24 @@ def along_axis0(x: Any, values: np.ndarray) -> Any:
 # --------------------------------------------------------------------------- time kernels
 
 
+def _deprecated(old: str, new: str) -> None:
+    import warnings
+    warnings.warn(f"carbonsink.flux._util.{old} is deprecated; use carbonsink._engine.{new}",
+                  DeprecationWarning, stacklevel=3)
+
+
 def _to_2d(arrs_time, arrs_static, core_last: bool):
-    """Return (list of (nt, npix) time arrays, list of (npix,) static arrays, spatial shape)."""
-    tarrs = [np.moveaxis(a, -1, 0) if core_last else a for a in arrs_time]
-    shapes = [a.shape[1:] for a in tarrs] + [np.shape(s) for s in arrs_static]
-    spatial = np.broadcast_shapes(*shapes)
-    npix = int(np.prod(spatial)) if spatial else 1
-    t2 = [np.ascontiguousarray(np.broadcast_to(a, (a.shape[0],) + spatial)).reshape(a.shape[0], npix)
-          for a in tarrs]
-    s2 = [np.ascontiguousarray(np.broadcast_to(s, spatial), dtype=np.float64).reshape(npix)
-          for s in arrs_static]
-    return t2, s2, spatial
+    """Deprecated alias of :func:`carbonsink._engine.to_2d` (time-major layout)."""
+    _deprecated("_to_2d", "to_2d")
+    return _engine.to_2d(arrs_time, arrs_static, core_last=core_last, layout="time_major")
 
 
 def apply_time_kernel(func, time_inputs: list, static_inputs: list, *, time_dim: str,
                       dtype: np.dtype, out_time: bool = True):
-    """Run ``func(time_arrays_2d, static_arrays_1d) -> (nt, npix) or (npix,)``.
-
-    ``time_inputs`` have a time dimension (axis 0 for numpy); ``static_inputs``
-    are per pixel (no time) and broadcast over it.  xarray inputs go through
-    ``xr.apply_ufunc(dask="parallelized")`` with time as a core dimension (one
-    task per spatial chunk; time is rechunked to a single chunk if needed).
-    """
-    nt_in = len(time_inputs)
-
-    def _block(*arrays, core_last=True):
-        t2, s2, spatial = _to_2d([np.asarray(a, dtype=dtype) for a in arrays[:nt_in]],
-                                 [np.asarray(a) for a in arrays[nt_in:]], core_last)
-        res = func(t2, s2)
-        if out_time:
-            res = res.reshape((res.shape[0],) + spatial)
-            return np.moveaxis(res, 0, -1) if core_last else res
-        return res.reshape(spatial)
-
-    if any(is_xr(a) for a in time_inputs + static_inputs):
-        args, cores = [], []
-        for a in time_inputs:
-            if not is_xr(a):
-                raise InputError("mixing numpy and xarray time series is not supported; "
-                                 "wrap every time-varying input in a DataArray")
-            args.append(a)
-            cores.append([time_dim])
-        for s in static_inputs:
-            if is_xr(s) and time_dim in s.dims:
-                raise InputError(f"'{s.name}' must not have a '{time_dim}' dimension here")
-            args.append(s)
-            cores.append([])
-        out = xr.apply_ufunc(
-            _block, *args, input_core_dims=cores,
-            output_core_dims=[[time_dim]] if out_time else [[]],
-            dask="parallelized", output_dtypes=[dtype],
-            dask_gufunc_kwargs={"allow_rechunk": True}, keep_attrs=False,
-        )
-        if out_time:
-            dims = list(time_inputs[0].dims)
-            order = [d for d in dims if d in out.dims] + [d for d in out.dims if d not in dims]
-            out = out.transpose(*order)
-        return keep_coord_attrs(out, *args)
-    return _block(*time_inputs, *static_inputs, core_last=False)
+    """Deprecated alias of :func:`carbonsink._engine.apply_time_kernel`."""
+    _deprecated("apply_time_kernel", "apply_time_kernel")
+    return _engine.apply_time_kernel(func, time_inputs, static_inputs, time_dim=time_dim,
+                                     dtype=dtype, out_time=out_time)
 
 
 def lookup(codes: Any, table: np.ndarray, fill: float) -> Any:
@@ -291,31 +231,10 @@ def lookup(codes: Any, table: np.ndarray, fill: float) -> Any:
     return _map(codes)
 
 
-class _Quiet:
-    """Call a compiled ufunc with floating-point warnings silenced.
-
-    The numba kernels guard every invalid operation with explicit branches,
-    but LLVM may evaluate both sides of a branch in SIMD loops and raise
-    spurious FP flags (e.g. 0·inf in a discarded lane); results are unaffected.
-    """
-
-    def __init__(self, uf):
-        self.uf = uf
-
-    def __call__(self, *args):
-        with np.errstate(all="ignore"):
-            return self.uf(*args)
-
-    def __dask_tokenize__(self):  # deterministic graph keys: equal calls are shared
-        return ("carbonsink.flux._Quiet", self.uf.__name__)
+_Quiet = _engine.Quiet  # deprecated alias
 
 
 def call_uf(uf, *args):
-    """Apply a compiled element-wise kernel to numpy, dask or xarray arguments (lazy for dask)."""
-    if any(is_xr(a) for a in args):
-        return keep_coord_attrs(xr.apply_ufunc(lambda *a: call_uf(uf, *a), *args,
-                                               dask="allowed", keep_attrs=False), *args)
-    if any(is_dask(a) for a in args):
-        from dask.array.core import elemwise
-        return elemwise(_Quiet(uf), *args, dtype=float_dtype(*args))
-    return _Quiet(uf)(*args)
+    """Deprecated alias of :func:`carbonsink._engine.elementwise`."""
+    _deprecated("call_uf", "elementwise")
+    return _engine.elementwise(uf, *args)

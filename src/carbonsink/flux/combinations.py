@@ -1,24 +1,34 @@
-"""Registry of NPP and Rh models and their NEP combinations — METHODS §4.1.
+"""Built-in NPP and Rh models and the combination API — METHODS §4.1.
 
-A *combination* is named ``"<npp model>+<rh model>"``; every registered NPP
-model combines with every registered Rh model.  Built in:
+Models live in ONE registry (:mod:`carbonsink.flux.registry`) and combinations
+run through ONE runner (:func:`carbonsink.flux.chain.run_chain`); this module
+registers the built-in computed models and keeps the historic API as thin
+wrappers over both.
 
-* NPP: ``"modis"`` (:func:`.npp.modis_monthly`), ``"casa"`` (:func:`.npp.casa`)
+A *combination* is named ``"<npp model>+<rh model>"`` (every NPP model combines
+with every Rh model) or ``"nep_<nep model>"`` for a direct NEP model.  Built in:
+
+* NPP: ``"modis"`` (:func:`.npp.modis_monthly`), ``"casa"`` (:func:`.npp.casa`),
+  ``"given"`` (a given product, :mod:`.given`)
 * Rh: ``"pei"`` (:func:`.rh.pei2009`), ``"gsmsr_bl"`` (:func:`.rh.gsmsr` +
   :func:`.rh.bond_lamberty2004`), ``"gsmsr_shi"`` (:func:`.rh.gsmsr` +
-  :func:`.rh.shi2015`)
+  :func:`.rh.shi2015`), ``"given"``
+* NEP: ``"given"`` (combination ``"nep_given"``)
 
 so that the six combinations of seed paper 000 (:data:`SEED_000`) are
 ``modis+pei``, ``modis+gsmsr_bl``, ``modis+gsmsr_shi``, ``casa+pei``,
-``casa+gsmsr_bl`` and ``casa+gsmsr_shi``.  New models are added with the
-:func:`register_npp_model` / :func:`register_rh_model` decorators.
+``casa+gsmsr_bl`` and ``casa+gsmsr_shi``.  New models are added with
+:func:`carbonsink.flux.registry.register_model` (or the older
+:func:`register_npp_model` / :func:`register_rh_model` decorators).
 
 Inputs are a mapping (or Dataset) of DataArrays with canonical names:
 ``npp_annual`` (yearly), ``gpp_8day`` (composites), ``ndvi``, ``tas``,
-``sol``, ``pr``, ``pet``, ``eet`` (optional), ``soc``, ``landcover``.
-Options are keyword arguments of the model functions, given per model name
-(``{"modis": {"split": "start"}, "gsmsr_bl": {"beta": -0.006}}``); the key
-``"mode"`` applies to every model that accepts it.
+``sol``, ``pr``, ``pet``, ``eet`` (optional), ``soc``, ``landcover``, and
+``npp``, ``rh``, ``nep`` for given products.  Options are keyword arguments of
+the model functions, given per model name (``{"modis": {"split": "start"},
+"gsmsr_bl": {"beta": -0.006}}``, ``"npp.given"`` to pick one kind); the key
+``"mode"`` applies to every model that accepts it.  Unknown options raise
+:class:`~carbonsink.errors.InvalidArgumentError`.
 """
 
 from __future__ import annotations
@@ -26,95 +36,69 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import xarray as xr
 
-from ..errors import ConfigError, InputError, UnknownModelError
+from ..errors import InputError, InvalidArgumentError
 from . import npp as _npp
 from . import rh as _rh
-from .nep import nep as _nep
+from .chain import SEED_000, run_chain, run_model
+from .registry import (RESERVED_OPTIONS, Combination, Model, ModelView, combination_names,
+                       get_combination, register_model)
 
-__all__ = ["NPPModel", "RHModel", "Combination", "NPP_MODELS", "RH_MODELS", "COMBINATIONS",
-           "SEED_000", "register_npp_model", "register_rh_model", "get_combination",
-           "combination_names", "run_npp", "run_rh", "run_combination", "run_combinations",
-           "annual"]
+__all__ = ["NPPModel", "RHModel", "Model", "Combination", "NPP_MODELS", "RH_MODELS",
+           "NEP_MODELS", "COMBINATIONS", "SEED_000", "register_npp_model", "register_rh_model",
+           "register_model", "get_combination", "combination_names", "run_npp", "run_rh",
+           "run_combination", "run_combinations", "annual"]
 
+#: the registered models are :class:`~carbonsink.flux.registry.Model` (historic names kept)
+NPPModel = RHModel = Model
 
-@dataclass(frozen=True)
-class NPPModel:
-    """A registered NPP model: ``func(inputs, **options) -> DataArray`` (monthly npp)."""
-
-    name: str
-    func: Callable[..., xr.DataArray]
-    inputs: tuple[str, ...]
-    functions: tuple[Callable, ...] = field(default=())
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class RHModel:
-    """A registered Rh model: ``func(inputs, **options) -> Dataset`` (rh [, rs])."""
-
-    name: str
-    func: Callable[..., xr.Dataset]
-    inputs: tuple[str, ...]
-    functions: tuple[Callable, ...] = field(default=())
-    description: str = ""
+#: live views ``name -> Model`` of the one registry, by kind
+NPP_MODELS = ModelView("npp")
+RH_MODELS = ModelView("rh")
+NEP_MODELS = ModelView("nep")
 
 
-@dataclass(frozen=True)
-class Combination:
-    name: str
-    npp: NPPModel
-    rh: RHModel
-
-
-NPP_MODELS: dict[str, NPPModel] = {}
-RH_MODELS: dict[str, RHModel] = {}
-
-#: the six NPP × Rh combinations of seed paper 000
-SEED_000 = ("modis+pei", "modis+gsmsr_bl", "modis+gsmsr_shi",
-            "casa+pei", "casa+gsmsr_bl", "casa+gsmsr_shi")
+def _legacy(kind: str, name: str, inputs: Iterable[str], functions: Iterable[Callable],
+            description: str):
+    def deco(func):
+        if kind == "npp":
+            def run(inp, *, needs=None, **opts):
+                return xr.Dataset({"npp": func(inp, **opts)})
+        else:
+            def run(inp, *, needs=None, **opts):
+                return func(inp, **opts)
+        run.__wrapped_model__ = func
+        if not functions:  # the options are those of the registered function itself
+            run.__signature__ = inspect.signature(func)
+        register_model(kind, name, inputs=inputs, functions=functions,
+                       description=description)(run)
+        return func
+    return deco
 
 
 def register_npp_model(name: str, *, inputs: Iterable[str], functions: Iterable[Callable] = (),
                        description: str = ""):
-    """Decorator registering ``func(inputs, **options) -> DataArray`` as NPP model ``name``.
+    """Decorator registering ``func(inputs, **options) -> DataArray`` (monthly npp) as NPP
+    model ``name`` (older form of ``register_model("npp", ...)``).
 
     ``inputs`` lists the required canonical input names; ``functions`` the
     model functions whose keyword arguments are valid options.
     """
-    if "+" in name:
-        raise ValueError("model names must not contain '+'")
-
-    def deco(func):
-        NPP_MODELS[name] = NPPModel(name, func, tuple(inputs), tuple(functions), description)
-        return func
-    return deco
+    return _legacy("npp", name, tuple(inputs), tuple(functions), description)
 
 
 def register_rh_model(name: str, *, inputs: Iterable[str], functions: Iterable[Callable] = (),
                       description: str = ""):
-    """Decorator registering ``func(inputs, **options) -> Dataset(rh[, rs])`` as Rh model."""
-    if "+" in name:
-        raise ValueError("model names must not contain '+'")
-
-    def deco(func):
-        RH_MODELS[name] = RHModel(name, func, tuple(inputs), tuple(functions), description)
-        return func
-    return deco
-
-
-def combination_names() -> list[str]:
-    """All valid combination names (every NPP model × every Rh model)."""
-    return [f"{n}+{r}" for n in NPP_MODELS for r in RH_MODELS]
+    """Decorator registering ``func(inputs, **options) -> Dataset(rh[, rs])`` as Rh model
+    ``name`` (older form of ``register_model("rh", ...)``)."""
+    return _legacy("rh", name, tuple(inputs), tuple(functions), description)
 
 
 class _Combinations(Mapping):
-    """Live read-only view ``name -> Combination`` over the two model registries."""
+    """Live read-only view ``name -> Combination`` over the registry."""
 
     def __getitem__(self, name: str) -> Combination:
         return get_combination(name)
@@ -123,25 +107,13 @@ class _Combinations(Mapping):
         return iter(combination_names())
 
     def __len__(self) -> int:
-        return len(NPP_MODELS) * len(RH_MODELS)
+        return len(combination_names())
 
     def __repr__(self) -> str:
         return f"COMBINATIONS({combination_names()})"
 
 
 COMBINATIONS = _Combinations()
-
-
-def get_combination(name: str) -> Combination:
-    """Return the :class:`Combination` called ``"npp+rh"``.
-
-    Raises :class:`UnknownModelError` listing every valid name otherwise.
-    """
-    if isinstance(name, str) and name.count("+") == 1:
-        n, r = name.split("+")
-        if n in NPP_MODELS and r in RH_MODELS:
-            return Combination(name, NPP_MODELS[n], RH_MODELS[r])
-    raise UnknownModelError("combination", str(name), combination_names())
 
 
 # --------------------------------------------------------------------------- options
@@ -157,28 +129,22 @@ def _accepted(funcs: Iterable[Callable]) -> dict[str, list[Callable]]:
     return acc
 
 
-_RESERVED = {"time_dim", "time", "npp_time", "gpp_time"}
+_RESERVED = set(RESERVED_OPTIONS)
 
 
 def _route(model: str, funcs: tuple[Callable, ...], options: Mapping[str, Any]):
-    """Split ``options`` over ``funcs`` by their signatures; unknown keys -> ConfigError."""
+    """Split ``options`` over ``funcs`` by their signatures; unknown keys ->
+    :class:`InvalidArgumentError`."""
     acc = _accepted(funcs)
     per = {f: {} for f in funcs}
     for key, val in options.items():
         if key not in acc or key in _RESERVED:
             valid = sorted(k for k in acc if k not in _RESERVED)
-            raise ConfigError(f"option '{key}' is not valid for model '{model}'; valid options: "
-                              + ", ".join(valid))
+            raise InvalidArgumentError(f"option '{key}' is not valid for model '{model}'; "
+                                       "valid options: " + ", ".join(valid))
         for f in acc[key]:
             per[f][key] = val
     return per
-
-
-def _need(inputs: Mapping[str, Any], names: Iterable[str], model: str) -> None:
-    missing = [n for n in names if n not in inputs or inputs[n] is None]
-    if missing:
-        raise InputError(f"model '{model}' needs inputs {missing}; give them under these "
-                         "canonical names (study file inputs.<name>)")
 
 
 def _get(inputs: Mapping[str, Any], name: str):
@@ -188,25 +154,34 @@ def _get(inputs: Mapping[str, Any], name: str):
 # --------------------------------------------------------------------------- built-ins
 
 
-@register_npp_model("modis", inputs=("npp_annual", "gpp_8day"),
-                    functions=(_npp.modis_monthly,),
-                    description="MOD17A3HGF annual NPP downscaled by 8-day GPP (METHODS §2.1)")
-def _modis(inputs, **opts):
+@register_model("npp", "modis", inputs=("npp_annual", "gpp_8day"),
+                functions=(_npp.modis_monthly,),
+                description="MOD17A3HGF annual NPP downscaled by 8-day GPP (METHODS §2.1)")
+def _modis(inputs, *, needs=None, **opts):
     (kw,) = _route("modis", (_npp.modis_monthly,), opts).values()
-    return _npp.modis_monthly(inputs["npp_annual"], inputs["gpp_8day"], **kw)
+    return xr.Dataset({"npp": _npp.modis_monthly(inputs["npp_annual"], inputs["gpp_8day"], **kw)})
 
 
-@register_npp_model("casa", inputs=("ndvi", "tas", "sol", "landcover"),
-                    functions=(_npp.casa,), description="CASA light-use efficiency (METHODS §2.2)")
-def _casa(inputs, **opts):
+def _casa_water_inputs(available: set, options: Mapping[str, Any]) -> tuple[str, ...]:
+    """CASA's Wε: from user ``eet`` and ``pet`` grids if both are given, else from ``pr``."""
+    return () if {"eet", "pet"} <= set(available) else ("pr",)
+
+
+@register_model("npp", "casa", inputs=("ndvi", "tas", "sol", "landcover"),
+                optional_inputs=("pr", "eet", "pet"), functions=(_npp.casa,),
+                conditional_inputs=_casa_water_inputs,
+                description="CASA light-use efficiency (METHODS §2.2); water stress from "
+                            "eet+pet if given, else from pr")
+def _casa(inputs, *, needs=None, **opts):
     (kw,) = _route("casa", (_npp.casa,), opts).values()
     has_grids = _get(inputs, "eet") is not None and _get(inputs, "pet") is not None
-    if not has_grids:
-        _need(inputs, ["pr"], "casa")
-    return _npp.casa(inputs["ndvi"], inputs["tas"], inputs["sol"], inputs["landcover"],
-                     pr=_get(inputs, "pr"),
-                     eet=inputs["eet"] if has_grids else None,
-                     pet=inputs["pet"] if has_grids else None, **kw)
+    if not has_grids and _get(inputs, "pr") is None:
+        raise InputError("model 'casa' needs inputs ['pr'] (or both 'eet' and 'pet'); give "
+                         "them under these canonical names (study file inputs.<name>)")
+    return xr.Dataset({"npp": _npp.casa(inputs["ndvi"], inputs["tas"], inputs["sol"],
+                                        inputs["landcover"], pr=_get(inputs, "pr"),
+                                        eet=inputs["eet"] if has_grids else None,
+                                        pet=inputs["pet"] if has_grids else None, **kw)})
 
 
 def _annual_mean_sum(tas: xr.DataArray, pr: xr.DataArray):
@@ -218,9 +193,10 @@ def _annual_mean_sum(tas: xr.DataArray, pr: xr.DataArray):
     return tas_y, pr_y
 
 
-@register_rh_model("pei", inputs=("tas", "pr"), functions=(_rh.pei2009,),
-                   description="Pei et al. 2009 empirical Rh (METHODS §3.1)")
-def _pei(inputs, **opts):
+@register_model("rh", "pei", inputs=("tas", "pr"), functions=(_rh.pei2009,),
+                description="Pei et al. 2009 empirical Rh (METHODS §3.1); annual with "
+                            "mode='paper'")
+def _pei(inputs, *, needs=None, **opts):
     (kw,) = _route("pei", (_rh.pei2009,), opts).values()
     if kw.get("mode") == "paper":  # 001/003: one evaluation with annual T and P
         tas = _rh.prep(inputs["tas"], "degC", "tas")
@@ -233,10 +209,10 @@ def _gsmsr(inputs, kw):
     return _rh.gsmsr(inputs["tas"], inputs["pr"], inputs["soc"], **kw)
 
 
-@register_rh_model("gsmsr_bl", inputs=("tas", "pr", "soc"),
-                   functions=(_rh.gsmsr, _rh.bond_lamberty2004),
-                   description="GSMSR Rs + Bond-Lamberty 2004 Rs->Rh (METHODS §3.2-3.3)")
-def _gsmsr_bl(inputs, **opts):
+@register_model("rh", "gsmsr_bl", inputs=("tas", "pr", "soc"),
+                functions=(_rh.gsmsr, _rh.bond_lamberty2004),
+                description="GSMSR Rs + Bond-Lamberty 2004 Rs->Rh (METHODS §3.2-3.3)")
+def _gsmsr_bl(inputs, *, needs=None, **opts):
     per = _route("gsmsr_bl", (_rh.gsmsr, _rh.bond_lamberty2004), opts)
     rs = _gsmsr(inputs, per[_rh.gsmsr])
     rh = _rh.bond_lamberty2004(rs, **per[_rh.bond_lamberty2004])
@@ -249,155 +225,103 @@ def _gsmsr_bl(inputs, **opts):
     return out
 
 
-@register_rh_model("gsmsr_shi", inputs=("tas", "pr", "soc"), functions=(_rh.gsmsr, _rh.shi2015),
-                   description="GSMSR Rs + Shi 2015 quadratic Rs->Rh (METHODS §3.2, 3.4)")
-def _gsmsr_shi(inputs, **opts):
+@register_model("rh", "gsmsr_shi", inputs=("tas", "pr", "soc"),
+                functions=(_rh.gsmsr, _rh.shi2015),
+                description="GSMSR Rs + Shi 2015 quadratic Rs->Rh (METHODS §3.2, 3.4)")
+def _gsmsr_shi(inputs, *, needs=None, **opts):
     per = _route("gsmsr_shi", (_rh.gsmsr, _rh.shi2015), opts)
     rs = _gsmsr(inputs, per[_rh.gsmsr])
     rh = _rh.shi2015(rs, **per[_rh.shi2015])
     return xr.Dataset({"rh": rh, "rs": rs})
 
 
+from . import given as _given  # noqa: E402,F401  (registers the "given" models)
+
 # --------------------------------------------------------------------------- running
 
 
-def _model_options(model: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
-    options = dict(options or {})
-    out: dict[str, Any] = {}
-    if "mode" in options:
-        out["mode"] = options["mode"]
-    out.update(options.get(model) or {})
-    return out
-
-
-def _check_option_keys(options: Mapping[str, Any] | None) -> None:
-    valid = set(NPP_MODELS) | set(RH_MODELS) | {"mode"}
-    bad = sorted(set(options or {}) - valid)
-    if bad:
-        raise ConfigError(f"unknown option groups {bad}; options are keyed by model name: "
-                          + ", ".join(sorted(valid)))
-
-
 def run_npp(model: str, inputs: Mapping[str, Any] | xr.Dataset, **opts) -> xr.DataArray:
-    """Monthly NPP of registered model ``model`` [g C m-2 month-1].
+    """NPP of registered model ``model`` [g C m-2 month-1; yr-1 for an annual given product].
 
     ``opts`` are keyword arguments of the model function(s). The result's
     attrs carry ``npp_model`` (the registry name) besides the function's own
     ``model`` and ``parameters``.
     """
-    if model not in NPP_MODELS:
-        raise UnknownModelError("NPP model", model, NPP_MODELS)
-    m = NPP_MODELS[model]
-    _need(inputs, m.inputs, model)
-    out = m.func(inputs, **opts)
-    out.attrs["npp_model"] = model
-    return out
+    return run_model("npp", model, inputs, options=opts)["npp"]
 
 
-def run_rh(model: str, inputs: Mapping[str, Any] | xr.Dataset, **opts) -> xr.Dataset:
+def run_rh(model: str, inputs: Mapping[str, Any] | xr.Dataset, *,
+           npp: xr.DataArray | None = None, **opts) -> xr.Dataset:
     """Rh (and Rs where the model has it) of registered Rh model ``model``.
 
     Returns a Dataset with ``rh`` [g C m-2 month-1] (``g C m-2 yr-1`` for Pei in
     ``mode="paper"``) and, for the GSMSR chains, ``rs``; attrs ``rh_model``.
+    An Rh model that needs NPP takes ``npp`` (default ``inputs["npp"]``).
     """
-    if model not in RH_MODELS:
-        raise UnknownModelError("Rh model", model, RH_MODELS)
-    m = RH_MODELS[model]
-    _need(inputs, m.inputs, model)
-    ds = m.func(inputs, **opts)
-    ds["rh"].attrs["rh_model"] = model
-    ds.attrs["rh_model"] = model
-    return ds
-
-
-def _combine(name: str, npp_da: xr.DataArray, rh_ds: xr.Dataset) -> xr.Dataset:
-    rh_da = rh_ds["rh"]
-    if "yr-1" in rh_da.attrs.get("units", "") and "month-1" in npp_da.attrs.get("units", ""):
-        npp_da = annual(npp_da)  # Pei paper mode: NEP at the annual step (001/003)
-        extra = {k: v for k, v in rh_ds.data_vars.items() if k != "rh"}
-        extra = {k: annual(v) for k, v in extra.items()}
-    else:
-        extra = {k: v for k, v in rh_ds.data_vars.items() if k != "rh"}
-    n = _nep(npp_da, rh_da)
-    nppm, rhm = npp_da.attrs["npp_model"], rh_da.attrs["rh_model"]
-    n.attrs["npp_model"], n.attrs["rh_model"] = nppm, rhm
-    ds = xr.Dataset({"npp": npp_da, "rh": rh_da, "nep": n, **extra})
-    ds.attrs = {"combination": name, "npp_model": nppm, "rh_model": rhm,
-                "parameters": n.attrs["parameters"],
-                "methods_section": "carbonsink METHODS.md §4.1"}
-    return ds
+    return run_model("rh", model, inputs, options=opts,
+                     needs={"npp": npp} if npp is not None else None)
 
 
 def run_combination(name: str, inputs: Mapping[str, Any] | xr.Dataset, *,
                     options: Mapping[str, Any] | None = None, **opts) -> xr.Dataset:
-    """Run combination ``"npp+rh"`` → Dataset(npp, rh, nep [, rs, rh_gt_rs]) at the monthly step.
+    """Run combination ``"npp+rh"`` (or ``"nep_X"``) → Dataset(npp, rh, nep [, rs, rh_gt_rs]).
 
     ``options`` (or keyword arguments) are keyed by model name, e.g.
     ``run_combination("modis+gsmsr_bl", inputs, modis={"split": "start"},
-    gsmsr_bl={"beta": -0.006})``; ``mode="paper"`` applies to both models.
-    Groups for models outside this combination are ignored (one options
-    mapping can serve every combination).  NEP = NPP − Rh exactly; every
-    variable carries units and model attrs, the Dataset ``combination``,
-    ``npp_model``, ``rh_model`` and ``parameters`` (JSON).
+    gsmsr_bl={"beta": -0.006})``; ``mode="paper"`` applies to every model
+    that accepts it.  Groups for models outside this combination are ignored
+    (one options mapping can serve every combination).  NEP = NPP − Rh exactly;
+    every variable carries units and model attrs, the Dataset ``combination``,
+    ``npp_model``, ``rh_model``, ``parameters`` (JSON) and ``time_step``
+    (``"month"``, or ``"year"`` when one side is annual).  See
+    :func:`carbonsink.flux.chain.run_chain`.
     """
-    combo = get_combination(name)
+    get_combination(name)
     merged = {**dict(options or {}), **opts}
-    _check_option_keys(merged)
-    npp_da = run_npp(combo.npp.name, inputs, **_model_options(combo.npp.name, merged))
-    rh_ds = run_rh(combo.rh.name, inputs, **_model_options(combo.rh.name, merged))
-    return _combine(name, npp_da, rh_ds)
+    return run_chain([name], inputs, options=merged)[name]
 
 
 def run_combinations(names: Iterable[str] | str = SEED_000,
                      inputs: Mapping[str, Any] | xr.Dataset | None = None, *,
                      options: Mapping[str, Any] | None = None) -> dict[str, xr.Dataset]:
-    """Run several combinations, computing each NPP and each Rh model only once.
+    """Run several combinations, computing each model only once
+    (:func:`carbonsink.flux.chain.run_chain`).
 
     ``names``: an iterable of combination names, ``"all"`` (every registered
-    pair) or ``"seed_000"`` (the six of paper 000, the default).  Returns
-    ``{name: Dataset}`` as :func:`run_combination` would.
+    combination whose inputs are given) or ``"seed_000"`` (the six of paper
+    000, the default).  Returns ``{name: Dataset}`` as :func:`run_combination`
+    would.
     """
     if inputs is None:
         raise InputError("run_combinations needs inputs")
-    if isinstance(names, str):
-        names = combination_names() if names == "all" else (
-            SEED_000 if names == "seed_000" else [names])
-    combos = [get_combination(n) for n in names]
-    _check_option_keys(options)
-    npps: dict[str, xr.DataArray] = {}
-    rhs: dict[str, xr.Dataset] = {}
-    out = {}
-    for c in combos:
-        if c.npp.name not in npps:
-            npps[c.npp.name] = run_npp(c.npp.name, inputs, **_model_options(c.npp.name, options))
-        if c.rh.name not in rhs:
-            rhs[c.rh.name] = run_rh(c.rh.name, inputs, **_model_options(c.rh.name, options))
-        out[c.name] = _combine(c.name, npps[c.npp.name], rhs[c.rh.name])
-    return out
+    return run_chain(names, inputs, options=options)
 
 
 def annual(x: xr.DataArray | xr.Dataset, *, time_dim: str = "time"):
-    """Calendar-year sums of monthly fluxes [… yr-1] (METHODS §1.2–1.3).
+    """Deprecated: use :func:`carbonsink.cube.temporal.to_annual` (the one aggregator).
 
-    A year is NaN where any of its months is NaN or where the record has fewer
-    than 12 months for it. Boolean flags (``rh_gt_rs``) become month counts.
-    Variables whose units are not per-month are returned unchanged.
+    Calls ``to_annual(x, min_valid_fraction=1.0, dim=time_dim)`` per variable, so the rule
+    is the one of :mod:`carbonsink.cube.temporal`: boolean flags → number of months with
+    the flag (units ``"1"``); per-day rates integrated with the true days of each month;
+    per-month fluxes summed (``… yr-1``); states averaged. A year is NaN where any of its
+    months is NaN or missing. Variables without ``time_dim`` or already annual
+    (``… yr-1``) are returned unchanged.
     """
+    import warnings
+
+    from ..cube.temporal import to_annual
+
+    warnings.warn("carbonsink.flux.combinations.annual is deprecated; use "
+                  "carbonsink.cube.temporal.to_annual", DeprecationWarning, stacklevel=2)
+
+    def _one(v: xr.DataArray, name: str) -> xr.DataArray:
+        units = str(v.attrs.get("units", ""))
+        if time_dim not in v.dims or (v.dtype != bool and "yr-1" in units.split()):
+            return v
+        return to_annual(v, min_valid_fraction=1.0, dim=time_dim, variable=name)
+
     if isinstance(x, xr.Dataset):
-        ds = xr.Dataset({k: annual(v, time_dim=time_dim) for k, v in x.data_vars.items()})
+        ds = xr.Dataset({k: _one(v, str(k)) for k, v in x.data_vars.items()})
         ds.attrs = dict(x.attrs)
         return ds
-    units = x.attrs.get("units", "")
-    if x.dtype == bool:
-        out = x.astype(np.int16).resample({time_dim: "YS"}).sum()
-        out.attrs = {**x.attrs, "units": "1", "long_name": f"months with {x.attrs.get('long_name', x.name)}"}
-        return out
-    if "month-1" not in units:
-        return x
-    r = x.resample({time_dim: "YS"})
-    total = r.sum(skipna=False)
-    n = x[time_dim].resample({time_dim: "YS"}).count()
-    out = total.where(n == 12)
-    out.attrs = {**x.attrs, "units": units.replace("month-1", "yr-1")}
-    out.name = x.name
-    return out
+    return _one(x, str(x.name) if x.name is not None else None)

@@ -34,8 +34,8 @@ import xarray as xr
 from .._xrutil import keep_coord_attrs
 from ..errors import AlignmentError, InputError, InsufficientDataError
 from . import _kernels as K
-from ._util import (call_uf, apply_time_kernel, calendar_of, check_mode, choice, finish, float_dtype,
-                    is_dask, is_xr, prep, time_length)
+from .._engine import apply, apply_time_kernel, elementwise, float_dtype, is_dask, is_xr, run_time_kernel
+from ._util import calendar_of, check_mode, choice, finish, prep, time_length
 from .rh import _warn_count
 from .water import thornthwaite_pet
 
@@ -303,18 +303,10 @@ def modis_monthly(npp_annual: Any, gpp_8day: Any, *, split: str | None = None,
     comp_year = np.concatenate([np.full(k1 - k0, j, dtype=np.int64)
                                 for j, (k0, k1, _) in enumerate(blocks)])
 
-    def _block(n_b, g_b, core_last=True):
-        nT = np.moveaxis(n_b, -1, 0) if core_last else n_b
-        gT = np.moveaxis(g_b, -1, 0) if core_last else g_b
-        spatial = np.broadcast_shapes(nT.shape[1:], gT.shape[1:])
-        npix = int(np.prod(spatial)) if spatial else 1
-        g2 = np.ascontiguousarray(np.broadcast_to(gT, (gT.shape[0],) + spatial),
-                                  dtype=dtype).reshape(gT.shape[0], npix)
-        n2 = np.ascontiguousarray(np.broadcast_to(nT, (nT.shape[0],) + spatial),
-                                  dtype=dtype).reshape(nT.shape[0], npix)
-        out = K.modis_kernel(n2, g2, amat, comp_year, nyear, zero_neg)
-        res = out.reshape((12 * nyear,) + spatial)
-        return np.moveaxis(res, 0, -1) if core_last else res
+    def _block(n_b, g_b, core_last=True, threads=None):
+        return run_time_kernel(
+            lambda t2, s2: K.modis_kernel(t2[0], t2[1], amat, comp_year, nyear, zero_neg),
+            [n_b, g_b], [], core_last=core_last, dtype=dtype, threads=threads)
 
     months = pd.DatetimeIndex([pd.Timestamp(year=int(y), month=m, day=1)
                                for y in npp_years for m in range(1, 13)])
@@ -325,12 +317,11 @@ def modis_monthly(npp_annual: Any, gpp_8day: Any, *, split: str | None = None,
             [c for c in gpp.coords if time_dim in gpp[c].dims], errors="ignore")
         n_in = npp.drop_vars([c for c in npp.coords if time_dim in npp[c].dims], errors="ignore")
         try:
-            out = xr.apply_ufunc(
-                _block, n_in.rename({time_dim: "_year"}), g_sel.rename({time_dim: "_composite"}),
-                input_core_dims=[["_year"], ["_composite"]], output_core_dims=[["_month"]],
-                dask="parallelized", output_dtypes=[dtype],
-                dask_gufunc_kwargs={"output_sizes": {"_month": 12 * nyear},
-                                    "allow_rechunk": True}, keep_attrs=False)
+            (out,) = apply(
+                _block, [n_in.rename({time_dim: "_year"}), g_sel.rename({time_dim: "_composite"})],
+                time_dim, in_core_dims=[["_year"], ["_composite"]], out_core_dims=[["_month"]],
+                out_dtypes=[dtype], out_sizes={"_month": 12 * nyear}, align=False,
+                rechunk=False)
         except ValueError as exc:
             raise AlignmentError(f"npp_annual and gpp_8day are not on the same grid: {exc}. "
                                  "Fix: regrid both onto one grid (carbonsink.cube.regrid)") from exc
@@ -372,7 +363,7 @@ def fpar_ndvi_sr(ndvi: Any, ndvi_min: Any, ndvi_max: Any, *, fpar_min: float = 0
     (NDVI 0.6, grassland 0.023/0.634 → FPAR 0.859).
     """
     n = prep(ndvi, "1", "ndvi")
-    out = call_uf(K.fpar_zhu_uf, n, ndvi_min, ndvi_max, fpar_min, fpar_max, alpha)
+    out = elementwise(K.fpar_zhu_uf, n, ndvi_min, ndvi_max, fpar_min, fpar_max, alpha)
     return finish(out, name="fpar", units="1", long_name="fraction of absorbed PAR",
                   model="casa_fpar_ndvi_sr",
                   parameters={"fpar_min": fpar_min, "fpar_max": fpar_max, "alpha": alpha},
@@ -386,7 +377,7 @@ def fpar_minmax(ndvi: Any, ndvi_min: Any, ndvi_max: Any):
     NDVI_min/max the study-area extremes. METHODS §2.2.2 (a).
     """
     n = prep(ndvi, "1", "ndvi")
-    out = call_uf(K.fpar_minmax_uf, n, ndvi_min, ndvi_max)
+    out = elementwise(K.fpar_minmax_uf, n, ndvi_min, ndvi_max)
     return finish(out, name="fpar", units="1", long_name="fraction of absorbed PAR",
                   model="casa_fpar_minmax", parameters={}, reference="seed paper 000 Eq. 8-9",
                   section="§2.2.2")
@@ -413,7 +404,7 @@ def tepsilon1(topt: Any):
     Potter et al. (1993). METHODS §2.2.3 (Topt 20/0/30 → 1.000/0.800/0.950).
     """
     t = prep(topt, "degC", "topt")
-    out = call_uf(K.te1_uf, t)
+    out = elementwise(K.te1_uf, t)
     return finish(out, name="tepsilon1", units="1", long_name="temperature stress Tε1",
                   model="casa_tepsilon1", parameters={}, reference=_REF_CASA, section="§2.2.3")
 
@@ -441,7 +432,7 @@ def tepsilon2(tas: Any, topt: Any, *, c: float | None = None, half_rule: bool | 
     c, half = _te2_options(mode, c, half_rule)
     t = prep(tas, "degC", "tas")
     to = prep(topt, "degC", "topt")
-    out = call_uf(K.te2_uf, t, to, c, 1.0 if half else 0.0, above, below)
+    out = elementwise(K.te2_uf, t, to, c, 1.0 if half else 0.0, above, below)
     return finish(out, name="tepsilon2", units="1", long_name="temperature stress Tε2",
                   model="casa_tepsilon2",
                   parameters={"c": c, "half_rule": half, "above": above, "below": below,
@@ -518,7 +509,7 @@ def light_use_efficiency(tas: Any, topt: Any, wepsilon: Any, epsilon_max: Any, *
     w = prep(wepsilon, "1", "wepsilon")
     e = prep(epsilon_max, "g C MJ-1", "epsilon_max")
     # ε = APAR-normalised NPP: the fused kernel with APAR = 1
-    out = call_uf(K.casa_npp_uf, 1.0, 1.0, t, to, w, e, 1.0, cc, 1.0 if half else 0.0, t_min)
+    out = elementwise(K.casa_npp_uf, 1.0, 1.0, t, to, w, e, 1.0, cc, 1.0 if half else 0.0, t_min)
     return finish(out, name="epsilon", units="g C MJ-1", long_name="light-use efficiency",
                   model="casa_epsilon",
                   parameters={"c": cc, "half_rule": half, "t_min": t_min, "mode": mode},
@@ -737,7 +728,7 @@ def casa(ndvi: Any, tas: Any, sol: Any, landcover: Any, *, pr: Any = None, eet: 
         cls = _lookup(lc, cls_by_code, -1)
         lo = _take_table(cls, table[:, 0]).astype(dt)
         hi = _take_table(cls, table[:, 1]).astype(dt)
-        f = call_uf(K.fpar_zhu_uf, n, lo, hi, fpar_min, fpar_max, alpha)
+        f = elementwise(K.fpar_zhu_uf, n, lo, hi, fpar_min, fpar_max, alpha)
         params.update(fpar_min=fpar_min, fpar_max=fpar_max, alpha=alpha)
     else:
         if ndvi_bounds is None:
@@ -746,7 +737,7 @@ def casa(ndvi: Any, tas: Any, sol: Any, landcover: Any, *, pr: Any = None, eet: 
         else:
             lo, hi = (float(v) for v in ndvi_bounds)
             params["ndvi_bounds"] = [lo, hi]
-        f = call_uf(K.fpar_minmax_uf, n, lo, hi)
+        f = elementwise(K.fpar_minmax_uf, n, lo, hi)
     # --- Topt
     if topt is None:
         to = optimum_temperature(n, t, floor=topt_floor, time_dim=time_dim, time=time)
@@ -776,7 +767,7 @@ def casa(ndvi: Any, tas: Any, sol: Any, landcover: Any, *, pr: Any = None, eet: 
     else:  # fused: Zhou-Zhang EET and PET and Wε in one pass (same as wepsilon(eet, pet))
         we = apply_time_kernel(lambda t2, s2: K.wepsilon_zz_kernel(t2[0], t2[1], 1.0, True),
                                [pr_, ep], [], time_dim=time_dim, dtype=float_dtype(pr_, ep))
-    out = call_uf(K.casa_npp_uf, f, s, t, to, we, emax, par_fraction, cc, 1.0 if half else 0.0, t_min)
+    out = elementwise(K.casa_npp_uf, f, s, t, to, we, emax, par_fraction, cc, 1.0 if half else 0.0, t_min)
     if is_xr(out):
         keep = [c_ for c_ in out.coords if c_ not in n.coords]
         out = out.drop_vars(keep)
@@ -828,7 +819,7 @@ def miami(t: Any, r: Any, *, carbon_fraction: float | None = None):
     """
     tt = prep(t, "degC", "t")
     rr = prep(r, "mm yr-1", "r")
-    return _potential(call_uf(K.miami_uf, tt, rr), "miami", _REF_MIAMI, carbon_fraction)
+    return _potential(elementwise(K.miami_uf, tt, rr), "miami", _REF_MIAMI, carbon_fraction)
 
 
 def thornthwaite_memorial(t: Any, r: Any, *, carbon_fraction: float | None = None):
@@ -845,5 +836,5 @@ def thornthwaite_memorial(t: Any, r: Any, *, carbon_fraction: float | None = Non
     """
     tt = prep(t, "degC", "t")
     rr = prep(r, "mm yr-1", "r")
-    return _potential(call_uf(K.thornthwaite_memorial_uf, tt, rr), "thornthwaite_memorial", _REF_TM,
+    return _potential(elementwise(K.thornthwaite_memorial_uf, tt, rr), "thornthwaite_memorial", _REF_TM,
                       carbon_fraction)

@@ -23,8 +23,8 @@ import numpy as np
 from ..errors import InputError
 from ..units import parse_units
 from . import _kernels as K
-from ._util import (call_uf, along_axis0, apply_time_kernel, calendar_of, check_mode, choice, finish,
-                    float_dtype, is_dask, is_xr, prep, time_length)
+from .._engine import apply_time_kernel, elementwise, float_dtype, is_dask, is_xr
+from ._util import along_axis0, calendar_of, check_mode, choice, finish, prep, time_length
 
 __all__ = ["pei2009", "pei2009_annual", "gsmsr", "gsmsr_daily", "bond_lamberty2004", "shi2015",
            "BL_CROSSOVER_RS", "SHI_VERTEX_RS", "GSMSR_BETA_STATUS"]
@@ -107,7 +107,7 @@ def pei2009(tas: Any, pr: Any, *, a: float = 0.22, b: float = 0.0912, c: float =
     dt = float_dtype(t, p)
     if not is_xr(dd) and not isinstance(dd, float):
         dd = np.asarray(dd, dtype=dt)
-    out = call_uf(K.pei_uf, t, p, a, b, c, dd, fraction)
+    out = elementwise(K.pei_uf, t, p, a, b, c, dd, fraction)
     params = {"a": a, "b": b, "c": c, "days": "days_in_month" if days_in_month not in
               (False, None) else days, "fraction": fraction, "mode": mode}
     return finish(out, name="rh", units="g C m-2 month-1",
@@ -127,7 +127,7 @@ def pei2009_annual(tas_annual: Any, pr_annual: Any, *, a: float = 0.22, b: float
     """
     t = prep(tas_annual, "degC", "tas")
     p = prep(pr_annual, "mm yr-1", "pr")
-    out = call_uf(K.pei_uf, t, p, a, b, c, days, fraction)
+    out = elementwise(K.pei_uf, t, p, a, b, c, days, fraction)
     params = {"a": a, "b": b, "c": c, "days": days, "fraction": fraction, "mode": "paper",
               "evaluation": "annual"}
     return finish(out, name="rh", units="g C m-2 yr-1",
@@ -160,7 +160,7 @@ def gsmsr_daily(tas: Any, pr: Any, soc: Any, *, beta: float = -0.0006, alpha: fl
     t = prep(tas, "degC", "tas")
     p = prep(pr, "mm month-1", "pr")
     s = prep(soc, "kg C m-2", "soc")
-    out = call_uf(K.gsmsr_uf, t, p, s, 1.0, r0, m, alpha, beta, p0, k)
+    out = elementwise(K.gsmsr_uf, t, p, s, 1.0, r0, m, alpha, beta, p0, k)
     return finish(out, name="rs", units="g C m-2 d-1",
                   long_name="soil respiration (mean daily rate)", model="gsmsr",
                   parameters=dict(beta=beta, alpha=alpha, r0=r0, m=m, p0=p0, k=k),
@@ -202,7 +202,7 @@ def gsmsr(tas: Any, pr: Any, soc: Any, beta: float = -0.0006, *, alpha: float = 
         dd = np.asarray(dd, dtype=dt)
     elif is_xr(dd):
         dd = dd.astype(dt)
-    out = call_uf(K.gsmsr_uf, t, p, s, dd, r0, m, alpha, beta, p0, k)
+    out = elementwise(K.gsmsr_uf, t, p, s, dd, r0, m, alpha, beta, p0, k)
     return finish(out, name="rs", units="g C m-2 month-1", long_name="soil respiration",
                   model="gsmsr", parameters=dict(beta=beta, alpha=alpha, r0=r0, m=m, p0=p0, k=k),
                   reference=_REF_YU, section="§3.2", extra={"beta_status": GSMSR_BETA_STATUS})
@@ -259,14 +259,14 @@ def bond_lamberty2004(rs: Any, scaling: str | None = None, *, intercept: float =
     r = prep(rs, units, "rs", time_dim=time_dim)
     extra: dict[str, Any] = {}
     if per == "year" or scaling == "direct":
-        out = call_uf(K.bond_lamberty_uf, r, intercept, slope)
+        out = elementwise(K.bond_lamberty_uf, r, intercept, slope)
         if per == "month":
             extra["rh_gt_rs"] = (f"direct monthly application: Rh > Rs wherever Rs < "
                                  f"{BL_CROSSOVER_RS:.2f} g C m-2 month-1 (METHODS §3.3)")
             _warn_count(r, (r > 0) & (r < BL_CROSSOVER_RS), extra, "n_rh_gt_rs",
                         "bond_lamberty2004 (direct): Rh > Rs in {n} values")
     elif scaling == "annualised_rate":
-        out = call_uf(K.bond_lamberty_uf, r * 12.0, intercept, slope) / 12.0
+        out = elementwise(K.bond_lamberty_uf, r * 12.0, intercept, slope) / 12.0
     else:
         n = time_length(r, time_dim)
         cal = calendar_of(r, time_dim, time, n, assume_years=True)
@@ -322,7 +322,7 @@ def shi2015(rs: Any, clip_to_rs: bool | None = None, *, a: float = -0.0009, b: f
     if clip_to_rs is None:
         clip_to_rs = mode != "paper"
     r = prep(rs, "g C m-2 month-1", "rs")
-    out = call_uf(K.shi_uf, r, a, b, c, 1.0 if clip_to_rs else 0.0)
+    out = elementwise(K.shi_uf, r, a, b, c, 1.0 if clip_to_rs else 0.0)
     extra: dict[str, Any] = {"rs_above_vertex": f"Rs > {SHI_VERTEX_RS:.1f} is outside the "
                              "increasing branch of the parabola (METHODS §3.4)"}
     _warn_count(r, r > SHI_VERTEX_RS, extra, "n_rs_above_vertex",

@@ -19,8 +19,8 @@ import xarray as xr
 
 from ..errors import InputError
 from . import _kernels as K
-from ._util import (call_uf, apply_time_kernel, calendar_of, choice, finish, float_dtype, is_xr, prep,
-                    time_length)
+from .._engine import apply_time_kernel, elementwise, float_dtype, is_xr
+from ._util import calendar_of, choice, finish, prep, time_length
 
 __all__ = ["thornthwaite_pet", "thornthwaite_heat_index", "thornthwaite_exponent",
            "zhou_zhang_rn", "zhou_zhang_eet", "zhou_zhang_pet"]
@@ -151,7 +151,7 @@ def zhou_zhang_rn(pr: Any, ep: Any):
     """
     p = prep(pr, "mm month-1", "pr")
     e = prep(ep, "mm month-1", "ep")
-    out = call_uf(K.zz_rn_uf, p, e)
+    out = elementwise(K.zz_rn_uf, p, e)
     return finish(out, name="rn", units="mm month-1", long_name="regional net radiation "
                   "(water equivalent)", model="zhou_zhang1995", parameters={},
                   reference=_REF_ZZ, section="§2.2.3")
@@ -173,7 +173,7 @@ def zhou_zhang_eet(pr: Any, ep: Any):
     """
     p = prep(pr, "mm month-1", "pr")
     e = prep(ep, "mm month-1", "ep")
-    out = call_uf(K.zz_eet_uf, p, e)
+    out = elementwise(K.zz_eet_uf, p, e)
     return finish(out, name="eet", units="mm month-1",
                   long_name="estimated actual evapotranspiration (Zhou-Zhang)",
                   model="zhou_zhang1995", parameters={}, reference=_REF_ZZ, section="§2.2.3")
@@ -188,7 +188,7 @@ def zhou_zhang_pet(pr: Any, ep: Any):
     """
     p = prep(pr, "mm month-1", "pr")
     e = prep(ep, "mm month-1", "ep")
-    out = call_uf(K.zz_pet_uf, p, e)
+    out = elementwise(K.zz_pet_uf, p, e)
     return finish(out, name="pet", units="mm month-1",
                   long_name="potential evapotranspiration (Zhou-Zhang)",
                   model="zhou_zhang1995", parameters={}, reference=_REF_ZZ, section="§2.2.3")

@@ -14,6 +14,8 @@ target and rename it when complete (:func:`atomic_write`).
 ``read_zarr``          Zarr v2/v3 (as NetCDF)
 ``read_cube``          a whole written cube (Zarr/NetCDF) as a lazy Dataset
 ``read_modis_hdf``     MODIS HDF4-EOS tiles: decode, georeference, mosaic
+``read_clm_history``   CLM5/CTSM history files (period totals from time_bounds)
+``read_cmip``          CMIP5/CMIP6 CMOR files in their model calendar
 ``write_netcdf``       NetCDF-4, CF-1.8 attributes + provenance
 ``write_zarr``         Zarr, CF-1.8 attributes + provenance
 ``write_cog``          one layer as Cloud-Optimized GeoTIFF
@@ -23,6 +25,8 @@ target and rename it when complete (:func:`atomic_write`).
 """
 
 from .atomic import atomic_write
+from .clm import CLM_VARIABLES, read_clm_history
+from .cmip import CMIP_VARIABLES, read_cmip
 from .dispatch import SUPPORTED_SUFFIXES, read_input
 from .geotiff import parse_date, read_geotiff, read_geotiff_series, write_cog
 from .modis import PRODUCTS, modis_grid, read_modis_hdf
@@ -40,6 +44,10 @@ __all__ = [
     "read_modis_hdf",
     "modis_grid",
     "PRODUCTS",
+    "read_clm_history",
+    "CLM_VARIABLES",
+    "read_cmip",
+    "CMIP_VARIABLES",
     "read_netcdf",
     "read_zarr",
     "read_cube",

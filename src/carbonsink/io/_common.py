@@ -17,7 +17,7 @@ from dask.array.core import normalize_chunks
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
-from ..errors import AlignmentError, ConfigError, InputError
+from ..errors import AlignmentError, InputError, InvalidArgumentError
 
 PathLike = str | os.PathLike
 ChunksLike = str | int | Mapping[str, Any] | None
@@ -102,7 +102,8 @@ def chunk_sizes(shape: Sequence[int], dims: Sequence[str], chunks: ChunksLike, d
         spec[d] = "auto" if d in ("y", "x") else -1
     if isinstance(chunks, str):
         if chunks != "auto":
-            raise ValueError(f"chunks must be 'auto', an int, a mapping or None, got {chunks!r}")
+            raise InvalidArgumentError(f"chunks must be 'auto', an int, a mapping or None, "
+                                       f"got {chunks!r}")
     elif isinstance(chunks, (int, np.integer)):
         for d in ("y", "x"):
             if d in spec:
@@ -112,7 +113,8 @@ def chunk_sizes(shape: Sequence[int], dims: Sequence[str], chunks: ChunksLike, d
             if k in spec:
                 spec[k] = v
     else:
-        raise ValueError(f"chunks must be 'auto', an int, a mapping or None, got {chunks!r}")
+        raise InvalidArgumentError(f"chunks must be 'auto', an int, a mapping or None, "
+                                   f"got {chunks!r}")
     prev = tuple(previous) if previous is not None else None
     normal = normalize_chunks(tuple(spec[d] for d in dims), shape=tuple(shape),
                               dtype=np.dtype(dtype), previous_chunks=prev)
@@ -134,8 +136,9 @@ def normalise_frequency(frequency: str | None) -> str | None:
         return FREQUENCIES[frequency]
     if str(frequency).lower() in FREQUENCIES:
         return FREQUENCIES[str(frequency).lower()]
-    raise ConfigError(f"unknown frequency {frequency!r}; valid values are 'day', '8day', "
-                      "'month', 'year', 'static' (or None to keep the file's time stamps)")
+    raise InvalidArgumentError(f"unknown frequency {frequency!r}; valid values are 'day', "
+                               "'8day', 'month', 'year', 'static' (or None to keep the file's "
+                               "time stamps)")
 
 
 def _cftime_to_datetime64(values: np.ndarray, frequency: str | None) -> np.ndarray | None:
@@ -235,8 +238,8 @@ def parse_crs(crs: Any, *, source: str = "crs") -> CRS:
     try:
         return CRS.from_user_input(crs)
     except CRSError as exc:
-        raise ConfigError(f"{source}: cannot read CRS {crs!r} ({exc}); give an EPSG code "
-                          "('EPSG:4326'), a PROJ string or WKT") from None
+        raise InvalidArgumentError(f"{source}: cannot read CRS {crs!r} ({exc}); give an EPSG "
+                                   "code ('EPSG:4326'), a PROJ string or WKT") from None
 
 
 def no_crs_error(source: str, variable: str | None) -> AlignmentError:

@@ -15,6 +15,9 @@ from .geotiff import GEOTIFF_SUFFIXES, read_geotiff, read_geotiff_series
 from .modis import HDF_SUFFIXES, read_modis_hdf
 from .netcdf import NETCDF_SUFFIXES, read_netcdf, read_zarr
 
+#: ``product=`` values read by the model-output readers (``io.clm``, ``io.cmip``)
+MODEL_PRODUCTS = ("clm", "cmip")
+
 __all__ = ["read_input", "SUPPORTED_SUFFIXES"]
 
 SUPPORTED_SUFFIXES = GEOTIFF_SUFFIXES + NETCDF_SUFFIXES + (".zarr",) + HDF_SUFFIXES
@@ -36,6 +39,60 @@ def _kind(path: Path) -> str:
                      "give it the right suffix")
 
 
+def _read_model_output(files: list[Path], product: str, *, variable: str | None,
+                       units: str | None, frequency: str | None, crs: Any,
+                       chunks: ChunksLike, date_pattern: Any, band_dates: Any,
+                       sds: Any) -> xr.DataArray:
+    """``product="clm"`` / ``"cmip"``: per-period totals from the model calendar.
+
+    The readers convert rates with the true period lengths of the model calendar
+    and stamp period starts, so the result is already in canonical units and
+    ``units.to_canonical`` leaves it unchanged.
+    """
+    from ..errors import InvalidArgumentError
+    from ._common import normalise_frequency
+    from .clm import read_clm_history
+    from .cmip import read_cmip
+
+    label = "CLM history" if product == "clm" else "CMIP"
+    bad = [p for p in files if p.suffix.lower() not in NETCDF_SUFFIXES]
+    if bad:
+        raise InputError(f"product: {product} reads {label} NetCDF files; {bad[0]} is not one "
+                         "(suffix .nc); fix: give the NetCDF files or drop product:")
+    for key, value in (("date_pattern", date_pattern), ("band_dates", band_dates),
+                       ("sds", sds)):
+        if value is not None:
+            raise InvalidArgumentError(f"{key} does not apply to product: {product} ({label} "
+                                       f"files carry their own time axis); remove it")
+    if product == "clm":
+        ds = read_clm_history(files, variable, chunks=chunks)
+        if len(ds.data_vars) != 1:
+            raise InputError(f"{files[0]} holds several CLM fields {sorted(ds.data_vars)}; "
+                             "fix: give variable: (e.g. npp, rh, nep, tas, pr, sol)")
+        da = ds[next(iter(ds.data_vars))]
+    else:
+        da = read_cmip(files, variable, chunks=chunks)
+    if units is not None and units != da.attrs.get("units"):
+        raise InvalidArgumentError(
+            f"units: {units!r} given for {files[0]}, but product: {product} takes the units "
+            f"from the file ({da.attrs.get('units_in_file')!r}) and returns "
+            f"{da.attrs.get('units')!r} per period of the model calendar; fix: remove units:")
+    if "y" not in da.dims or "x" not in da.dims:
+        raise InputError(f"{files[0]}: {da.name!r} is a series without latitude/longitude "
+                         f"(dims {da.dims}); a study input must be gridded; fix: read it with "
+                         f"carbonsink.io.{'read_cmip' if product == 'cmip' else 'read_clm_history'}"
+                         " instead")
+    freq = normalise_frequency(frequency)
+    period = da.attrs.get("carbonsink_period")
+    if freq in ("day", "month", "year") and period != freq:
+        raise InputError(f"{files[0]}: frequency {frequency!r} given, but the file holds "
+                         f"{period}ly periods (from its time bounds); fix: give frequency: "
+                         f"{period} or aggregate the file in time first")
+    if crs is not None:
+        da = attach_crs(da, parse_crs(crs, source=str(files[0])))
+    return da
+
+
 def read_input(path: PathLike | Iterable[PathLike], *, variable: str | None = None,
                units: str | None = None, date_pattern: str | None = None,
                band_dates: Sequence[Any] | str | None = None, frequency: str | None = None,
@@ -48,6 +105,10 @@ def read_input(path: PathLike | Iterable[PathLike], *, variable: str | None = No
     dates ``date_pattern`` parses from the names), ``.nc/.nc4`` (one or more
     files concatenated on time), ``.zarr``, ``.hdf`` (MODIS HDF4-EOS tiles;
     ``sds`` or else ``variable`` names the SDS, ``product`` the short name).
+    ``product="clm"`` reads CLM5/CTSM history files (:func:`read_clm_history`)
+    and ``product="cmip"`` CMIP CMOR files (:func:`read_cmip`), selecting
+    ``variable``: both return per-period totals computed in the model
+    calendar, stamped at period starts, in canonical units.
 
     ``variable`` names the result (and selects the NetCDF/Zarr variable);
     ``units`` overrides the file's units (the file's are kept as
@@ -65,7 +126,12 @@ def read_input(path: PathLike | Iterable[PathLike], *, variable: str | None = No
         raise InputError(f"inputs {[str(p) for p in files]} mix formats {sorted(kinds)}; one "
                          "input must be one format")
     kind = kinds.pop()
-    if kind == "geotiff":
+    prod = product.strip().lower() if isinstance(product, str) else None
+    if prod in MODEL_PRODUCTS:
+        da = _read_model_output(files, prod, variable=variable, units=units,
+                                frequency=frequency, crs=crs, chunks=chunks,
+                                date_pattern=date_pattern, band_dates=band_dates, sds=sds)
+    elif kind == "geotiff":
         if len(files) > 1 or date_pattern is not None:
             if date_pattern is None:
                 raise InputError(f"{len(files)} GeoTIFF files given for one input but no "

@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import InputError
+from ..errors import InputError, InvalidArgumentError
 from ..units import to_units
 
 __all__ = [
@@ -267,7 +267,7 @@ def read_fluxnet(path: str | Path, *, resolution: str | None = None, site: str |
                            "use the DD file of the site and carbonsink.io.fluxnet.to_monthly")
     partitioning = partitioning.upper()
     if partitioning not in ("NT", "DT"):
-        raise ValueError(f"partitioning must be 'NT' or 'DT', got {partitioning!r}")
+        raise InvalidArgumentError(f"partitioning must be 'NT' or 'DT', got {partitioning!r}")
     gpp_col = gpp or f"GPP_{partitioning}_VUT_REF"
     reco_col = reco or f"RECO_{partitioning}_VUT_REF"
 
@@ -378,7 +378,7 @@ def to_monthly(ds: xr.Dataset, *, min_coverage: float = 0.9) -> xr.Dataset:
         raise InputError(f"to_monthly: cannot aggregate resolution {res!r} to months; "
                          "pass a DD, HH or HR dataset from read_fluxnet")
     if not 0.0 <= min_coverage <= 1.0:
-        raise ValueError(f"min_coverage must be in [0, 1], got {min_coverage}")
+        raise InvalidArgumentError(f"min_coverage must be in [0, 1], got {min_coverage}")
     steps = _STEPS_PER_DAY[res]
     time = ds["time"].to_index()
     months = pd.date_range(time[0].to_period("M").to_timestamp(),

@@ -28,7 +28,7 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from rasterio.errors import RasterioIOError
 
-from ..errors import AlignmentError, ConfigError, InputError
+from ..errors import AlignmentError, InputError, InvalidArgumentError
 from ._common import (ChunksLike, PathLike, attach_crs, chunk_sizes, expand_paths, parse_crs,
                       text_tags, to_datetime64_ns)
 from .atomic import atomic_write
@@ -196,14 +196,15 @@ def _compile(date_pattern: str | re.Pattern) -> re.Pattern:
     try:
         pat = re.compile(date_pattern) if isinstance(date_pattern, str) else date_pattern
     except re.error as exc:
-        raise ConfigError(f"date_pattern {date_pattern!r} is not a valid regular expression: "
-                          f"{exc}") from None
+        raise InvalidArgumentError(f"date_pattern {date_pattern!r} is not a valid regular "
+                                   f"expression: {exc}") from None
     groups = set(pat.groupindex)
     if "year" not in groups:
-        raise ConfigError(f"date_pattern {pat.pattern!r} needs a named group 'year', e.g. "
-                          r"r'NDVI_(?P<year>\d{4})(?P<month>\d{2})'")
+        raise InvalidArgumentError(f"date_pattern {pat.pattern!r} needs a named group 'year', "
+                                   r"e.g. r'NDVI_(?P<year>\d{4})(?P<month>\d{2})'")
     if "doy" in groups and ({"month", "day"} & groups):
-        raise ConfigError(f"date_pattern {pat.pattern!r}: use either 'doy' or 'month'/'day'")
+        raise InvalidArgumentError(f"date_pattern {pat.pattern!r}: use either 'doy' or "
+                                   "'month'/'day'")
     return pat
 
 
@@ -239,8 +240,8 @@ def parse_date(name: str, date_pattern: str | re.Pattern) -> np.datetime64:
 def _band_dates(meta: _Meta, band_dates: Any) -> np.ndarray:
     if isinstance(band_dates, str):
         if band_dates != "from_descriptions":
-            raise ConfigError(f"band_dates must be a list of dates or 'from_descriptions', got "
-                              f"{band_dates!r}")
+            raise InvalidArgumentError(f"band_dates must be a list of dates or "
+                                       f"'from_descriptions', got {band_dates!r}")
         out = []
         for i, d in enumerate(meta.descriptions, start=1):
             try:
@@ -258,7 +259,7 @@ def _band_dates(meta: _Meta, band_dates: Any) -> np.ndarray:
     try:
         return to_datetime64_ns(dates)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"band_dates for {meta.path} are not dates: {exc}") from None
+        raise InvalidArgumentError(f"band_dates for {meta.path} are not dates: {exc}") from None
 
 
 # --------------------------------------------------------------------------- readers
@@ -396,13 +397,13 @@ def write_cog(da: xr.DataArray, path: PathLike, *, attrs: dict[str, Any] | None 
     tags: dict[str, Any] = {}
     for d in [d for d in da.dims if d not in ("y", "x")]:
         if da.sizes[d] != 1:
-            raise ValueError(f"write_cog writes one 2-D layer; {da.name!r} has dims {da.dims} "
-                             f"({d}={da.sizes[d]}); select a layer (da.isel({d}=i)) or loop")
+            raise InvalidArgumentError(f"write_cog writes one 2-D layer; {da.name!r} has dims "
+                                       f"{da.dims} ({d}={da.sizes[d]}); select a layer (da.isel({d}=i)) or loop")
         if d in da.coords:
             tags[d] = str(np.asarray(da[d].values).ravel()[0])
         da = da.squeeze(d, drop=True)
     if set(da.dims) != {"y", "x"}:
-        raise ValueError(f"write_cog needs dims (y, x), got {da.dims}")
+        raise InvalidArgumentError(f"write_cog needs dims (y, x), got {da.dims}")
     for c in list(da.coords):
         if c not in ("y", "x", "spatial_ref") and da[c].ndim == 0:
             tags.setdefault(c, str(da[c].values))

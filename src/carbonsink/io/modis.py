@@ -51,7 +51,7 @@ from dask.base import tokenize
 from dask.utils import SerializableLock
 from pyproj import CRS
 
-from ..errors import AlignmentError, InputError
+from ..errors import AlignmentError, InputError, UnknownNameError
 from ..units import to_units
 from ._common import ChunksLike, PathLike, attach_crs, chunk_sizes, expand_paths
 
@@ -59,7 +59,7 @@ __all__ = ["read_modis_hdf", "modis_grid", "ModisGrid", "SdsSpec", "PRODUCTS",
            "product_of", "MODIS_SPHERE_RADIUS", "MODIS_TILE_WIDTH", "SINUSOIDAL_PROJ",
            "HDF_SUFFIXES"]
 
-MODIS_SPHERE_RADIUS = 6371007.181
+from .._constants import MODIS_SPHERE_RADIUS  # noqa: E402  (the one definition)
 #: width (and height) of one MODIS sinusoidal tile in metres
 MODIS_TILE_WIDTH = 1111950.5197665
 SINUSOIDAL_PROJ = ("+proj=sinu +lon_0=0 +x_0=0 +y_0=0 +R={R} +units=m +no_defs")
@@ -495,9 +495,10 @@ def read_modis_hdf(paths: PathLike | Iterable[PathLike], sds: str, product: str 
     """
     files = expand_paths(paths, suffixes=HDF_SUFFIXES)
     if product is not None and product_of(product) is None:
-        raise InputError(f"unknown MODIS product {product!r}; carbonsink decodes "
-                         f"{', '.join(PRODUCTS)} (and their MYD twins); fix: give one of these "
-                         "or leave product out to decode from the file's own attributes")
+        err = UnknownNameError("MODIS product", product, PRODUCTS)
+        err.args = (f"{err} (and their MYD twins); fix: give one of these or leave product out "
+                    "to decode from the file's own attributes",)
+        raise err
     tiles = [_inspect(p, sds, product) for p in files]
     ref = tiles[0]
     for t in tiles[1:]:

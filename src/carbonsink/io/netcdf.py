@@ -33,7 +33,7 @@ import xarray as xr
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
-from ..errors import AlignmentError, InputError, UnknownModelError
+from ..errors import AlignmentError, InputError, UnknownVariableError
 from ._common import (ChunksLike, PathLike, attach_crs, chunk_sizes, decode_time_values,
                       expand_paths, no_crs_error, parse_crs, serialisable_attrs,
                       standardise_time)
@@ -120,7 +120,7 @@ def _select_variable(ds: xr.Dataset, variable: str | None, source: str) -> str:
         hits = sorted({n for n in names if n.lower() in wanted} | set(by_std))
         if len(hits) == 1:
             return hits[0]
-    except UnknownModelError:
+    except UnknownVariableError:
         pass
     raise InputError(f"variable {variable!r} not found in {source}; it holds {names}; fix: give "
                      "variable: <one of these> in the study input")
@@ -264,6 +264,36 @@ def _standardise(ds: xr.Dataset, name: str, *, source: str, units: str | None, c
     return da
 
 
+_MODEL_CALENDARS = {"360_day", "noleap", "365_day", "all_leap", "366_day", "julian"}
+
+
+def _model_output_hint(ds: xr.Dataset, da: xr.DataArray, source: str) -> None:
+    """Warn when CLM history or model-calendar rate files are read as plain NetCDF.
+
+    CLM stamps the END of each averaging period, and a rate in a model calendar
+    (a 30-day month of a 360_day calendar) would later be summed with real month
+    lengths: the dedicated readers (``product: clm`` / ``product: cmip``) get both
+    right.
+    """
+    src = str(ds.attrs.get("source", "")) + " " + str(ds.attrs.get("title", ""))
+    if "hist_interval" in ds.dims or "Community Land Model" in src or \
+            "Community Terrestrial Systems Model" in src:
+        warnings.warn(f"{source} looks like a CLM history file: CLM stamps each record at the "
+                      "END of its averaging period, so read as plain NetCDF every month is one "
+                      "month late; fix: give product: clm (carbonsink.io.read_clm_history)",
+                      UserWarning, stacklevel=4)
+        return
+    units = str(da.attrs.get("units_in_file", da.attrs.get("units", "")))
+    calendar = da["time"].attrs.get("original_calendar") if "time" in da.coords else None
+    if calendar in _MODEL_CALENDARS and ("s-1" in units or "/s" in units or
+                                         units.strip().startswith("W")):
+        warnings.warn(f"{source}: {da.name!r} is a rate ({units!r}) in the {calendar!r} "
+                      "calendar; converted to per-month totals later it would use real month "
+                      "lengths, not the model's; fix: give product: cmip "
+                      "(carbonsink.io.read_cmip), which sums in the native calendar",
+                      UserWarning, stacklevel=4)
+
+
 def _read(paths: list[Path], variable: str | None, *, engine: str | None, units: str | None,
           crs: Any, chunks: ChunksLike, frequency: str | None) -> xr.DataArray:
     parts = []
@@ -272,6 +302,7 @@ def _read(paths: list[Path], variable: str | None, *, engine: str | None, units:
         name = _select_variable(ds, variable, str(p))
         parts.append(_standardise(ds, name, source=str(p), units=units, crs=crs, chunks=chunks,
                                   frequency=frequency, variable=variable))
+        _model_output_hint(ds, parts[-1], str(p))
     if len(parts) == 1:
         return parts[0]
     ref = parts[0]

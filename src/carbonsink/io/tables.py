@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import InputError
+from ..errors import InputError, InvalidArgumentError
 from ._common import PathLike
 from .atomic import atomic_write
 
@@ -54,8 +54,8 @@ def _tidy(df: pd.DataFrame) -> pd.DataFrame:
             names = ["index"]
         clash = set(names) & set(map(str, df.columns))
         if clash:
-            raise ValueError(f"index names {sorted(clash)} clash with columns; reset the index "
-                             "before writing")
+            raise InvalidArgumentError(f"index names {sorted(clash)} clash with columns; reset "
+                                       "the index before writing")
         df = df.copy()
         df.index = df.index.set_names(names)
         df = df.reset_index()
@@ -82,8 +82,8 @@ def write_table(df: pd.DataFrame, path: PathLike, *,
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
-        raise ValueError(f"write_table: unknown table format {path.suffix!r} for {path}; use "
-                         ".csv or .parquet")
+        raise InvalidArgumentError(f"write_table: unknown table format {path.suffix!r} for "
+                                   f"{path}; use .csv or .parquet")
     table = _tidy(df)
     meta = _metadata(df, metadata)
     if suffix == ".csv":

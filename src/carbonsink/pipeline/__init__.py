@@ -7,10 +7,11 @@ from pathlib import Path
 
 from .config import StudyConfig, load_study, parse_study
 from .runner import RunContext, Step, run_steps
-from .steps import STEPS, check_study
+from .catalog import Catalog
+from .steps import build_steps, check_study
 
 __all__ = ["StudyConfig", "load_study", "parse_study", "run_study", "check", "run_demo",
-           "RunContext", "Step", "STEPS"]
+           "RunContext", "Step", "build_steps", "Catalog"]
 
 
 def _as_config(study: str | Path | StudyConfig) -> StudyConfig:
@@ -33,7 +34,7 @@ def run_study(study: str | Path | StudyConfig, out_dir: str | Path | None = None
     if index.exists() and force:
         index.unlink()
     try:
-        return run_steps(ctx, STEPS)
+        return run_steps(ctx, build_steps(cfg))
     except BaseException:
         if index.exists() and "report" not in ctx.timings:
             index.unlink()  # an older report must not pass for this run's result

@@ -34,6 +34,7 @@ from ..errors import ConfigError
 
 __all__ = [
     "StudyConfig",
+    "ExperimentConfig",
     "InputConfig",
     "GridConfig",
     "RegionConfig",
@@ -58,10 +59,15 @@ INPUT_ROLES: dict[str, tuple[str, str]] = {
     "npp_annual": ("npp", "year"),
     "gpp_8day": ("gpp", "8day"),
     "npp": ("npp", "month"),
+    "rh": ("rh", "month"),
+    "nep": ("nep", "month"),
 }
 
+#: roles an experiment may hold constant or swap (anything with a time axis)
+HOLD_METHODS = ("climatology", "scalar_mean")
+_NAME_RE = r"^[A-Za-z][A-Za-z0-9_-]*$"
+
 OUTPUT_FORMATS = ("zarr", "netcdf", "cog", "csv", "parquet")
-ANALYSES = ("regional_summary", "landcover_summary", "sink_classes", "trends")
 
 
 class _Strict(BaseModel):
@@ -167,10 +173,58 @@ class PeriodConfig(_Strict):
         return int(self.start[:4]), int(self.end[:4])
 
 
+def _listify(v: Any) -> Any:
+    return [v] if isinstance(v, str) else v
+
+
 class ModelsConfig(_Strict):
-    combinations: Literal["all"] | list[str] = "all"
+    """Which models run: ``combinations`` (``all`` = the six of seed 000, or a list of
+    ``"<npp>+<rh>"`` / ``"nep_<model>"`` names), or the models of each kind (``npp``, ``rh``,
+    ``nep``; every NPP model is combined with every Rh model, each NEP model stands alone)."""
+
+    combinations: Literal["all"] | list[str] | None = None
+    npp: list[str] | None = None
+    rh: list[str] | None = None
+    nep: list[str] | None = None
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     mask_classes: list[str] = Field(default_factory=lambda: ["water", "snow_ice"])
+
+    @field_validator("npp", "rh", "nep", mode="before")
+    @classmethod
+    def _as_list(cls, v: Any) -> Any:
+        return _listify(v)
+
+    @model_validator(mode="after")
+    def _one_way(self):
+        kinds = [self.npp, self.rh, self.nep]
+        if self.combinations is not None and any(k is not None for k in kinds):
+            raise ValueError("give either combinations or the models of each kind "
+                             "(npp, rh, nep), not both")
+        if (self.npp is None) != (self.rh is None):
+            raise ValueError("npp and rh models come in pairs: give both models.npp and "
+                             "models.rh (or models.nep alone for a given NEP product)")
+        return self
+
+    def combination_names(self) -> list[str] | Literal["all"]:
+        if self.combinations is not None:
+            return self.combinations
+        if self.npp is None and self.nep is None:
+            return "all"
+        names = [f"{n}+{r}" for n in (self.npp or []) for r in (self.rh or [])]
+        names += [f"nep_{n}" for n in (self.nep or [])]
+        return names
+
+
+class ExperimentConfig(_Strict):
+    """A named variant of the study: hold drivers constant and/or swap inputs."""
+
+    description: str = ""
+    hold: dict[str, Literal["climatology", "scalar_mean"]] = Field(
+        default_factory=dict, description="input role -> climatology | scalar_mean")
+    hold_period: PeriodConfig | None = Field(
+        None, description="period of the climatology/mean (default: the study period)")
+    inputs: dict[str, InputConfig] = Field(
+        default_factory=dict, description="inputs replaced in this experiment")
 
 
 class OutputsConfig(_Strict):
@@ -202,14 +256,91 @@ class StudyConfig(_Strict):
     region: RegionConfig | None = None
     inputs: dict[str, InputConfig]
     models: ModelsConfig = Field(default_factory=ModelsConfig)
-    analyses: list[Literal["regional_summary", "landcover_summary", "sink_classes", "trends"]] = Field(
-        default_factory=lambda: list(ANALYSES))
+    experiments: dict[str, ExperimentConfig] | None = None
+    analyses: dict[str, dict[str, Any] | None] | None = Field(
+        None, description="analysis name -> options (a plain list of names is accepted); "
+                          "default: the default analyses whose inputs exist")
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
     dask: DaskConfig = Field(default_factory=DaskConfig)
 
     # set by load_study, not by the user
     base_dir: Path = Field(default=Path("."), exclude=True)
     sha256: str = Field(default="", exclude=True)
+
+    @field_validator("analyses", mode="before")
+    @classmethod
+    def _analyses_mapping(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [v]
+        if isinstance(v, list):
+            out: dict[str, Any] = {}
+            for item in v:
+                if isinstance(item, dict) and len(item) == 1:
+                    out.update(item)
+                elif isinstance(item, str):
+                    out[item] = {}
+                else:
+                    raise ValueError("list items must be analysis names or {name: options}")
+            return out
+        return v
+
+    @field_validator("analyses")
+    @classmethod
+    def _known_analyses(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is None:
+            return None
+        from ..analysis.base import analysis_names, validate_options
+        from ..errors import InvalidArgumentError
+
+        valid = analysis_names()
+        unknown = [k for k in v if k not in valid]
+        if unknown:
+            raise ValueError(f"unknown analysis {unknown}; valid analyses: {', '.join(valid)}")
+        out = {}
+        for name, opts in v.items():
+            try:
+                out[name] = validate_options(name, opts or {}).model_dump(mode="json")
+            except InvalidArgumentError as exc:
+                raise ValueError(str(exc)) from None
+        return out
+
+    @field_validator("experiments")
+    @classmethod
+    def _experiment_names(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is None:
+            return None
+        if not v:
+            raise ValueError("experiments is empty; remove it or name at least one experiment")
+        for name in v:
+            if not re.match(_NAME_RE, name) or name in ("inputs", "models"):
+                raise ValueError(f"experiment name '{name}' must start with a letter and hold "
+                                 "only letters, digits, '_' and '-' (and not be 'inputs' or "
+                                 "'models')")
+        return v
+
+    @model_validator(mode="after")
+    def _experiment_roles(self):
+        for name, exp in (self.experiments or {}).items():
+            for role in exp.hold:
+                if role not in self.inputs and role not in exp.inputs:
+                    raise ValueError(f"experiments.{name}.hold: '{role}' is not an input of the "
+                                     f"study (inputs: {', '.join(self.inputs)})")
+                freq = (exp.inputs.get(role) or self.inputs[role]).frequency or \
+                    INPUT_ROLES.get(role, ("", "month"))[1]
+                if freq != "month":
+                    raise ValueError(f"experiments.{name}.hold.{role}: only monthly inputs can be "
+                                     f"held at a climatology (this one is '{freq}')")
+            unknown = sorted(set(exp.inputs) - set(INPUT_ROLES))
+            if unknown:
+                raise ValueError(f"experiments.{name}.inputs: unknown input role(s) {unknown}; "
+                                 f"allowed roles: {', '.join(INPUT_ROLES)}")
+        return self
+
+    @property
+    def experiment_names(self) -> list[str]:
+        from ..analysis.base import BASE_EXPERIMENT
+
+        return list(self.experiments) if self.experiments else [BASE_EXPERIMENT]
 
     @field_validator("inputs")
     @classmethod

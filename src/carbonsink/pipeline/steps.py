@@ -1,12 +1,16 @@
-"""The steps of ``carbonsink run``: io -> cube -> flux -> regions -> report.
+"""The steps of ``carbonsink run``, built from the study.
 
-Every step reads what the previous step wrote (lazily, from Zarr), so a rerun
-can skip finished steps and memory stays bounded by the chunk size.
+prepare → flux → one step per analysis (ordered by what each needs) → maps → report.
+
+Every step reads what the previous steps wrote (lazily, through the product
+catalog), so a rerun can skip current steps and memory stays bounded by the
+chunk size. The flux step calls :func:`carbonsink.flux.chain.run_chain`, the
+same function users call; each analysis step calls the registered
+:class:`~carbonsink.analysis.Analysis`; the report step only renders.
 """
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -14,62 +18,132 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import AlignmentError, ConfigError
+from ..analysis.base import BASE_EXPERIMENT, AnalysisContext, get_analysis
+from ..errors import AlignmentError, CarbonsinkError, ConfigError
 from ..units import canonical_units, to_canonical
-from .config import INPUT_ROLES, StudyConfig
+from .catalog import INPUT_GROUPS, Catalog
+from .config import INPUT_ROLES, InputConfig, StudyConfig
 from .provenance import flat_attrs, provenance
 from .runner import RunContext, Step
 
-__all__ = ["STEPS", "read_inputs", "target_grid", "check_study", "selected_combinations"]
+__all__ = ["build_steps", "read_inputs", "target_grid", "check_study", "selected_combinations",
+           "selected_analyses", "PipelineContext", "read_result_table"]
 
 _FREQ_PERIOD = {"month": "month", "year": "year", "8day": None, "static": None}
-_GROUPS = ("monthly", "annual", "8day", "static")
-MIN_TREND_YEARS = 10
 _GROUP_OF_FREQ = {"month": "monthly", "year": "annual", "8day": "8day", "static": "static"}
+_FLUX_VARS = ("npp", "rh", "nep", "rs")
 
 
-# --------------------------------------------------------------------------- helpers
+# --------------------------------------------------------------------------- study helpers
 
 
 def selected_combinations(cfg: StudyConfig) -> list[str]:
-    """Names of the NPP × Rh combinations the study asks for (validated).
-
-    ``all`` means the six combinations of seed paper 000.
-    """
+    """Names of the combinations the study asks for (validated; ``all`` = the six of 000)."""
     from ..flux import combinations as comb
 
-    if cfg.models.combinations == "all":
+    names = cfg.models.combination_names()
+    if names == "all":
         return list(comb.SEED_000)
-    for name in cfg.models.combinations:
+    for name in names:
         comb.get_combination(name)  # raises UnknownModelError listing the valid names
-    return list(cfg.models.combinations)
+    return list(names)
 
 
-def model_options(cfg: StudyConfig, model: str) -> dict[str, Any]:
-    """Keyword options of one model: ``models.options.<model>`` plus a global ``mode``."""
+def _combination_models(name: str) -> list[tuple[str, str]]:
     from ..flux import combinations as comb
+
+    c = comb.get_combination(name)
+    return [(kind, m.name) for kind in ("npp", "rh", "nep")
+            if (m := getattr(c, kind, None)) is not None]
+
+
+def model_options(cfg: StudyConfig, kind: str, model: str) -> dict[str, Any]:
+    """Options of one model (``models.options.<model>`` plus a global ``mode``), validated
+    against the model's function signatures."""
+    from ..errors import InvalidArgumentError
+    from ..flux import registry
 
     opts = cfg.models.options
-    valid = set(comb.NPP_MODELS) | set(comb.RH_MODELS) | {"mode"}
+    valid = {"mode"} | {n for k in ("npp", "rh", "nep") for n in registry.model_names(k)} | \
+        {f"{k}.{n}" for k in ("npp", "rh", "nep") for n in registry.model_names(k)}
     bad = sorted(set(opts) - valid)
     if bad:
         raise ConfigError(f"models.options: unknown model(s) {bad}; options are keyed by model "
                           f"name: {', '.join(sorted(valid))}")
     out: dict[str, Any] = {}
-    if "mode" in opts:
+    accepted = registry.model_options(kind, model)
+    if "mode" in opts and "mode" in accepted:
         out["mode"] = opts["mode"]
     out.update(opts.get(model) or {})
-    reg = comb.NPP_MODELS.get(model) or comb.RH_MODELS.get(model)
-    if reg is not None and reg.functions:
-        accepted = {name for f in reg.functions
-                    for name, p in inspect.signature(f).parameters.items()
-                    if p.kind == p.KEYWORD_ONLY or p.default is not p.empty}
-        accepted -= {"time", "time_dim"}
-        bad = sorted(set(out) - accepted)
-        if bad:
-            raise ConfigError(f"models.options.{model}: unknown option(s) {bad}; valid options: "
-                              f"{', '.join(sorted(accepted))}")
+    out.update(opts.get(f"{kind}.{model}") or {})
+    key = f"{kind}.{model}" if f"{kind}.{model}" in opts else model
+    try:
+        registry.validate_options(kind, model, out)
+    except InvalidArgumentError as exc:
+        raise ConfigError(f"models.options.{key}: {exc}") from None
     return out
+
+
+def chain_options(cfg: StudyConfig) -> dict[str, Any]:
+    """The ``options`` mapping handed to :func:`~carbonsink.flux.chain.run_chain`."""
+    return {k: v for k, v in cfg.models.options.items()}
+
+
+def selected_analyses(cfg: StudyConfig, available: set[str] | None = None) -> dict[str, dict]:
+    """``{name: options}`` of the analyses to run, in study order.
+
+    Without ``analyses:`` in the study: every default analysis whose requirements the
+    study's inputs meet (e.g. ``landcover_summary`` only with a land-cover input).
+    """
+    from ..analysis.base import ANALYSES, analysis_names, validate_options
+
+    if cfg.analyses is not None:
+        return dict(cfg.analyses)
+    roles = set(cfg.inputs) if available is None else available
+    out = {}
+    for name in analysis_names():
+        cls = ANALYSES[name]
+        if not cls.default:
+            continue
+        if "landcover" in cls.requires and "landcover" not in roles:
+            continue
+        if "experiments" in cls.requires and len(cfg.experiment_names) < 2:
+            continue
+        out[name] = validate_options(name, {}).model_dump(mode="json")
+    return out
+
+
+def _ordered_analyses(cfg: StudyConfig) -> list[str]:
+    """Analyses in an order where each runs after those it reads (``after``)."""
+    chosen = selected_analyses(cfg)
+    done: list[str] = []
+    pending = list(chosen)
+    while pending:
+        progressed = False
+        for name in list(pending):
+            deps = [d for d in get_analysis(name).after if d in chosen]
+            if all(d in done for d in deps):
+                done.append(name)
+                pending.remove(name)
+                progressed = True
+        if not progressed:
+            raise ConfigError(f"analyses: circular 'after' dependencies among {pending}")
+    return done
+
+
+def _check_analysis_requirements(cfg: StudyConfig) -> None:
+    for name in selected_analyses(cfg):
+        an = get_analysis(name)
+        if "landcover" in an.requires and "landcover" not in cfg.inputs:
+            raise ConfigError(f"analyses.{name} needs a land-cover input; give inputs.landcover "
+                              "or remove the analysis")
+        if "experiments" in an.requires and len(cfg.experiment_names) < 2:
+            raise ConfigError(f"analyses.{name} compares experiments; define at least two under "
+                              "experiments:")
+        for dep in an.after:
+            if dep not in selected_analyses(cfg):
+                raise ConfigError(f"analyses.{name} reads the results of '{dep}'; add "
+                                  f"analyses.{dep} to the study")
 
 
 def target_grid(cfg: StudyConfig, arrays: dict[str, xr.DataArray] | None = None):
@@ -106,43 +180,45 @@ def _time_slice(da: xr.DataArray, cfg: StudyConfig, freq: str, role: str) -> xr.
     return da
 
 
-def read_inputs(cfg: StudyConfig) -> dict[str, xr.DataArray]:
-    """Read every input (lazily), in canonical units, cut to the study period."""
+def _frequency(inp: InputConfig, role: str) -> str:
+    return inp.frequency or INPUT_ROLES[role][1]
+
+
+def read_input_role(cfg: StudyConfig, role: str, inp: InputConfig) -> xr.DataArray:
+    """Read one input (lazily), in canonical units, cut to the study period."""
     from ..io import read_input
 
-    out: dict[str, xr.DataArray] = {}
-    for role, inp in cfg.inputs.items():
-        variable, default_freq = INPUT_ROLES[role]
-        freq = inp.frequency or default_freq
-        da = read_input(cfg.resolve(inp.path), variable=inp.variable, units=inp.units,
-                        date_pattern=inp.date_pattern, band_dates=inp.band_dates,
-                        frequency=freq, crs=inp.crs, product=inp.product,
-                        chunks={"y": cfg.dask.chunks.get("y", 256),
-                                "x": cfg.dask.chunks.get("x", 256)})
-        if freq == "static" and "time" in da.dims:
-            if da.sizes["time"] != 1:
-                raise ConfigError(f"inputs.{role}: a static input must have one time step, "
-                                  f"found {da.sizes['time']}; set frequency accordingly")
-            da = da.isel(time=0, drop=True)
-        da = to_canonical(da, variable, period=_FREQ_PERIOD[freq],
-                          units=inp.units if inp.units else None)
-        if freq == "8day":
-            expected = canonical_units(variable, None)
-            if da.attrs["units"] != expected:
-                da = to_canonical(da, variable, period=None)
-        da.attrs["carbonsink_input"] = str(inp.path)
-        out[role] = _time_slice(da, cfg, freq, role)
-    return out
+    variable, _ = INPUT_ROLES[role]
+    freq = _frequency(inp, role)
+    da = read_input(cfg.resolve(inp.path), variable=inp.variable, units=inp.units,
+                    date_pattern=inp.date_pattern, band_dates=inp.band_dates,
+                    frequency=freq, crs=inp.crs, product=inp.product,
+                    chunks={"y": cfg.dask.chunks.get("y", 256),
+                            "x": cfg.dask.chunks.get("x", 256)})
+    if freq == "static" and "time" in da.dims:
+        if da.sizes["time"] != 1:
+            raise ConfigError(f"inputs.{role}: a static input must have one time step, "
+                              f"found {da.sizes['time']}; set frequency accordingly")
+        da = da.isel(time=0, drop=True)
+    da = to_canonical(da, variable, period=_FREQ_PERIOD[freq],
+                      units=inp.units if inp.units else None)
+    if freq == "8day":
+        expected = canonical_units(variable, None)
+        if da.attrs["units"] != expected:
+            da = to_canonical(da, variable, period=None)
+    da.attrs["carbonsink_input"] = str(inp.path)
+    return _time_slice(da, cfg, freq, role)
 
 
-def _frequency(cfg: StudyConfig, role: str) -> str:
-    return cfg.inputs[role].frequency or INPUT_ROLES[role][1]
+def read_inputs(cfg: StudyConfig, inputs: dict[str, InputConfig] | None = None
+                ) -> dict[str, xr.DataArray]:
+    """Read every input (lazily), in canonical units, cut to the study period."""
+    return {role: read_input_role(cfg, role, inp)
+            for role, inp in (cfg.inputs if inputs is None else inputs).items()}
 
 
 def check_study(cfg: StudyConfig) -> list[str]:
-    """Validate inputs, grids, units and period coverage without computing anything."""
-    from ..cube import GridSpec  # noqa: F401  (import errors surface here)
-
+    """Validate inputs, grids, units, period coverage, models and analyses (computes nothing)."""
     messages = []
     arrays = read_inputs(cfg)
     grid = target_grid(cfg, arrays)
@@ -153,36 +229,42 @@ def check_study(cfg: StudyConfig) -> list[str]:
                                  f"fix: give inputs.{role}.crs in the study file")
         t = f"{da.sizes['time']} steps" if "time" in da.dims else "static"
         messages.append(f"input {role}: {da.attrs.get('units')} , {t}, CRS {da.rio.crs}")
-    missing = _missing_for_models(cfg, arrays)
+    for name, exp in (cfg.experiments or {}).items():
+        for role, inp in exp.inputs.items():
+            da = read_input_role(cfg, role, inp)
+            if da.rio.crs is None:
+                raise AlignmentError(f"experiments.{name}.inputs.{role} ({inp.path}) has no CRS; "
+                                     f"fix: give experiments.{name}.inputs.{role}.crs")
+        messages.append(f"experiment {name}: " + ", ".join(
+            [f"{r} held at {h}" for r, h in exp.hold.items()] +
+            [f"{r} from {i.path}" for r, i in exp.inputs.items()]) or "as the study")
+    missing = _missing_for_models(cfg, set(arrays))
     if missing:
         raise ConfigError(missing)
     combos = selected_combinations(cfg)
-    from ..flux import combinations as comb
-
     for name in combos:
-        c = comb.get_combination(name)
-        model_options(cfg, c.npp.name)
-        model_options(cfg, c.rh.name)
+        for kind, model in _combination_models(name):
+            model_options(cfg, kind, model)
     messages.append(f"combinations: {', '.join(combos)}")
+    _check_analysis_requirements(cfg)
+    for name, opts in selected_analyses(cfg).items():
+        an = get_analysis(name)
+        messages += an.check(cfg, an.Options.model_validate(opts))
+    messages.append("analyses: " + (", ".join(_ordered_analyses(cfg)) or "(none)"))
     return messages
 
 
-def _missing_for_models(cfg: StudyConfig, arrays: dict[str, Any]) -> str | None:
-    from ..flux import combinations as comb
+def _missing_for_models(cfg: StudyConfig, available: set[str]) -> str | None:
+    from ..flux import registry
 
-    need: dict[str, set[str]] = {}
-    for name in selected_combinations(cfg):
-        c = comb.get_combination(name)
-        for role in (*c.npp.inputs, *c.rh.inputs):
-            need.setdefault(role, set()).add(name)
-        if c.npp.name == "casa" and not ("eet" in arrays and "pet" in arrays):
-            need.setdefault("pr", set()).add(name)
-        if c.npp.name == "casa" and cfg.landcover_scheme == "clcd" and \
+    combos = selected_combinations(cfg)
+    for name in combos:
+        if name.startswith("casa+") and cfg.landcover_scheme == "clcd" and \
                 "lc_table" not in (cfg.models.options.get("casa") or {}):
             return ("CASA maps IGBP land-cover codes to its vegetation types; with "
                     "inputs.landcover.scheme clcd give models.options.casa.lc_table "
                     "(a CLCD code -> vegetation type table)")
-    missing = {r: sorted(c) for r, c in need.items() if r not in arrays}
+    missing = registry.missing_inputs(combos, available, cfg.models.options)
     if not missing:
         return None
     lines = [f"inputs.{r} is required by {', '.join(c)}" for r, c in sorted(missing.items())]
@@ -192,134 +274,255 @@ def _missing_for_models(cfg: StudyConfig, arrays: dict[str, Any]) -> str | None:
 # --------------------------------------------------------------------------- writers
 
 
-def _write_dataset(ctx: RunContext, ds: xr.Dataset, stem: str, step: str,
-                   models: dict | None = None, parameters: dict | None = None) -> list[Path]:
+def _grid_crs(ctx: RunContext):
+    if ctx.crs is None:
+        for g in INPUT_GROUPS:
+            p = ctx.catalog.input_cube(g)
+            if p is not None:
+                from ..io import read_cube
+
+                ctx.crs = read_cube(p).rio.crs
+                break
+    return ctx.crs
+
+
+def write_cube(ctx: RunContext, ds: xr.Dataset, name: str, step: str, *,
+               combination: str | None = None, experiment: str | None = None,
+               models: dict | None = None, parameters: dict | None = None) -> list[Path]:
+    """Write ``ds`` where the catalog says, with CRS, experiment coordinate and provenance."""
     from ..io import write_netcdf, write_zarr
 
     ds = ds.copy()
     if ds.rio.crs is None:
         crs = _grid_crs(ctx)
         if crs is None:
-            raise AlignmentError(f"output {stem}: lost its CRS and the study grid has none")
+            raise AlignmentError(f"output {name}: lost its CRS and the study grid has none")
         ds = ds.rio.write_crs(crs)
-    ds.attrs.update(flat_attrs(provenance(ctx.cfg, step, models=models, parameters=parameters)))
+    if ctx.cfg.experiments and experiment:
+        ds = ds.assign_coords(experiment=experiment)
+        ds["experiment"].attrs["long_name"] = "experiment of the study"
+    rec = provenance(ctx.cfg, step, models=models, parameters=parameters)
+    if ctx.cfg.experiments and experiment:
+        rec["experiment"] = experiment
+    ds.attrs.update(flat_attrs(rec))
     outs = []
-    fmts = ctx.cfg.outputs.formats
-    if "zarr" in fmts or "netcdf" not in fmts:
-        p = ctx.path("cubes", stem + ".zarr")
-        write_zarr(ds, p)
-        outs.append(p)
-    if "netcdf" in fmts:
-        p = ctx.path("cubes", stem + ".nc")
-        write_netcdf(ds, p)
+    for p in ctx.catalog.cube_targets(name, combination=combination, experiment=experiment):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        (write_zarr if p.suffix == ".zarr" else write_netcdf)(ds, p)
         outs.append(p)
     return outs
 
 
-def _cube_path(ctx: RunContext, stem: str) -> Path | None:
-    """The written cube ``cubes/<stem>`` (Zarr preferred, else NetCDF), or None."""
-    for ext in (".zarr", ".nc"):
-        p = ctx.out_dir / "cubes" / (stem + ext)
-        if p.exists():
-            return p
-    return None
-
-
-def _grid_crs(ctx: RunContext):
-    """CRS of the study grid, as written by the prepare step."""
-    if ctx.crs is None:
-        for g in _GROUPS:
-            if _cube_path(ctx, f"inputs_{g}") is not None:
-                ctx.crs = _open_cube(ctx, f"inputs_{g}").rio.crs
-                break
-    return ctx.crs
-
-
-def _open_cube(ctx: RunContext, stem: str) -> xr.Dataset:
+def open_cube(ctx: RunContext, name: str, *, combination: str | None = None,
+              experiment: str | None = None) -> xr.Dataset | None:
     from ..io import read_cube
 
-    path = _cube_path(ctx, stem)
-    return read_cube(path if path is not None else ctx.out_dir / "cubes" / (stem + ".zarr"))
+    p = ctx.catalog.cube(name, combination=combination, experiment=experiment)
+    return read_cube(p) if p is not None else None
+
+
+def write_table(ctx: RunContext, df: pd.DataFrame, name: str, step: str) -> list[Path]:
+    from ..io import write_table as _write
+
+    meta = flat_attrs(provenance(ctx.cfg, step))
+    outs = []
+    for p in ctx.catalog.table_targets(name):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        _write(df, p, metadata=meta)
+        outs.append(p)
+    return outs
 
 
 def read_result_table(out_dir: Path, stem: str) -> pd.DataFrame | None:
     """A table of a results folder (``tables/<stem>``, Parquet preferred), or None."""
     from ..io.tables import read_table
 
-    for ext in (".parquet", ".csv"):
-        p = Path(out_dir) / "tables" / (stem + ext)
-        if p.exists():
-            return read_table(p)
-    return None
+    p = Catalog(out_dir).table(stem)
+    return read_table(p) if p is not None else None
 
 
-def _write_table(ctx: RunContext, df: pd.DataFrame, stem: str, step: str) -> list[Path]:
-    from ..io import write_table
+# --------------------------------------------------------------------------- contexts
 
-    meta = flat_attrs(provenance(ctx.cfg, step))
-    outs = []
-    fmts = [f for f in ctx.cfg.outputs.formats if f in ("csv", "parquet")] or ["csv"]
-    for fmt in fmts:
-        p = ctx.path("tables", f"{stem}.{fmt}")
-        write_table(df, p, metadata=meta)
-        outs.append(p)
+
+class PipelineContext(AnalysisContext):
+    """The :class:`~carbonsink.analysis.AnalysisContext` of a run: reads the results folder."""
+
+    def __init__(self, ctx: RunContext, step: str = "analysis",
+                 parameters: dict | None = None):
+        self._ctx = ctx
+        self._step = step
+        self._parameters = parameters
+        self.outputs: list[Path] = []
+        cfg = ctx.cfg
+        self.study = cfg
+        self.combinations = selected_combinations(cfg)
+        self.experiments = cfg.experiment_names
+        self.synthetic = cfg.synthetic
+        self.growing_season_months = tuple(cfg.outputs.growing_season_months)
+        self.zone = zone_label(cfg)
+        self.base_dir = cfg.base_dir
+        self._inputs: dict[str | None, dict[str, xr.DataArray]] = {}
+
+    def echo(self, msg: str) -> None:
+        self._ctx.echo(f"      {msg}")
+
+    def _exp(self, experiment: str | None) -> str | None:
+        return experiment if self._ctx.cfg.experiments else None
+
+    def cube(self, product, combination, experiment=None):
+        return open_cube(self._ctx, product, combination=combination,
+                         experiment=self._exp(experiment or self.experiments[0]))
+
+    def inputs(self, experiment=None):
+        exp = self._exp(experiment)
+        if exp not in self._inputs:
+            self._inputs[exp] = load_prepared(self._ctx, exp)
+        return dict(self._inputs[exp])
+
+    def table(self, name):
+        return read_result_table(self._ctx.out_dir, name)
+
+    def store(self, product):
+        self.outputs += _write_product(self._ctx, product, self._step, self._parameters)
+        exp = self._exp(product.experiment)
+        return open_cube(self._ctx, product.name, combination=product.combination,
+                         experiment=exp)
+
+
+def _write_product(ctx: RunContext, prod, step: str, parameters: dict | None) -> list[Path]:
+    exp = prod.experiment if ctx.cfg.experiments else None
+    outs = write_cube(ctx, prod.data, prod.name, step, combination=prod.combination,
+                      experiment=exp,
+                      models={"analysis": step, **({"combination": prod.combination}
+                                                   if prod.combination else {})},
+                      parameters=parameters)
+    if "cog" in ctx.cfg.outputs.formats and prod.maps:
+        written = open_cube(ctx, prod.name, combination=prod.combination, experiment=exp)
+        outs += write_maps(ctx, written, prod.maps,
+                           prefix=prod.map_prefix if prod.map_prefix is not None
+                           else f"{prod.name}_",
+                           combination=prod.combination, experiment=exp, step=step)
     return outs
 
 
-# --------------------------------------------------------------------------- steps
+def zone_label(cfg: StudyConfig) -> str:
+    """Name of the study region as it appears in the tables' ``zone`` column."""
+    if cfg.region is not None and cfg.region.values:
+        return ", ".join(cfg.region.values)
+    if cfg.region is not None:
+        return Path(cfg.region.path).stem
+    return "study area"
+
+
+# --------------------------------------------------------------------------- prepare
+
+
+def _align(cfg: StudyConfig, arrays: dict[str, xr.DataArray], inputs: dict[str, InputConfig],
+           grid, mask) -> dict[str, dict[str, xr.DataArray]]:
+    from ..cube import regrid
+
+    groups: dict[str, dict[str, xr.DataArray]] = {g: {} for g in INPUT_GROUPS}
+    for role, da in arrays.items():
+        variable = INPUT_ROLES[role][0]
+        out = regrid(da, grid, method=inputs[role].resampling, variable=variable)
+        if mask is not None:
+            out = out.where(mask)
+        out.name = role
+        groups[_GROUP_OF_FREQ[_frequency(inputs[role], role)]][role] = out
+    return groups
+
+
+def _chunked(cfg: StudyConfig, ds: xr.Dataset) -> xr.Dataset:
+    return ds.chunk({d: -1 if d == "time" else cfg.dask.chunks.get(d, 256) for d in ds.dims})
 
 
 def step_prepare(ctx: RunContext) -> list[Path]:
-    """Read every input, convert units, regrid onto the target grid, mask to the region."""
-    from ..cube import pixel_area, regrid, region_mask
+    """Read every input, convert units, regrid onto the target grid, mask to the region; the
+    inputs each experiment changes (held at a climatology or swapped) are written beside."""
+    from ..cube import pixel_area, region_mask
 
     cfg = ctx.cfg
     arrays = read_inputs(cfg)
     grid = target_grid(cfg, arrays)
-    missing = _missing_for_models(cfg, arrays)
+    missing = _missing_for_models(cfg, set(arrays))
     if missing:
         raise ConfigError(missing)
     mask = None
     if cfg.region is not None:
         mask = region_mask(grid, cfg.resolve(cfg.region.path), attribute=cfg.region.attribute,
                            values=cfg.region.values)
-    groups: dict[str, dict[str, xr.DataArray]] = {g: {} for g in _GROUPS}
-    for role, da in arrays.items():
-        method = cfg.inputs[role].resampling
-        variable = INPUT_ROLES[role][0]
-        out = regrid(da, grid, method=method, variable=variable)
-        if mask is not None:
-            out = out.where(mask)
-        out.name = role
-        groups[_GROUP_OF_FREQ[_frequency(cfg, role)]][role] = out
-    area = pixel_area(grid)
+    groups = _align(cfg, arrays, cfg.inputs, grid, mask)
     static = groups["static"]
-    static["area"] = area
+    static["area"] = pixel_area(grid)
     if mask is not None:
         static["region_mask"] = mask.astype("uint8").assign_attrs(
             long_name="1 inside the study region", units="1")
     outs: list[Path] = []
-    for g in _GROUPS:
-        if not groups[g]:
-            continue
-        ds = xr.Dataset(groups[g])
-        ds = ds.chunk({d: -1 if d == "time" else cfg.dask.chunks.get(d, 256) for d in ds.dims})
-        outs += _write_dataset(ctx, ds, f"inputs_{g}", "prepare")
+    for g in INPUT_GROUPS:
+        if groups[g]:
+            outs += write_cube(ctx, _chunked(cfg, xr.Dataset(groups[g])), f"inputs_{g}",
+                               "prepare")
+    for name, exp in (cfg.experiments or {}).items():
+        outs += _prepare_experiment(ctx, name, exp, grid, mask)
     return outs
 
 
-def load_prepared(ctx: RunContext) -> dict[str, xr.DataArray]:
-    """The aligned inputs as a flat mapping role -> lazy DataArray."""
+def _prepare_experiment(ctx: RunContext, name: str, exp, grid, mask) -> list[Path]:
+    from ..cube.temporal import hold_constant
+
+    cfg = ctx.cfg
+    if not exp.hold and not exp.inputs:
+        return []
+    groups = _align(cfg, read_inputs(cfg, exp.inputs), exp.inputs, grid, mask) \
+        if exp.inputs else {g: {} for g in INPUT_GROUPS}
+    base = None
+    for role, how in exp.hold.items():
+        if role in groups["monthly"]:
+            da = groups["monthly"][role]
+        else:
+            if base is None:
+                base = load_prepared(ctx, None)
+            da = base[role]
+        period = None
+        if exp.hold_period is not None:
+            period = (exp.hold_period.start_month + "-01", exp.hold_period.end_month + "-01")
+        held = hold_constant(da, how, period=period)
+        held.attrs["long_name"] = (f"{da.attrs.get('long_name', role)} held at its "
+                                   f"{'calendar-month climatology' if how == 'climatology' else 'mean'}"
+                                   f" (experiment {name})")
+        held.name = role
+        groups["monthly"][role] = held
+    outs: list[Path] = []
+    for g in INPUT_GROUPS:
+        if groups[g]:
+            outs += write_cube(ctx, _chunked(cfg, xr.Dataset(groups[g])), f"inputs_{g}",
+                               "prepare", experiment=name)
+    return outs
+
+
+def load_prepared(ctx: RunContext, experiment: str | None = None) -> dict[str, xr.DataArray]:
+    """The aligned inputs (role -> lazy DataArray); with ``experiment``, its changes applied."""
+    from ..io import read_cube
+
     out: dict[str, xr.DataArray] = {}
-    for g in _GROUPS:
-        if _cube_path(ctx, f"inputs_{g}") is not None:
-            ds = _open_cube(ctx, f"inputs_{g}")
-            for name, da in ds.data_vars.items():
-                out[str(name)] = da
+    for g in INPUT_GROUPS:
+        p = ctx.catalog.input_cube(g)
+        if p is not None:
+            for n, da in read_cube(p).data_vars.items():
+                out[str(n)] = da
+    if experiment is not None and ctx.cfg.experiments:
+        for g in INPUT_GROUPS:
+            p = ctx.catalog.input_cube(g, experiment)
+            if p is not None:
+                for n, da in read_cube(p).data_vars.items():
+                    out[str(n)] = da.drop_vars("experiment", errors="ignore")
     return out
 
 
-def _vegetation_mask(ctx: RunContext, inputs: dict[str, xr.DataArray],
+# --------------------------------------------------------------------------- flux
+
+
+def _vegetation_mask(cfg: StudyConfig, inputs: dict[str, xr.DataArray],
                      time: xr.DataArray) -> xr.DataArray | None:
     """True where fluxes are meaningful: not water / snow (and user-chosen classes)."""
     from ..cube import landcover_mask
@@ -327,8 +530,8 @@ def _vegetation_mask(ctx: RunContext, inputs: dict[str, xr.DataArray],
     if "landcover" not in inputs:
         return None
     lc = inputs["landcover"]
-    keep = landcover_mask(lc, mask_classes=tuple(ctx.cfg.models.mask_classes),
-                          scheme=ctx.cfg.landcover_scheme)
+    keep = landcover_mask(lc, mask_classes=tuple(cfg.models.mask_classes),
+                          scheme=cfg.landcover_scheme)
     if "time" in keep.dims:
         years = keep["time"].dt.year
         keep = keep.assign_coords(time=years.values).rename(time="year")
@@ -339,267 +542,258 @@ def _vegetation_mask(ctx: RunContext, inputs: dict[str, xr.DataArray],
     return keep
 
 
-def step_flux(ctx: RunContext) -> list[Path]:
-    """NPP and Rh models once each, NEP for every selected combination; monthly + annual cubes."""
+def _flux_experiment(ctx: RunContext, experiment: str | None) -> list[Path]:
     from ..cube.temporal import growing_season, to_annual
-    from ..flux import combinations as comb
-    from ..flux.nep import nep as nep_fn
+    from ..flux.chain import run_chain
 
     cfg = ctx.cfg
-    inputs = load_prepared(ctx)
-    combos = [comb.get_combination(c) for c in selected_combinations(cfg)]
+    inputs = load_prepared(ctx, experiment)
     outs: list[Path] = []
-    for m in sorted({c.npp.name for c in combos}):
-        ctx.echo(f"      NPP model '{m}'")
-        opts = model_options(cfg, m)
-        ds = comb.run_npp(m, inputs, **opts).to_dataset(name="npp")
-        outs += _write_dataset(ctx, ds, f"models/npp_{m}", "flux", models={"npp": m},
-                               parameters=opts)
-    for r in sorted({c.rh.name for c in combos}):
-        ctx.echo(f"      Rh model '{r}'")
-        opts = model_options(cfg, r)
-        ds = comb.run_rh(r, inputs, **opts)
-        outs += _write_dataset(ctx, ds, f"models/rh_{r}", "flux", models={"rh": r},
-                               parameters=opts)
-    for c in combos:
-        npp = _open_cube(ctx, f"models/npp_{c.npp.name}")["npp"]
-        rhds = _open_cube(ctx, f"models/rh_{c.rh.name}")
-        params = {"npp": model_options(cfg, c.npp.name), "rh": model_options(cfg, c.rh.name)}
-        models = {"combination": c.name, "npp": c.npp.name, "rh": c.rh.name}
-        ctx.echo(f"      combination '{c.name}'")
-        annual_rh = "yr-1" in rhds["rh"].attrs.get("units", "")
-        if annual_rh:  # e.g. Pei in mode="paper": one annual evaluation (001/003)
-            npp = to_annual(npp, min_valid_fraction=1.0)
-        cube = xr.Dataset({"npp": npp, "rh": rhds["rh"], "nep": nep_fn(npp, rhds["rh"])})
-        for extra in ("rs", "rh_gt_rs"):
-            if extra in rhds and not annual_rh:
-                cube[extra] = rhds[extra]
-        keep = _vegetation_mask(ctx, inputs, cube["time"])
+
+    def store(key: str, ds: xr.Dataset, meta: dict) -> xr.Dataset:
+        kind, name = meta.get("kind"), meta.get("name")
+        opts = meta.get("options") or {}
+        outs.extend(write_cube(ctx, ds, ctx.catalog.model_cube_name(key), "flux",
+                               experiment=experiment, models={kind: name}, parameters=opts))
+        return open_cube(ctx, ctx.catalog.model_cube_name(key), experiment=experiment)
+
+    combos = selected_combinations(cfg)
+    results = run_chain(combos, inputs, options=chain_options(cfg), store=store,
+                        echo=lambda m: ctx.echo(f"      {m}"))
+    for name in combos:
+        cube = results[name]
+        models = {k: v for k, v in {"combination": name,
+                                    "npp": cube.attrs.get("npp_model"),
+                                    "rh": cube.attrs.get("rh_model"),
+                                    "nep": cube.attrs.get("nep_model")}.items() if v}
+        params = {kind: model_options(cfg, kind, m) for kind, m in _combination_models(name)}
+        ctx.echo(f"      combination '{name}'")
+        annual_step = cube.attrs.get("time_step") == "year"
+        if annual_step:
+            cube = cube[[v for v in ("npp", "rh", "nep") if v in cube]]
+        keep = _vegetation_mask(cfg, inputs, cube["time"])
         if keep is not None:
             with xr.set_options(keep_attrs=True):
                 cube = cube.where(keep) if "rh_gt_rs" not in cube else \
                     cube.drop_vars("rh_gt_rs").where(keep).assign(rh_gt_rs=cube["rh_gt_rs"])
-        cube.attrs["combination"] = c.name
-        if annual_rh:
-            outs += _write_dataset(ctx, cube, f"{c.name}/annual", "flux", models=models,
-                                   parameters=params)
+        cube.attrs["combination"] = name
+        if annual_step:
+            outs += write_cube(ctx, cube, "annual", "flux", combination=name,
+                               experiment=experiment, models=models, parameters=params)
             continue
-        outs += _write_dataset(ctx, cube, f"{c.name}/monthly", "flux", models=models,
-                               parameters=params)
-        monthly = _open_cube(ctx, f"{c.name}/monthly")
-        fluxes = monthly[[v for v in ("npp", "rh", "nep", "rs") if v in monthly]]
+        outs += write_cube(ctx, cube, "monthly", "flux", combination=name,
+                           experiment=experiment, models=models, parameters=params)
+        monthly = open_cube(ctx, "monthly", combination=name, experiment=experiment)
+        fluxes = monthly[[v for v in _FLUX_VARS if v in monthly]]
+        fluxes = fluxes.drop_vars("experiment", errors="ignore")
         annual = to_annual(fluxes, min_valid_fraction=1.0)
-        outs += _write_dataset(ctx, annual, f"{c.name}/annual", "flux", models=models,
-                               parameters=params)
+        outs += write_cube(ctx, annual, "annual", "flux", combination=name,
+                           experiment=experiment, models=models, parameters=params)
         gs = growing_season(fluxes, months=tuple(cfg.outputs.growing_season_months))
-        outs += _write_dataset(ctx, gs, f"{c.name}/growing_season", "flux", models=models,
-                               parameters=params)
+        outs += write_cube(ctx, gs, "growing_season", "flux", combination=name,
+                           experiment=experiment, models=models, parameters=params)
     return outs
+
+
+def step_flux(ctx: RunContext) -> list[Path]:
+    """NPP, Rh (and NEP) models once each, NEP for every combination; per experiment."""
+    outs: list[Path] = []
+    for exp in (ctx.cfg.experiments or {None: None}):
+        if exp is not None:
+            ctx.echo(f"      experiment '{exp}'")
+        outs += _flux_experiment(ctx, exp)
+    return outs
+
+
+# --------------------------------------------------------------------------- analyses
+
+
+def run_analysis_step(ctx: RunContext, name: str) -> list[Path]:
+    """Run analysis ``name`` on the results folder and write what it returns."""
+    from ..report.figures import save_figure
+
+    an = get_analysis(name)
+    opts = an.Options.model_validate(selected_analyses(ctx.cfg)[name])
+    actx = PipelineContext(ctx, name, opts.model_dump(mode="json"))
+    result = an.run(actx, opts)
+    outs: list[Path] = list(actx.outputs)
+    written_tables: dict[str, list[str]] = {}
+    for tname, df in result.tables.items():
+        paths = write_table(ctx, df, tname, name)
+        outs += paths
+        written_tables[tname] = [ctx.catalog.rel(p) for p in paths]
+    for prod in result.datasets:
+        outs += _write_product(ctx, prod, name, opts.model_dump(mode="json"))
+    figure_paths: dict[str, str] = {}
+    if ctx.cfg.outputs.figures:
+        meta = flat_attrs(provenance(ctx.cfg, name))
+        for fname, fig in result.figures.items():
+            p = ctx.catalog.figure(fname)
+            p.parent.mkdir(parents=True, exist_ok=True)
+            save_figure(fig, p, meta)
+            outs.append(p)
+            figure_paths[fname] = ctx.catalog.rel(p)
+    ctx.sections[name] = [_resolve_section(s, figure_paths, written_tables, an)
+                          for s in result.sections]
+    return outs
+
+
+def _resolve_section(sec, figures: dict[str, str], tables: dict[str, list[str]], an):
+    from ..report.sections import FigureRef, TableRef
+
+    for b in sec.blocks:
+        if isinstance(b, FigureRef) and b.path is None:
+            b.path = figures.get(b.name)
+        elif isinstance(b, TableRef) and not b.paths:
+            b.paths = tables.get(b.name, [])
+    if an.template_dir is not None:
+        sec.data.setdefault("template_dir", str(an.template_dir))
+    return sec
+
+
+def write_maps(ctx: RunContext, ds: xr.Dataset, variables, *, prefix: str = "",
+               combination: str | None = None, experiment: str | None = None,
+               step: str = "maps") -> list[Path]:
+    from ..io import write_cog
+
+    prov = flat_attrs(provenance(ctx.cfg, step, models={"combination": combination}
+                                 if combination else None))
+    outs = []
+    for var in variables:
+        da = ds[var].drop_vars("experiment", errors="ignore").assign_attrs(**prov)
+        p = ctx.catalog.map(f"{prefix}{var}", combination=combination, experiment=experiment)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        write_cog(da, p)
+        outs.append(p)
+    return outs
+
+
+# --------------------------------------------------------------------------- maps, report
 
 
 def step_maps(ctx: RunContext) -> list[Path]:
-    """Cloud-Optimized GeoTIFFs of multi-year mean annual NPP, Rh and NEP per combination."""
-    from ..io import write_cog
-
-    outs: list[Path] = []
-    if "cog" not in ctx.cfg.outputs.formats:
-        return outs
-    for name in selected_combinations(ctx.cfg):
-        annual = _open_cube(ctx, f"{name}/annual")
-        for v in ("npp", "rh", "nep"):
-            mean = annual[v].mean("time", skipna=False)
-            mean.attrs = {**annual[v].attrs,
-                          "long_name": f"multi-year mean annual {annual[v].attrs.get('long_name', v)}",
-                          **flat_attrs(provenance(ctx.cfg, "maps",
-                                                  models={"combination": name}))}
-            mean = mean.rio.write_crs(annual[v].rio.crs) if annual[v].rio.crs else mean
-            p = ctx.path("maps", name, f"{v}_mean_annual.tif")
-            write_cog(mean, p)
-            outs.append(p)
-    return outs
-
-
-def step_summaries(ctx: RunContext) -> list[Path]:
-    """Area-weighted regional series and per-land-cover-class means (tidy tables)."""
-    from ..cube import reclassify
-    from ..regions import per_class_summary, regional_mean, regional_total
+    """Cloud-Optimized GeoTIFFs and figures of multi-year mean annual NPP, Rh and NEP."""
+    from ..report.figures import map_figure, save_figure
+    from ..report.sections import Section
 
     cfg = ctx.cfg
-    inputs = load_prepared(ctx)
-    area = inputs["area"]
-    rows = []
-    gs_rows = []
-    class_rows = []
-    for name in selected_combinations(cfg):
-        annual = _open_cube(ctx, f"{name}/annual")
-        gs = _open_cube(ctx, f"{name}/growing_season") \
-            if _cube_path(ctx, f"{name}/growing_season") is not None else None
-        for v in ("npp", "rh", "nep"):
-            mean = regional_mean(annual[v], area).compute()
-            total = regional_total(annual[v], area, units="Tg C").compute()
-            for t, mv, tv in zip(annual["time"].dt.year.values, mean.values, total.values,
-                                 strict=True):
-                rows.append({"combination": name, "variable": v, "year": int(t),
-                             "mean_g_C_m2_yr": float(mv), "total_Tg_C_yr": float(tv)})
-            if gs is None:
+    outs: list[Path] = []
+    sec = Section(id="maps", title="Multi-year mean maps")
+    sec.text("Multi-year mean of the annual totals per combination (pixels with a missing year "
+             "are left empty). The Cloud-Optimized GeoTIFFs open in QGIS with their CRS.")
+    meta = flat_attrs(provenance(cfg, "maps"))
+    for exp in cfg.experiment_names:
+        e = exp if cfg.experiments else None
+        for name in selected_combinations(cfg):
+            annual = open_cube(ctx, "annual", combination=name, experiment=e)
+            if annual is None:
                 continue
-            gmean = regional_mean(gs[v], area).compute()
-            for t, mv in zip(gs["time"].dt.year.values, gmean.values, strict=True):
-                gs_rows.append({"combination": name, "variable": v, "year": int(t),
-                                "season_total_g_C_m2": float(mv),
-                                "monthly_mean_g_C_m2_month": float(mv) / len(
-                                    cfg.outputs.growing_season_months)})
-        if "landcover" in inputs and "landcover_summary" in cfg.analyses:
-            lc = inputs["landcover"]
-            lc_last = lc.isel(time=-1) if "time" in lc.dims else lc
-            classes = reclassify(lc_last, scheme=cfg.landcover_scheme, to="7class")
-            nep_mean = annual["nep"].mean("time", skipna=False)
-            df = per_class_summary(nep_mean, classes, area)
-            df.insert(0, "combination", name)
-            df.insert(1, "variable", "nep_mean_annual")
-            class_rows.append(df)
-    outs = _write_table(ctx, pd.DataFrame(rows), "regional_annual", "summaries")
-    outs += _write_table(ctx, pd.DataFrame(gs_rows), "regional_growing_season", "summaries")
-    if class_rows:
-        outs += _write_table(ctx, pd.concat(class_rows, ignore_index=True),
-                             "landcover_nep", "summaries")
-    if "sink_classes" in cfg.analyses:
-        outs += _sink_class_table(ctx, area)
-    return outs
-
-
-def _sink_class_table(ctx: RunContext, area: xr.DataArray) -> list[Path]:
-    from ..stats import class_area_shares, sink_source_classes
-
-    frames = []
-    for name in selected_combinations(ctx.cfg):
-        annual = _open_cube(ctx, f"{name}/annual")
-        nep_mean = annual["nep"].mean("time", skipna=False)
-        classes = sink_source_classes(nep_mean)
-        df = class_area_shares(classes, area)
-        df.insert(0, "combination", name)
-        frames.append(df)
-    return _write_table(ctx, pd.concat(frames, ignore_index=True), "sink_source_area", "summaries")
-
-
-def step_trends(ctx: RunContext) -> list[Path]:
-    """Per-pixel Sen/Mann–Kendall and OLS trends of annual NEP, class maps and area shares.
-
-    Also the OLS trend of each area-weighted regional annual series (METHODS §6.1–6.3).
-    """
-    from ..io import write_cog
-    from ..regions import regional_mean
-    from ..stats import class_area_shares, mann_kendall, ols_trend, sen_mk_classes
-    from ..stats import ols_six_classes
-
-    cfg = ctx.cfg
-    if "trends" not in cfg.analyses:
-        return []
-    y0, y1 = cfg.period.years
-    if y1 - y0 + 1 < MIN_TREND_YEARS:
-        ctx.echo(f"      trends skipped: the study period has {y1 - y0 + 1} years, the "
-                 f"Mann–Kendall test needs at least {MIN_TREND_YEARS} (METHODS §1.3)")
-        return []
-    inputs = load_prepared(ctx)
-    area = inputs["area"]
-    outs: list[Path] = []
-    shares, regional = [], []
-    for name in selected_combinations(cfg):
-        annual = _open_cube(ctx, f"{name}/annual")
-        nep = annual["nep"]
-        mk = mann_kendall(nep, "time")
-        ols = ols_trend(nep, "time")
-        classes9 = sen_mk_classes(mk)
-        classes6 = ols_six_classes(ols)
-        ds = xr.Dataset({
-            **{f"sen_{k}": v for k, v in mk.data_vars.items()},
-            **{f"ols_{k}": v for k, v in ols.data_vars.items()},
-            "sen_mk_class": classes9, "ols_class": classes6})
-        models = {"combination": name, "statistics": ["mann_kendall", "ols_trend"]}
-        outs += _write_dataset(ctx, ds, f"{name}/nep_trend", "trends", models=models)
-        written = _open_cube(ctx, f"{name}/nep_trend")
-        for var, label in (("sen_mk_class", "Sen/MK nine classes (seed 001)"),
-                           ("ols_class", "OLS six classes (seed 003)")):
-            df = class_area_shares(written[var], area)
-            df.insert(0, "combination", name)
-            df.insert(1, "scheme", label)
-            shares.append(df)
-        if "cog" in cfg.outputs.formats:
-            prov = flat_attrs(provenance(cfg, "trends", models=models))
-            for var in ("sen_slope", "sen_mk_class", "ols_slope", "ols_p"):
-                da = written[var]
-                da = da.assign_attrs(**prov)
-                p = ctx.path("maps", name, f"nep_{var}.tif")
-                write_cog(da, p)
+            means = xr.Dataset()
+            for v in ("npp", "rh", "nep"):
+                if v not in annual:
+                    continue
+                mean = annual[v].mean("time", skipna=False)
+                mean.attrs = {**annual[v].attrs, "long_name": "multi-year mean annual "
+                              f"{annual[v].attrs.get('long_name', v)}"}
+                if annual[v].rio.crs:
+                    mean = mean.rio.write_crs(annual[v].rio.crs)
+                means[f"{v}_mean_annual"] = mean
+            if "cog" in cfg.outputs.formats:
+                outs += write_maps(ctx, means, list(means.data_vars), combination=name,
+                                   experiment=e)
+            if cfg.outputs.figures and "nep_mean_annual" in means:
+                label = f"{name}" + (f" ({exp})" if cfg.experiments else "")
+                fig = map_figure(means["nep_mean_annual"].compute(),
+                                 title=f"{label}: mean annual NEP", synthetic=cfg.synthetic)
+                p = ctx.catalog.figure(f"{name}_nep_mean_map", experiment=e)
+                save_figure(fig, p, {**meta, "carbonsink_combination": name})
                 outs.append(p)
-        for v in ("npp", "rh", "nep"):
-            series = regional_mean(annual[v], area).compute()
-            tr = ols_trend(series, "time").compute()
-            tm = mann_kendall(series, "time").compute()
-            regional.append({"combination": name, "variable": v,
-                             "ols_slope_g_C_m2_yr2": float(tr["slope"]),
-                             "ols_p": float(tr["p"]), "ols_r2": float(tr["r2"]),
-                             "sen_slope_g_C_m2_yr2": float(tm["slope"]),
-                             "mk_z": float(tm["z"]), "mk_p": float(tm["p"]),
-                             "n_years": int(tr["n"])})
-    outs += _write_table(ctx, pd.concat(shares, ignore_index=True), "nep_trend_classes",
-                         "trends")
-    outs += _write_table(ctx, pd.DataFrame(regional), "regional_trends", "trends")
+                sec.figure(p.stem, caption=f"{label}: multi-year mean annual NEP")
+                sec.blocks[-1].path = ctx.catalog.rel(p)
+    ctx.sections["maps"] = [sec]
     return outs
 
 
-def step_figures(ctx: RunContext) -> list[Path]:
-    from ..report.figures import map_figure, timeseries_figure
-
-    if not ctx.cfg.outputs.figures:
-        return []
-    meta = flat_attrs(provenance(ctx.cfg, "figures"))
-    outs = []
-    table = read_result_table(ctx.out_dir, "regional_annual")
-    p = ctx.path("figures", "nep_regional_annual.png")
-    timeseries_figure(table[table.variable == "nep"], p, synthetic=ctx.cfg.synthetic,
-                      title=f"{ctx.cfg.name}: area-weighted mean annual NEP", metadata=meta)
-    outs.append(p)
-    for name in selected_combinations(ctx.cfg):
-        annual = _open_cube(ctx, f"{name}/annual")
-        p = ctx.path("figures", f"{name}_nep_mean_map.png")
-        map_figure(annual["nep"].mean("time", skipna=False).compute(), p,
-                   title=f"{name}: mean annual NEP", synthetic=ctx.cfg.synthetic,
-                   metadata={**meta, "carbonsink_combination": name})
-        outs.append(p)
-        if _cube_path(ctx, f"{name}/nep_trend") is not None:
-            slope = _open_cube(ctx, f"{name}/nep_trend")["sen_slope"].compute()
-            p = ctx.path("figures", f"{name}_nep_sen_slope_map.png")
-            map_figure(slope, p, title=f"{name}: Theil–Sen trend of annual NEP",
-                       cmap="RdBu", synthetic=ctx.cfg.synthetic,
-                       metadata={**meta, "carbonsink_combination": name})
-            outs.append(p)
-    return outs
+def _grid_text(cfg: StudyConfig) -> str:
+    try:
+        g = target_grid(cfg)
+        return f"{g.shape[0]} × {g.shape[1]} cells, CRS {g.crs}, resolution {g.resolution}"
+    except CarbonsinkError:  # grid.like needs the inputs; the report does not re-read them
+        return f"the grid of input '{cfg.grid.like}'"
 
 
 def step_report(ctx: RunContext) -> list[Path]:
-    from ..report.html import write_index
+    """Render ``index.html`` from the sections the analyses returned (computes nothing)."""
+    import json
 
+    from ..report.html import render_report
+
+    cfg = ctx.cfg
+    sections = [s for step in ctx.step_names if step in ctx.sections
+                for s in ctx.sections[step]]
+    rel = sorted({ctx.catalog.rel(p) for step, paths in ctx.outputs.items()
+                  if step != "report" for p in paths})
+    products: dict[str, list[str]] = {"tables": [], "figures": [], "maps": [], "cubes": []}
+    for r in rel:
+        products.setdefault(Catalog.kind_of(r), []).append(r)
+    products.pop("other", None)
+    template_dirs = sorted({s.data["template_dir"] for s in sections
+                            if "template_dir" in s.data})
+    study = {"name": cfg.name, "description": cfg.description, "synthetic": cfg.synthetic,
+             "period": f"{cfg.period.start} – {cfg.period.end}", "grid": _grid_text(cfg),
+             "zone": zone_label(cfg), "combinations": selected_combinations(cfg),
+             "experiments": cfg.experiment_names,
+             "methods": "carbonsink docs/ARCHITECTURE.md and the model docstrings"}
+    run_info = {
+        "models and parameters": json.dumps({"combinations": selected_combinations(cfg),
+                                             "options": cfg.models.options}, sort_keys=True),
+        "analyses": json.dumps(selected_analyses(cfg), sort_keys=True),
+        "step timings [s]": json.dumps({k: round(v, 2) for k, v in ctx.timings.items()}),
+    }
+    if cfg.experiments:
+        run_info["experiments"] = json.dumps(
+            {k: v.model_dump(mode="json") for k, v in cfg.experiments.items()}, sort_keys=True)
     p = ctx.out_dir / "index.html"
-    write_index(ctx, p)
+    render_report(p, study=study, provenance=provenance(cfg, "report"), sections=sections,
+                  products=products, run_info=run_info, template_dirs=template_dirs)
     return [p]
 
 
-STEPS: list[Step] = [
-    Step("prepare", "read, convert and align inputs", step_prepare,
-         config_keys=("period", "grid", "region", "inputs", "outputs.formats", "dask.chunks"),
-         uses_input_files=True),
-    Step("flux", "NPP, Rh and NEP for every combination", step_flux, depends=("prepare",),
-         config_keys=("models", "outputs", "period")),
-    Step("maps", "maps (Cloud-Optimized GeoTIFF)", step_maps, depends=("flux",),
-         config_keys=("outputs.formats",)),
-    Step("summaries", "regional and per-class summaries", step_summaries, depends=("flux",),
-         config_keys=("analyses", "outputs")),
-    Step("trends", "trends and significance classes", step_trends, depends=("flux",),
-         config_keys=("analyses", "outputs.formats")),
-    Step("figures", "figures", step_figures, depends=("summaries", "maps", "trends"),
-         config_keys=("outputs", "name", "synthetic")),
-    Step("report", "HTML report", step_report,
-         depends=("prepare", "flux", "maps", "summaries", "trends", "figures"),
-         config_keys=("name", "description", "synthetic", "outputs")),
-]
+# --------------------------------------------------------------------------- the steps
+
+
+def _analysis_step(name: str) -> Step:
+    an = get_analysis(name)
+
+    def func(ctx: RunContext) -> list[Path]:
+        return run_analysis_step(ctx, name)
+
+    def files(cfg: StudyConfig) -> list[Path]:
+        return an.files(cfg, an.Options.model_validate(selected_analyses(cfg)[name]))
+
+    return Step(name, an.title, func, depends=("flux", *an.after),
+                config_keys=(f"analyses.{name}", "outputs", "name", "synthetic", "experiments",
+                             "region"),
+                files=files)
+
+
+def build_steps(cfg: StudyConfig) -> list[Step]:
+    """The steps of ``cfg``: prepare → flux → one per analysis → maps → report."""
+    steps = [
+        Step("prepare", "read, convert and align inputs", step_prepare,
+             config_keys=("period", "grid", "region", "inputs", "outputs.formats",
+                          "dask.chunks", "experiments"),
+             uses_input_files=True),
+        Step("flux", "NPP, Rh and NEP for every combination", step_flux, depends=("prepare",),
+             config_keys=("models", "outputs", "period", "experiments")),
+    ]
+    analyses = _ordered_analyses(cfg)
+    steps += [_analysis_step(name) for name in analyses]
+    steps.append(Step("maps", "maps (Cloud-Optimized GeoTIFF) and mean-map figures", step_maps,
+                      depends=("flux",), config_keys=("outputs", "name", "synthetic",
+                                                      "experiments")))
+    steps.append(Step("report", "HTML report", step_report,
+                      depends=tuple(s.name for s in steps),
+                      config_keys=("name", "description", "synthetic", "outputs", "models",
+                                   "analyses", "experiments")))
+    return steps

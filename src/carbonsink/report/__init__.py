@@ -1,6 +1,11 @@
-"""Figures and the HTML report (render only; no computation happens here)."""
+"""The report: renders sections handed to it (figures, tables, text) into an offline HTML page.
 
-from .figures import map_figure, timeseries_figure
-from .html import write_index
+It computes nothing and imports nothing above itself (no analysis, no pipeline).
+"""
 
-__all__ = ["map_figure", "timeseries_figure", "write_index"]
+from .figures import map_figure, save_figure, timeseries_figure
+from .html import render_report
+from .sections import FigureRef, Section, TableRef, Text, table_view
+
+__all__ = ["render_report", "Section", "Text", "FigureRef", "TableRef", "table_view",
+           "timeseries_figure", "map_figure", "save_figure"]

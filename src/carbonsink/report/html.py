@@ -1,93 +1,85 @@
-"""The offline HTML report (``index.html``) that links every output of a run."""
+"""The offline HTML report (``index.html``): renders what it is given, nothing more.
+
+:func:`render_report` receives the study summary, the provenance record, the
+sections the analyses returned (with the paths of their written figures and
+tables) and the list of products; it renders ``templates/index.html.j2`` with one
+partial per section kind (``templates/sections/<kind>.html.j2``). Figures are
+linked relatively, so the folder can be moved or zipped; no network is used.
+"""
 
 from __future__ import annotations
 
 import json
-from importlib import resources
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
 from ..io.atomic import atomic_write
+from .sections import Section
 
-__all__ = ["write_index"]
+__all__ = ["render_report", "write_index"]
 
 
-def _env() -> jinja2.Environment:
-    text = resources.files("carbonsink.report").joinpath("templates/index.html.j2").read_text()
-    env = jinja2.Environment(autoescape=jinja2.select_autoescape(["html"]))
-    env.globals["_template"] = text
+def _env(template_dirs: Iterable[str | Path] = ()) -> jinja2.Environment:
+    loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(str(d)) for d in template_dirs]
+    loaders.append(jinja2.PackageLoader("carbonsink.report", "templates"))
+    env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]),
+                             undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True)
+
+    def fmt(v: Any) -> str:
+        if v is None:
+            return "–"
+        if isinstance(v, float):
+            return f"{v:.6g}"
+        return str(v)
+
+    env.filters["fmt"] = fmt
     return env
 
 
-def _rel(paths, root: Path) -> list[str]:
-    out = []
-    for p in paths:
-        try:
-            out.append(str(Path(p).resolve().relative_to(root.resolve())))
-        except ValueError:
-            out.append(str(p))
-    return sorted(set(out))
+def render_report(path: str | Path, *, study: Mapping[str, Any], provenance: Mapping[str, Any],
+                  sections: Sequence[Section], products: Mapping[str, Sequence[str]] | None = None,
+                  run_info: Mapping[str, Any] | None = None,
+                  template_dirs: Iterable[str | Path] = ()) -> Path:
+    """Render ``index.html`` at ``path``.
 
-
-def _summary_html(root: Path) -> str:
-    from ..pipeline.steps import read_result_table
-
-    df = read_result_table(root, "regional_annual")
-    if df is None:
-        return "<p>(no regional table)</p>"
-    nep = df[df["variable"] == "nep"]
-    tab = nep.groupby("combination").agg(
-        mean_NEP_g_C_m2_yr=("mean_g_C_m2_yr", "mean"),
-        min_year_mean=("mean_g_C_m2_yr", "min"),
-        max_year_mean=("mean_g_C_m2_yr", "max"),
-        mean_total_Tg_C_yr=("total_Tg_C_yr", "mean"),
-    ).round(2)
-    return tab.to_html(classes="summary")
-
-
-def _trend_html(root: Path) -> str:
-    from ..pipeline.steps import read_result_table
-
-    df = read_result_table(root, "regional_trends")
-    if df is None:
-        return "<p>(no trend analysis in this run)</p>"
-    cols = ["combination", "variable", "ols_slope_g_C_m2_yr2", "ols_p",
-            "sen_slope_g_C_m2_yr2", "mk_z", "mk_p", "n_years"]
-    return df[cols].round(4).to_html(index=False, classes="summary")
-
-
-def write_index(ctx, path: str | Path) -> Path:
-    """Render ``index.html`` for a finished run described by ``ctx`` (a RunContext)."""
-    from ..pipeline.provenance import provenance
-    from ..pipeline.steps import selected_combinations, target_grid
-
-    root = ctx.out_dir
-    outs = [p for step, paths in ctx.outputs.items() for p in paths if step != "report"]
-    rel = _rel(outs, root)
-    combos = selected_combinations(ctx.cfg)
-    try:
-        g = target_grid(ctx.cfg)
-        grid = f"{g.shape[0]} × {g.shape[1]} cells, CRS {g.crs}, resolution {g.resolution}"
-    except Exception:  # grid.like needs the inputs; the report does not re-read them
-        grid = f"the grid of input '{ctx.cfg.grid.like}'"
-    env = _env()
-    tpl = env.from_string(env.globals["_template"])
-    html = tpl.render(
-        study=ctx.cfg,
-        prov=provenance(ctx.cfg, "report"),
-        grid=grid,
-        combinations=combos,
-        summary_table=_summary_html(root),
-        trend_table=_trend_html(root),
-        figures=[p for p in rel if p.endswith(".png")],
-        tables=[p for p in rel if p.endswith((".csv", ".parquet"))],
-        maps=[p for p in rel if p.endswith(".tif")],
-        cubes=[p for p in rel if p.endswith((".zarr", ".nc"))],
-        models=json.dumps({"combinations": combos, "options": ctx.cfg.models.options},
-                          sort_keys=True),
-        timings=json.dumps({k: round(v, 2) for k, v in ctx.timings.items()}),
-    )
+    Parameters
+    ----------
+    study
+        ``name``, ``description``, ``synthetic``, ``period``, ``grid``, ``combinations``,
+        ``experiments``, ``models`` (what the header shows).
+    provenance
+        The provenance record (version, study hash, time ...), shown as a table.
+    sections
+        :class:`~carbonsink.report.sections.Section` objects in order; each is rendered by
+        ``sections/<section.template>.html.j2`` (searched first in ``template_dirs``).
+    products
+        Relative paths of the written products by kind (``cubes``, ``maps``, ``tables``,
+        ``figures``), listed at the end.
+    run_info
+        Extra key/value pairs for the provenance table (models and parameters, timings).
+    """
+    env = _env(template_dirs)
+    parts = []
+    for sec in sections:
+        tpl = env.get_template(f"sections/{sec.template}.html.j2")
+        parts.append({"id": sec.id, "title": sec.title,
+                      "html": tpl.render(section=sec, study=study)})
+    html = env.get_template("index.html.j2").render(
+        study=study, prov=dict(provenance), sections=parts,
+        products={k: sorted(set(v)) for k, v in (products or {}).items()},
+        run_info={k: (v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str))
+                  for k, v in (run_info or {}).items()})
+    path = Path(path)
     with atomic_write(path) as tmp:
         Path(tmp).write_text(html, encoding="utf-8")
-    return Path(path)
+    return path
+
+
+def write_index(*args, **kwargs) -> Path:  # pragma: no cover - old name
+    """Deprecated: use :func:`render_report`."""
+    return render_report(*args, **kwargs)

@@ -8,12 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from .._xrutil import keep_coord_attrs
-from numba import typed
-
-from carbonsink.errors import AlignmentError, CarbonsinkError, InsufficientDataError
-
-from ._parallel import run_ranges
+from .. import _engine, _time
+from ..errors import InputError, InsufficientDataError, InvalidArgumentError
 
 
 # --------------------------------------------------------------------------- inputs
@@ -21,7 +17,7 @@ from ._parallel import run_ranges
 
 def check_dataarray(obj, name: str = "input") -> xr.DataArray:
     if not isinstance(obj, xr.DataArray):
-        raise CarbonsinkError(
+        raise InvalidArgumentError(
             f"{name}: expected an xarray.DataArray, found {type(obj).__name__}; wrap NumPy "
             "arrays with xr.DataArray(values, dims=(..., 'time'))")
     return obj
@@ -29,7 +25,7 @@ def check_dataarray(obj, name: str = "input") -> xr.DataArray:
 
 def check_dim(da: xr.DataArray, dim: str, name: str = "input") -> int:
     if dim not in da.dims:
-        raise CarbonsinkError(
+        raise InvalidArgumentError(
             f"{name} ('{da.name}') has no dimension '{dim}' (dims: {tuple(da.dims)}); pass "
             "dim= naming the time dimension")
     return int(da.sizes[dim])
@@ -69,24 +65,14 @@ def time_in_years(da: xr.DataArray, dim: str) -> np.ndarray:
         return np.arange(n, dtype=np.float64)
     c = da[dim]
     if np.issubdtype(c.dtype, np.datetime64) or c.dtype == object:
-        year = c.dt.year.values.astype(np.float64)
-        doy = c.dt.dayofyear.values.astype(np.float64)
-        try:
-            diy = c.dt.days_in_year.values.astype(np.float64)
-        except AttributeError:
-            diy = np.where(c.dt.is_leap_year.values, 366.0, 365.0)
-        frac = (doy - 1.0) / diy
-        if np.issubdtype(c.dtype, np.datetime64):
-            secs = (c.values - c.values.astype("datetime64[D]")).astype("timedelta64[ns]")
-            frac = frac + secs.astype(np.float64) / 86400e9 / diy
-        years = year + frac
+        years = _time.fractional_years(c)
     elif np.issubdtype(c.dtype, np.number):
         years = c.values.astype(np.float64)
     else:
-        raise CarbonsinkError(
+        raise InputError(
             f"coordinate '{dim}' has dtype {c.dtype}; expected datetimes or numbers (years)")
     if n > 1 and not np.all(np.diff(years) > 0):
-        raise CarbonsinkError(
+        raise InputError(
             f"coordinate '{dim}' must be strictly increasing; sort with .sortby('{dim}') and "
             "drop duplicate time steps")
     return years - years[0]
@@ -109,107 +95,29 @@ def slope_units(units: str | None) -> str | None:
 
 
 # --------------------------------------------------------------------------- kernel driver
-
-
-def _float_dtype(arrays: Sequence[np.ndarray]) -> np.dtype:
-    if all(a.dtype == np.float32 for a in arrays):
-        return np.dtype(np.float32)
-    return np.dtype(np.float64)
-
-
-def _canonical(a2: np.ndarray) -> tuple[np.ndarray, int]:
-    """(pixels, time) array → C-contiguous array and orientation flag."""
-    if a2.flags.c_contiguous:
-        return a2, 0
-    if a2.flags.f_contiguous:
-        return a2.T, 1
-    return np.ascontiguousarray(a2), 0
+# The driver lives in :mod:`carbonsink._engine` (pixel-major layout for the statistics
+# kernels); these names are kept for the statistics modules.
 
 
 def run_kernel(kernel, arrays, args, outputs, threads, post=None):
-    """Run ``kernel(xs, orient, *args, *outs, start, stop)`` over all pixels.
-
-    ``arrays``: NumPy arrays ``(..., time)`` with broadcastable leading shapes.
-    ``outputs``: list of ``(dtype or "float", extra_shape)``; "float" means the
-    common float dtype of the inputs.  Returns the outputs shaped
-    ``leading_shape + extra_shape``.
-    """
-    arrays = [np.asarray(a) for a in arrays]
-    fdt = _float_dtype(arrays)
-    arrays = [a if a.dtype == fdt else a.astype(fdt) for a in arrays]
-    T = arrays[0].shape[-1]
-    lead = np.broadcast_shapes(*[a.shape[:-1] for a in arrays])
-    npix = int(np.prod(lead)) if len(lead) else 1
-    xs = typed.List()
-    orient = np.zeros(len(arrays), dtype=np.int64)
-    for i, a in enumerate(arrays):
-        if a.shape[:-1] != lead:
-            a = np.broadcast_to(a, lead + (T,))
-        a2, o = _canonical(a.reshape(npix, T))
-        xs.append(a2)
-        orient[i] = o
-    outs = []
-    for dt, extra in outputs:
-        dt = fdt if dt == "float" else np.dtype(dt)
-        outs.append(np.empty((npix,) + tuple(extra), dtype=dt))
-    def task(s, e):
-        kernel(xs, orient, *args, *outs, s, e)
-        if post is not None:
-            post(outs, s, e)
-
-    if npix > 0:
-        run_ranges(task, npix, threads)
-    return tuple(o.reshape(lead + o.shape[1:]) for o in outs)
+    """Run ``kernel(xs, orient, *args, *outs, start, stop)`` over all pixels
+    (:func:`carbonsink._engine.run_pixel_kernel`)."""
+    return _engine.run_pixel_kernel(kernel, arrays, args, outputs, threads, post=post)
 
 
-# --------------------------------------------------------------------------- apply_ufunc
-
-
-def prepare(objs: Sequence[xr.DataArray], dim: str) -> list[xr.DataArray]:
-    """Align exactly, make the core dim a single dask chunk."""
-    try:
-        objs = list(xr.align(*objs, join="exact", copy=False))
-    except ValueError as exc:
-        raise AlignmentError(
-            f"inputs are not on the same coordinates ({exc}); put them on one grid and "
-            "period first (carbonsink.cube.regrid / .sel)") from None
-    out = []
-    for o in objs:
-        if o.chunks is not None:
-            axis = o.get_axis_num(dim)
-            if len(o.chunks[axis]) > 1:
-                o = o.chunk({dim: -1})
-        out.append(o)
-    return out
-
-
-def is_lazy(objs: Sequence[xr.DataArray]) -> bool:
-    return any(o.chunks is not None for o in objs)
+prepare = _engine.prepare
+is_lazy = _engine.is_lazy
 
 
 def apply(func, objs, dim, *, n_out, out_dtypes, out_core_dims=None, out_sizes=None,
           kwargs=None, extra_core_dims=None):
-    """``xr.apply_ufunc`` with time as the core dim, lazy over dask chunks."""
-    objs = prepare(objs, dim)
-    lazy = is_lazy(objs)
-    kwargs = dict(kwargs or {})
-    kwargs["threads"] = 1 if lazy else None
-    in_core = [[dim]] * len(objs) if extra_core_dims is None else extra_core_dims
-    res = xr.apply_ufunc(
-        func, *objs,
-        input_core_dims=in_core,
-        output_core_dims=out_core_dims or [[]] * n_out,
-        dask="parallelized",
-        output_dtypes=out_dtypes,
-        dask_gufunc_kwargs={"output_sizes": out_sizes} if out_sizes else None,
-        kwargs=kwargs,
-        keep_attrs=False,
-    )
-    res = keep_coord_attrs(res, *objs)
-    return res if isinstance(res, tuple) else (res,)
+    """``xr.apply_ufunc`` with time as the core dim, lazy over dask chunks
+    (:func:`carbonsink._engine.apply`)."""
+    return _engine.apply(func, objs, dim, n_out=n_out, out_dtypes=out_dtypes,
+                         in_core_dims=extra_core_dims, out_core_dims=out_core_dims,
+                         out_sizes=out_sizes, kwargs=kwargs)
 
 
 def out_float_dtype(*objs: xr.DataArray) -> np.dtype:
-    if all(o.dtype == np.float32 for o in objs):
-        return np.dtype(np.float32)
-    return np.dtype(np.float64)
+    """float32 if every input is float32, else float64 (the engine's dtype rule)."""
+    return _engine.float_dtype(*objs)

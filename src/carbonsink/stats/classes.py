@@ -25,7 +25,7 @@ import xarray as xr
 
 from .._xrutil import keep_coord_attrs
 
-from carbonsink.errors import CarbonsinkError, UnitError
+from carbonsink.errors import InvalidArgumentError, UnitError
 
 __all__ = ["CLASS_FILL", "sen_mk_classes", "ols_six_classes", "ols_four_classes",
            "sink_source_classes", "class_area_shares", "class_labels"]
@@ -64,7 +64,7 @@ def class_labels(classes: xr.DataArray) -> dict[int, str]:
     if labels is None:
         labels = [m.replace("_", " ") for m in str(classes.attrs.get("flag_meanings", "")).split()]
     if len(labels) != len(vals):
-        raise CarbonsinkError(
+        raise InvalidArgumentError(
             f"class map '{classes.name}' has {len(vals)} flag_values but {len(labels)} labels")
     return dict(zip(vals, labels))
 
@@ -79,9 +79,9 @@ def _pick(trend, var, given, fname):
         return given
     if isinstance(trend, xr.Dataset):
         if var not in trend:
-            raise CarbonsinkError(f"{fname}: the Dataset has no variable '{var}'")
+            raise InvalidArgumentError(f"{fname}: the Dataset has no variable '{var}'")
         return trend[var]
-    raise CarbonsinkError(f"{fname}: pass a trend Dataset or both the slope and '{var}' arrays")
+    raise InvalidArgumentError(f"{fname}: pass a trend Dataset or both the slope and '{var}' arrays")
 
 
 def _slope_of(trend):
@@ -121,7 +121,7 @@ def sen_mk_classes(trend, z=None, *, critical: Sequence[float] = (1.645, 1.960, 
     z = _pick(trend, "z", z, "sen_mk_classes")
     c = np.asarray(critical, dtype=np.float64)
     if c.shape != (3,) or not np.all(np.diff(c) > 0):
-        raise CarbonsinkError(f"sen_mk_classes: critical must be 3 increasing values, got {critical}")
+        raise InvalidArgumentError(f"sen_mk_classes: critical must be 3 increasing values, got {critical}")
 
     out = _signed_classes(slope, z, lambda zz: 1 + np.searchsorted(c, np.abs(zz), side="left"),
                           range(-4, 5), SEN_MK_LABELS, "sen_mk_class")
@@ -147,7 +147,7 @@ def ols_six_classes(trend, p=None, *, levels: Sequence[float] = (0.01, 0.05)):
     p = _pick(trend, "p", p, "ols_six_classes")
     lv = np.asarray(levels, dtype=np.float64)
     if lv.shape != (2,) or not lv[0] < lv[1]:
-        raise CarbonsinkError(f"ols_six_classes: levels must be 2 increasing values, got {levels}")
+        raise InvalidArgumentError(f"ols_six_classes: levels must be 2 increasing values, got {levels}")
 
     out = _signed_classes(slope, p, lambda pp: 3 - np.searchsorted(lv, pp, side="right"),
                           range(-3, 4), OLS6_LABELS, "ols_class")
@@ -198,7 +198,7 @@ def sink_source_classes(nep: xr.DataArray, scheme: str = "binary", *,
     scheme's (class i covers ``[t_{i-1}, t_i)``, class 0 below ``t_0``).
     """
     if not isinstance(nep, xr.DataArray):
-        raise CarbonsinkError("sink_source_classes: nep must be an xarray.DataArray")
+        raise InvalidArgumentError("sink_source_classes: nep must be an xarray.DataArray")
     if scheme == "binary" and thresholds is None:
         def f(v):
             with np.errstate(invalid="ignore"):
@@ -212,7 +212,7 @@ def sink_source_classes(nep: xr.DataArray, scheme: str = "binary", *,
         return out
     if thresholds is None:
         if scheme not in _SINK_SCHEMES:
-            raise CarbonsinkError(
+            raise InvalidArgumentError(
                 f"sink_source_classes: unknown scheme '{scheme}'; valid: binary, "
                 f"{', '.join(_SINK_SCHEMES)} (or pass thresholds=)")
         thresholds, default_labels = _SINK_SCHEMES[scheme]
@@ -220,10 +220,10 @@ def sink_source_classes(nep: xr.DataArray, scheme: str = "binary", *,
         default_labels = ("source",) + tuple(f"class {i}" for i in range(1, len(thresholds) + 1))
     th = np.asarray(thresholds, dtype=np.float64)
     if th.ndim != 1 or th.size == 0 or not np.all(np.diff(th) > 0):
-        raise CarbonsinkError(f"sink_source_classes: thresholds must increase, got {thresholds}")
+        raise InvalidArgumentError(f"sink_source_classes: thresholds must increase, got {thresholds}")
     labels = tuple(labels) if labels is not None else tuple(default_labels)
     if len(labels) != th.size + 1:
-        raise CarbonsinkError(
+        raise InvalidArgumentError(
             f"sink_source_classes: {th.size} thresholds need {th.size + 1} labels, got {len(labels)}")
 
     def g(v):
@@ -247,7 +247,7 @@ def _area_km2(area: xr.DataArray) -> xr.DataArray:
     from carbonsink import units as cu
 
     if not isinstance(area, xr.DataArray):
-        raise CarbonsinkError("class_area_shares: area must be an xarray.DataArray of pixel areas")
+        raise InvalidArgumentError("class_area_shares: area must be an xarray.DataArray of pixel areas")
     found = area.attrs.get("units")
     if not found:
         raise UnitError(str(area.name or "area"), "m2 or km2", None,
@@ -277,7 +277,7 @@ def class_area_shares(classes: xr.DataArray, area: xr.DataArray,
     share_percent``.
     """
     if not isinstance(classes, xr.DataArray):
-        raise CarbonsinkError("class_area_shares: classes must be an xarray.DataArray")
+        raise InvalidArgumentError("class_area_shares: classes must be an xarray.DataArray")
     a_km2 = _area_km2(area)
     if labels is None:
         lab = class_labels(classes) if "flag_values" in classes.attrs else {}
@@ -286,14 +286,14 @@ def class_area_shares(classes: xr.DataArray, area: xr.DataArray,
     else:
         vals = [int(v) for v in np.atleast_1d(classes.attrs.get("flag_values", []))]
         if len(vals) != len(labels):
-            raise CarbonsinkError("class_area_shares: labels must match the map's flag_values, "
+            raise InvalidArgumentError("class_area_shares: labels must match the map's flag_values, "
                                   "or be a {code: label} dict")
         lab = dict(zip(vals, labels))
     extra = [d for d in classes.dims if d not in a_km2.dims]
     if by is not None and by not in classes.dims:
-        raise CarbonsinkError(f"class_area_shares: classes has no dimension '{by}'")
+        raise InvalidArgumentError(f"class_area_shares: classes has no dimension '{by}'")
     if [d for d in extra if d != by]:
-        raise CarbonsinkError(
+        raise InvalidArgumentError(
             f"class_area_shares: classes has dimensions {extra} that area lacks; pass by= "
             "naming the one to group by")
     try:

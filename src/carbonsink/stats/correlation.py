@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from carbonsink.errors import CarbonsinkError
+from carbonsink.errors import InvalidArgumentError
 
 from . import _kernels as K
 from ._core import apply, check_dataarray, check_dim, out_float_dtype, resolve_min_valid, run_kernel
@@ -91,12 +91,12 @@ def _named_arrays(obj, what: str) -> list[tuple[str, xr.DataArray]]:
         items = [(str(v.name) if getattr(v, "name", None) is not None else f"{what}{i + 1}", v)
                  for i, v in enumerate(obj)]
     else:
-        raise CarbonsinkError(
+        raise InvalidArgumentError(
             f"partial_correlation: {what} must be a Dataset, a dict of DataArrays or a list of "
             f"DataArrays, found {type(obj).__name__}")
     names = [n for n, _ in items]
     if len(set(names)) != len(names):
-        raise CarbonsinkError(f"partial_correlation: duplicate {what} names {names}")
+        raise InvalidArgumentError(f"partial_correlation: duplicate {what} names {names}")
     for name, v in items:
         check_dataarray(v, f"partial_correlation: {what} '{name}'")
     return items
@@ -137,7 +137,7 @@ def partial_correlation(y: xr.DataArray, drivers, dim: str = "time", *, controls
     drv = _named_arrays(drivers, "driver")
     ctl = _named_arrays(controls, "control")
     if not drv:
-        raise CarbonsinkError("partial_correlation: give at least one driver")
+        raise InvalidArgumentError("partial_correlation: give at least one driver")
     length = check_dim(y, dim, "partial_correlation: y")
     for name, v in drv + ctl:
         check_dim(v, dim, f"partial_correlation: '{name}'")
@@ -182,7 +182,7 @@ def dominant_driver(pc: xr.Dataset, *, require_significance: bool = False, alpha
     get ``0`` ("none").  Pixels without data get the fill value.
     """
     if not isinstance(pc, xr.Dataset) or "r" not in pc or "driver" not in pc["r"].dims:
-        raise CarbonsinkError("dominant_driver: pass the Dataset returned by partial_correlation")
+        raise InvalidArgumentError("dominant_driver: pass the Dataset returned by partial_correlation")
     names = [str(v) for v in pc["driver"].values]
     r = pc["r"]
     if fdr:
@@ -253,11 +253,11 @@ def fdr_bh(p: xr.DataArray, *, over: Sequence[str] | None = None) -> xr.DataArra
     are brought into one chunk (the p map, not the data cube, must fit in memory).
     """
     if not isinstance(p, xr.DataArray):
-        raise CarbonsinkError("fdr_bh: p must be an xarray.DataArray")
+        raise InvalidArgumentError("fdr_bh: p must be an xarray.DataArray")
     over = list(p.dims) if over is None else list(over)
     for d in over:
         if d not in p.dims:
-            raise CarbonsinkError(f"fdr_bh: p has no dimension '{d}'")
+            raise InvalidArgumentError(f"fdr_bh: p has no dimension '{d}'")
     src = p
     if p.chunks is not None:
         p = p.chunk({d: -1 for d in over})

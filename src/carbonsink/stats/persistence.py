@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from carbonsink.errors import CarbonsinkError
+from carbonsink.errors import InvalidArgumentError
 
 from . import _kernels as K
 from ._core import apply, check_dataarray, check_dim, out_float_dtype, resolve_min_valid, run_kernel
@@ -45,13 +45,13 @@ def hurst_rs(da: xr.DataArray, dim: str = "time", *, method: str = "expanding",
     da = check_dataarray(da, "hurst_rs")
     length = check_dim(da, dim, "hurst_rs")
     if method not in ("expanding", "blocks"):
-        raise CarbonsinkError(f"hurst_rs: method must be 'expanding' or 'blocks', got {method!r}")
+        raise InvalidArgumentError(f"hurst_rs: method must be 'expanding' or 'blocks', got {method!r}")
     if input not in ("levels", "differences"):
-        raise CarbonsinkError(f"hurst_rs: input must be 'levels' or 'differences', got {input!r}")
+        raise InvalidArgumentError(f"hurst_rs: input must be 'levels' or 'differences', got {input!r}")
     if tau_min is None:
         tau_min = 3 if method == "expanding" else 4
     if int(tau_min) < 2:
-        raise CarbonsinkError(f"hurst_rs: tau_min must be >= 2 (R/S is undefined for tau=1), "
+        raise InvalidArgumentError(f"hurst_rs: tau_min must be >= 2 (R/S is undefined for tau=1), "
                               f"got {tau_min}")
     tau_min = int(tau_min)
     floor = tau_min + 2 + (1 if input == "differences" else 0)
@@ -106,7 +106,7 @@ def persistence_classes(slope, hurst: xr.DataArray, z=None, *, critical: float =
             z = slope["z"]
         slope = slope["slope"]
     elif z is True:
-        raise CarbonsinkError("persistence_classes: z=True needs a mann_kendall Dataset")
+        raise InvalidArgumentError("persistence_classes: z=True needs a mann_kendall Dataset")
     thr = float(threshold)
     if z is None:
         def f(b, h):

@@ -23,7 +23,7 @@ import numpy as np
 import xarray as xr
 from scipy.special import ndtr, ndtri
 
-from carbonsink.errors import CarbonsinkError
+from carbonsink.errors import InvalidArgumentError
 
 from . import _kernels as K
 from ._core import (apply, check_dataarray, check_dim, out_float_dtype, resolve_min_valid,
@@ -159,14 +159,14 @@ def mann_kendall(da: xr.DataArray, dim: str = "time", *, variant: str = "origina
     da = check_dataarray(da, "mann_kendall")
     length = check_dim(da, dim, "mann_kendall")
     if variant not in MK_VARIANTS:
-        raise CarbonsinkError(
+        raise InvalidArgumentError(
             f"mann_kendall: unknown variant '{variant}'; valid: {', '.join(MK_VARIANTS)}")
     if small_n not in ("exact", "normal"):
-        raise CarbonsinkError(f"mann_kendall: small_n must be 'exact' or 'normal', got {small_n!r}")
+        raise InvalidArgumentError(f"mann_kendall: small_n must be 'exact' or 'normal', got {small_n!r}")
     if lag is not None and int(lag) < 1:
-        raise CarbonsinkError(f"mann_kendall: lag must be >= 1 or None, got {lag}")
+        raise InvalidArgumentError(f"mann_kendall: lag must be >= 1 or None, got {lag}")
     if not 0.0 < alpha < 1.0:
-        raise CarbonsinkError(f"mann_kendall: alpha must be in (0, 1), got {alpha}")
+        raise InvalidArgumentError(f"mann_kendall: alpha must be in (0, 1), got {alpha}")
     mv = resolve_min_valid(min_valid, length, floor=3, default_min=10, what="mann_kendall")
     tt = time_in_years(da, dim)
     fdt = out_float_dtype(da)

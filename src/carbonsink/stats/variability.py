@@ -7,7 +7,7 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
-from carbonsink.errors import CarbonsinkError, InsufficientDataError
+from carbonsink.errors import InvalidArgumentError, InsufficientDataError
 
 from . import _kernels as K
 from ._core import apply, check_dataarray, check_dim, out_float_dtype, resolve_min_valid, run_kernel
@@ -41,7 +41,7 @@ def coefficient_of_variation(da: xr.DataArray, dim: str = "time", *, ddof: int =
     da = check_dataarray(da, "coefficient_of_variation")
     length = check_dim(da, dim, "coefficient_of_variation")
     if ddof not in (0, 1):
-        raise CarbonsinkError(f"coefficient_of_variation: ddof must be 0 or 1, got {ddof}")
+        raise InvalidArgumentError(f"coefficient_of_variation: ddof must be 0 or 1, got {ddof}")
     mv = resolve_min_valid(min_valid, length, floor=ddof + 1, default_min=2,
                            what="coefficient_of_variation")
     fdt = out_float_dtype(da)
@@ -121,10 +121,10 @@ def natural_breaks(values, k: int = 5, *, method: str = "auto", max_exact: int =
         otherwise ``"histogram"``.
     """
     if int(k) < 1:
-        raise CarbonsinkError(f"natural_breaks: k must be >= 1, got {k}")
+        raise InvalidArgumentError(f"natural_breaks: k must be >= 1, got {k}")
     k = int(k)
     if method not in ("auto", "exact", "histogram", "sample"):
-        raise CarbonsinkError(
+        raise InvalidArgumentError(
             f"natural_breaks: unknown method '{method}'; valid: auto, exact, histogram, sample")
     arr = _finite_values(values)
     if arr.size == 0:

@@ -15,7 +15,7 @@ import numpy as np
 __all__ = ["R", "T", "SDS_ATTRS", "tile_corners", "write_modis", "modis_name"]
 
 # MODIS sinusoidal grid constants (MODIS Land grid documentation)
-R = 6371007.181
+from .._constants import MODIS_SPHERE_RADIUS as R  # noqa: E402  (the one definition)
 T = 1111950.5197665  # tile width in metres = 2*pi*R/36
 
 
