@@ -4,8 +4,8 @@ Synthetic float32 cube of SIZE × SIZE pixels × MONTHS months (default 1000 × 
 i.e. 21 years; 8-day GPP then has 46 composites per year = 966 steps).  Inputs are dask
 arrays chunked over space (time whole) whose every chunk refers to one in-memory block of
 realistic values, so no generation or disk time is measured.  The chain is
-``carbonsink.flux.run_combinations(SEED_000, ...)``: NPP modis + casa, Rh pei + gsmsr_bl +
-gsmsr_shi (GSMSR Rs shared), six NEPs.  All 13 monthly outputs (2 NPP, 3 Rh, 2 Rs, 6 NEP)
+``carbonsink.flux.chain.run_chain(SEED_000, ...)`` (what the pipeline's flux step calls):
+NPP modis + casa, Rh pei + gsmsr_bl + gsmsr_shi (GSMSR Rs shared), six NEPs.  All 13 monthly outputs (2 NPP, 3 Rh, 2 Rs, 6 NEP)
 are materialised chunk by chunk and handed to a null sink (no output I/O).
 
 Reported: wall time, throughput in pixel-months per second (pixel-months = SIZE² × MONTHS,
@@ -16,8 +16,13 @@ read once, every output written once) / (baseline bytes per second) — the time
 would take if it were limited by memory bandwidth alone; the ratio chain / bound says how
 far from that it is.
 
+With ``--per-model SIZE ...`` every registered model (NPP, Rh, NEP) is instead run on its
+own with :func:`carbonsink.flux.chain.run_model` and stored; models whose inputs the
+synthetic cube does not provide (e.g. the ``given`` models, which read ``npp`` / ``rh`` /
+``nep`` inputs) are skipped, as reported by :func:`carbonsink.flux.registry.missing_inputs`.
+
 Usage: python benchmarks/bench_flux.py [--size 1000] [--months 252] [--chunk 125]
-       [--workers 2] [--no-write]
+       [--workers 2] [--no-write] [--per-model [SIZE ...]]
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ import pandas as pd
 import psutil
 import xarray as xr
 
-from carbonsink.flux import SEED_000, run_combinations
+from carbonsink.flux import registry
+from carbonsink.flux.chain import SEED_000, run_chain, run_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -152,7 +158,7 @@ def make_inputs(size: int, months: int, chunk: int, seed: int = 0,
 
 
 def chain_outputs(inputs) -> list[xr.DataArray]:
-    res = run_combinations(SEED_000, inputs)
+    res = run_chain(SEED_000, inputs)
     outs, seen = [], set()
     for name, ds in res.items():
         npp_m, rh_m = name.split("+")
@@ -234,27 +240,21 @@ def per_model(sizes: list[int], args, write: bool = True) -> list[dict]:
     Shows whether the extra memory is bounded by the chunk size (the same at every
     SIZE) or grows with the region.
     """
-    from carbonsink.flux import combinations as comb
-
     warm = make_inputs(24, 24, 24, seed=1)
     run_store(chain_outputs(warm), 1)
     rows = []
     for size in sizes:
         inputs = make_inputs(size, args.months, args.chunk)
-        for kind, names in (("npp", comb.NPP_MODELS), ("rh", comb.RH_MODELS)):
-            for name in names:
-                if kind == "npp":
-                    outs = [comb.run_npp(name, inputs)]
-                else:
-                    ds = comb.run_rh(name, inputs)
-                    outs = [ds[v] for v in ds.data_vars]
-                with PeakRSS() as mem:
-                    t, _ = run_store(outs, args.workers)
-                pm = size * size * args.months
-                rows.append({"size": size, "model": f"{kind}:{name}", "seconds": round(t, 2),
-                             "pixel_months_per_s": round(pm / t),
-                             "rss_increase_gb": round((mem.peak - mem.start) / 1e9, 2)})
-                print(rows[-1])
+        for kind, name, _model in runnable_models(inputs):
+            ds = run_model(kind, name, inputs)
+            outs = [ds[v] for v in ds.data_vars]
+            with PeakRSS() as mem:
+                t, _ = run_store(outs, args.workers)
+            pm = size * size * args.months
+            rows.append({"size": size, "model": f"{kind}:{name}", "seconds": round(t, 2),
+                         "pixel_months_per_s": round(pm / t),
+                         "rss_increase_gb": round((mem.peak - mem.start) / 1e9, 2)})
+            print(rows[-1])
     if write:
         cols = list(rows[0])
         lines = ["# flux benchmark: each model stored on its own (as `carbonsink run` does)", "",
@@ -273,6 +273,29 @@ def per_model(sizes: list[int], args, write: bool = True) -> list[dict]:
                   "writing each model's cube before combining them."]
         (RESULTS / "flux_per_model.md").write_text("\n".join(lines) + "\n")
     return rows
+
+
+def runnable_models(inputs) -> list[tuple[str, str, registry.Model]]:
+    """(kind, name, model) of every registered model whose inputs are all in ``inputs``.
+
+    The others (the ``given`` models, or any model needing a role the synthetic cube
+    lacks) are skipped with a note naming the missing roles.
+    """
+    out = []
+    for kind in ("npp", "rh", "nep"):
+        for name in registry.model_names(kind):
+            model = registry.get_model(kind, name)
+            alone = registry.Combination(f"{kind}:{name}", **{kind: model})
+            missing = registry.missing_inputs(alone, inputs)
+            if missing:
+                print(f"skipping {model.label}: inputs {sorted(missing)} not in the "
+                      "synthetic cube")
+                continue
+            if model.needs:  # needs another model's output: not a standalone model
+                print(f"skipping {model.label}: needs the output of {list(model.needs)}")
+                continue
+            out.append((kind, name, model))
+    return out
 
 
 def write_results(row: dict) -> None:

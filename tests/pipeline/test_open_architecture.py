@@ -385,3 +385,19 @@ def test_tower_validation_as_an_analysis(hetero_inputs, tmp_path, shared_data):
     bad = _write(tmp_path, study_dict(analyses={"tower_validation": {"files": ["nope.csv"]}}))
     with pytest.raises(CarbonsinkError, match="nope.csv"):
         check(bad)
+
+
+def test_capacity_analysis_found_and_run_by_the_pipeline(hetero_inputs, tmp_path):
+    """A module added to carbonsink/analysis is discovered without any registration list."""
+    _copy(hetero_inputs, tmp_path)
+    study = _write(tmp_path, study_dict(models={"combinations": ["modis+pei"]},
+                                        analyses={"capacity": {"min_valid_fraction": 1.0}}))
+    check(study)
+    run_study(study, echo=lambda s: None)
+    out = tmp_path / "results"
+    cap = xr.open_zarr(out / "cubes" / "modis+pei" / "npp_capacity.zarr")
+    annual = xr.open_zarr(out / "cubes" / "modis+pei" / "annual.zarr")
+    np.testing.assert_allclose(cap["cscc"].values, annual["npp"].max("time").values)
+    assert (out / "maps" / "modis+pei" / "npp_cscc.tif").exists()
+    tab = pd.read_csv(out / "tables" / "capacity.csv")
+    assert set(tab["combination"]) == {"modis+pei"} and "%" in set(tab["units"])

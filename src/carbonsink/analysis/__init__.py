@@ -1,8 +1,10 @@
 """Analyses built on NPP, Rh and NEP cubes, as plug-ins (see :mod:`carbonsink.analysis.base`).
 
-Built in: ``regional_summary``, ``landcover_summary``, ``sink_classes``, ``trends`` and
-``tower_validation``; ``carbonsink analyses`` lists them with their options. Tower
-validation functions live in :mod:`carbonsink.analysis.validation`.
+Built in: ``regional_summary``, ``landcover_summary``, ``sink_classes``, ``trends``,
+``tower_validation`` and ``capacity``; ``carbonsink analyses`` lists them with their options.
+Every module of this package is imported when the registry is first used, so a new module
+with a ``@register_analysis`` class is all it takes to add an analysis. Tower validation
+functions live in :mod:`carbonsink.analysis.validation`.
 """
 
 from .base import (

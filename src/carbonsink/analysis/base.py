@@ -74,8 +74,8 @@ BASE_EXPERIMENT = "base"
 
 ANALYSES: dict[str, type["Analysis"]] = {}
 
-#: modules of the built-in analyses (imported on first use of the registry)
-_BUILTIN_MODULES = ("summaries", "sink_classes", "trends", "validation_analysis")
+#: modules of carbonsink.analysis that hold no analysis (not imported for discovery)
+_NOT_ANALYSES = ("base",)
 _loaded = False
 
 
@@ -253,7 +253,8 @@ class Analysis:
     they run first), ``Options`` (a pydantic model; ``extra="forbid"`` recommended),
     ``template`` (the report partial, default ``generic``), ``template_dir`` (a folder with
     ``sections/<template>.html.j2`` when the partial is not one of the package's),
-    ``default`` (run when a study lists no analyses).
+    ``default`` (run when a study lists no analyses), ``order`` (position in listings and
+    in the default study; built-ins use 10–90).
     """
 
     name: ClassVar[str] = ""
@@ -265,6 +266,7 @@ class Analysis:
     template: ClassVar[str] = "generic"
     template_dir: ClassVar[str | Path | None] = None
     default: ClassVar[bool] = False
+    order: ClassVar[int] = 100  # position among the analyses (listing, default study order)
 
     def run(self, ctx: AnalysisContext, options: BaseModel) -> AnalysisResult:
         raise NotImplementedError
@@ -302,8 +304,15 @@ def _load_builtins() -> None:
     if _loaded:
         return
     _loaded = True
-    for mod in _BUILTIN_MODULES:
-        importlib.import_module(f"carbonsink.analysis.{mod}")
+    import pkgutil
+
+    from .. import analysis as _pkg
+
+    # every module of carbonsink.analysis registers its analyses on import: adding a module
+    # is all it takes to add an analysis
+    for mod in sorted(pkgutil.iter_modules(_pkg.__path__), key=lambda m: m.name):
+        if not mod.name.startswith("_") and mod.name not in _NOT_ANALYSES:
+            importlib.import_module(f"carbonsink.analysis.{mod.name}")
     try:  # third-party analyses: entry points of group "carbonsink.analyses"
         from importlib.metadata import entry_points
 
@@ -316,7 +325,7 @@ def _load_builtins() -> None:
 def analysis_names() -> list[str]:
     """Names of every registered analysis."""
     _load_builtins()
-    return list(ANALYSES)
+    return sorted(ANALYSES, key=lambda n: (ANALYSES[n].order, n))
 
 
 def get_analysis(name: str) -> Analysis:

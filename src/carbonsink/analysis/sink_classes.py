@@ -36,6 +36,7 @@ class SinkClasses(Analysis):
                    "four levels of 001 or the three of 002) with their true areas.")
     requires = ("annual", "area")
     default = True
+    order = 30
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")

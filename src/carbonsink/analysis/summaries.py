@@ -57,6 +57,7 @@ class RegionalSummary(Analysis):
                    "(true pixel areas), and growing-season totals.")
     requires = ("annual", "area")
     default = True
+    order = 10
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -129,6 +130,7 @@ class LandcoverSummary(Analysis):
                    "001): class area, area-weighted mean and total.")
     requires = ("annual", "landcover", "area")
     default = True
+    order = 20
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")

@@ -67,6 +67,7 @@ class Trends(Analysis):
                    "area shares, and the trends of the regional series.")
     requires = ("annual", "area")
     default = True
+    order = 40
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -118,9 +119,12 @@ class Trends(Analysis):
         if tab is None:
             sec.text("No annual cubes were found for this study.")
             return res
-        sec.text(f"{years} years. Per pixel: Theil–Sen slope with the Mann–Kendall test and OLS "
-                 "with its t-test (METHODS §6.1–6.3); below, the trends of the area-weighted "
-                 "regional series.")
+        from ..report.sections import Text
+
+        sec.blocks.insert(0, Text(
+            f"{years} years. Per pixel: Theil–Sen slope with the Mann–Kendall test and OLS with "
+            "its t-test (METHODS §6.1–6.3); the maps show the Theil–Sen slope, the tables the "
+            "trends of the area-weighted regional series and the area share of each class."))
         keys = ["experiment", "combination", "variable"] if len(ctx.experiments) > 1 else \
             ["combination", "variable"]
         view = tab.pivot_table(index=keys, columns="statistic", values="value", sort=False)

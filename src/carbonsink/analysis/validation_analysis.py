@@ -52,6 +52,7 @@ class TowerValidation(Analysis):
     description = ("NEP of each Rh model with tower NPP (CUE × GPP) against tower NEP = −NEE "
                    "from FLUXNET2015/ONEFlux files (METHODS §5).")
     requires = ()
+    order = 90
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")

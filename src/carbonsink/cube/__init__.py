@@ -8,7 +8,10 @@
 * :func:`region_mask`, :func:`clip` — polygons → masks;
   :func:`landcover_mask`, :func:`reclassify` — land-cover classes;
 * :mod:`carbonsink.cube.temporal` — composites → months, months → years and
-  growing seasons, period checks.
+  growing seasons, period checks;
+* :func:`climatology`, :func:`hold_constant`, :func:`anomalies` — calendar-month
+  climatology, a driver with its interannual variation removed (sensitivity runs),
+  departures from the climatology.
 """
 
 import rioxarray  # noqa: F401  (registers the .rio accessor)
@@ -18,12 +21,14 @@ from .area import R_AUTHALIC, is_equal_area, pixel_area
 from .grid import GridSpec, as_grid
 from .landcover import class_labels, landcover_mask, landcover_table, reclassify
 from .mask import clip, read_regions, region_mask
-from .temporal import (check_period, composite_starts, composites_to_monthly, growing_season,
-                       to_annual, to_monthly)
+from .temporal import (anomalies, check_period, climatology, composite_starts,
+                       composites_to_monthly, growing_season, hold_constant, to_annual,
+                       to_monthly)
 
 __all__ = [
     "GridSpec", "as_grid", "regrid", "align_all", "RESAMPLING_METHODS", "pixel_area",
     "is_equal_area", "R_AUTHALIC", "region_mask", "clip", "read_regions", "landcover_mask",
     "reclassify", "landcover_table", "class_labels", "composites_to_monthly", "to_monthly",
-    "to_annual", "growing_season", "check_period", "composite_starts",
+    "to_annual", "growing_season", "check_period", "composite_starts", "climatology",
+    "hold_constant", "anomalies",
 ]

@@ -19,7 +19,7 @@ import jinja2
 from ..io.atomic import atomic_write
 from .sections import Section
 
-__all__ = ["render_report", "write_index"]
+__all__ = ["render_report"]
 
 
 def _env(template_dirs: Iterable[str | Path] = ()) -> jinja2.Environment:
@@ -79,7 +79,3 @@ def render_report(path: str | Path, *, study: Mapping[str, Any], provenance: Map
         Path(tmp).write_text(html, encoding="utf-8")
     return path
 
-
-def write_index(*args, **kwargs) -> Path:  # pragma: no cover - old name
-    """Deprecated: use :func:`render_report`."""
-    return render_report(*args, **kwargs)

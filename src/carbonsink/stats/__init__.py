@@ -1,5 +1,6 @@
 """Pixel statistics engine (METHODS §6): trends, significance classes, stability,
-persistence, correlation and partial correlation.
+persistence, correlation, partial correlation and
+multiple regression.
 
 Every function takes xarray objects with a time dimension (``dim="time"``),
 returns xarray objects, and stays lazy for dask-backed input (time is made one
@@ -21,6 +22,7 @@ from .classes import (CLASS_FILL, class_area_shares, class_labels, ols_four_clas
                       ols_six_classes, sen_mk_classes, sink_source_classes)
 from .correlation import dominant_driver, fdr_bh, partial_correlation, pearson, spearman
 from .persistence import hurst_rs, persistence_classes
+from .regression import multiple_regression
 from .trend import MK_VARIANTS, mann_kendall, ols_trend
 from .variability import (CV_CLASS_LABELS, classify, coefficient_of_variation, cv_classes,
                           natural_breaks)
@@ -32,5 +34,6 @@ __all__ = [
     "coefficient_of_variation", "natural_breaks", "classify", "cv_classes", "CV_CLASS_LABELS",
     "hurst_rs", "persistence_classes",
     "pearson", "spearman", "partial_correlation", "dominant_driver", "fdr_bh",
+    "multiple_regression",
     "get_num_threads", "set_num_threads",
 ]
