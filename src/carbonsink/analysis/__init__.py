@@ -10,6 +10,7 @@ functions live in :mod:`carbonsink.analysis.validation`.
 from .base import (
     ANALYSES,
     BASE_EXPERIMENT,
+    DRIVERS,
     TIDY_COLUMNS,
     Analysis,
     AnalysisContext,
@@ -29,4 +30,4 @@ from .base import (
 __all__ = ["Analysis", "AnalysisResult", "AnalysisContext", "MemoryContext", "CubeProduct",
            "NoOptions", "register_analysis", "get_analysis", "analysis_names", "run_analysis",
            "describe_analyses", "validate_options", "tidy", "ANALYSES", "TIDY_COLUMNS",
-           "BASE_EXPERIMENT"]
+           "BASE_EXPERIMENT", "DRIVERS"]

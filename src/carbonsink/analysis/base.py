@@ -53,7 +53,7 @@ from ..report.sections import Section
 __all__ = ["Analysis", "AnalysisResult", "AnalysisContext", "MemoryContext", "CubeProduct",
            "NoOptions", "register_analysis", "get_analysis", "analysis_names", "ANALYSES",
            "run_analysis", "tidy", "TIDY_COLUMNS", "REQUIREMENTS", "BASE_EXPERIMENT",
-           "validate_options", "describe_analyses"]
+           "validate_options", "describe_analyses", "DRIVERS"]
 
 #: the columns every result table starts with (one long schema; units never in column names)
 TIDY_COLUMNS = ("experiment", "combination", "zone", "variable", "statistic", "units", "value")
@@ -64,6 +64,8 @@ REQUIREMENTS = {
     "annual": "annual NPP, Rh and NEP cubes per combination",
     "growing_season": "growing-season NPP, Rh and NEP cubes per combination",
     "inputs": "the aligned input cubes (climate drivers, static layers)",
+    "drivers": "annual and growing-season series of the climate inputs (ctx.drivers())",
+    "zones": "labelled zones (study key zones:)",
     "landcover": "a land-cover input (inputs.landcover)",
     "area": "true pixel areas and the region mask",
     "experiments": "two or more experiments of the study (experiments:)",
@@ -71,6 +73,9 @@ REQUIREMENTS = {
 
 #: the experiment name of a study without ``experiments:``
 BASE_EXPERIMENT = "base"
+
+#: the pseudo-combination under which the climate driver series are stored
+DRIVERS = "drivers"
 
 ANALYSES: dict[str, type["Analysis"]] = {}
 
@@ -193,6 +198,16 @@ class AnalysisContext:
     def area(self) -> xr.DataArray:
         return self.inputs()["area"]
 
+    def zones(self) -> xr.DataArray | None:
+        """Labelled zones (y, x; int, 0 = none; names in attr ``zone_names``) or None."""
+        return self.inputs().get("zones")
+
+    def drivers(self, product: str = "annual", experiment: str | None = None
+                ) -> xr.Dataset | None:
+        """Annual (``product="annual"``) or growing-season (``"growing_season"``) series of the
+        climate inputs, on the years and mask of the flux cubes, or None."""
+        return self.cube(product, DRIVERS, experiment)
+
     def table(self, name: str) -> pd.DataFrame | None:
         """A table written by an analysis that ran before (see ``after``), or None."""
         return None
@@ -213,17 +228,20 @@ class MemoryContext(AnalysisContext):
     def __init__(self, cubes: Mapping[tuple, xr.Dataset], inputs: Mapping[str, xr.DataArray],
                  *, tables: Mapping[str, pd.DataFrame] | None = None, zone: str = "study area",
                  synthetic: bool = False, growing_season_months=(5, 6, 7, 8, 9),
-                 base_dir: str | Path = ".", echo: Callable[[str], None] | None = None):
+                 base_dir: str | Path = ".", echo: Callable[[str], None] | None = None,
+                 zones: xr.DataArray | None = None):
         self._cubes: dict[tuple, xr.Dataset] = {}
         for key, ds in cubes.items():
             product, combo, *rest = key
             self._cubes[(product, combo, rest[0] if rest else BASE_EXPERIMENT)] = ds
         self._inputs = dict(inputs)
+        if zones is not None:
+            self._inputs["zones"] = zones
         if "area" not in self._inputs:
             raise InputError("MemoryContext: inputs must contain 'area' (pixel areas, e.g. "
                              "carbonsink.cube.pixel_area(cube))")
         self._tables = dict(tables or {})
-        self.combinations = list(dict.fromkeys(k[1] for k in self._cubes))
+        self.combinations = list(dict.fromkeys(k[1] for k in self._cubes if k[1] != DRIVERS))
         self.experiments = list(dict.fromkeys(k[2] for k in self._cubes)) or [BASE_EXPERIMENT]
         self.zone = zone
         self.synthetic = synthetic

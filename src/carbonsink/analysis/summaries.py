@@ -13,7 +13,7 @@ from typing import Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..regions import per_class_summary, regional_mean, regional_total
+from ..regions import per_class_summary, summarise
 from .base import Analysis, AnalysisResult, register_analysis, tidy
 
 __all__ = ["RegionalSummary", "LandcoverSummary", "regional_series"]
@@ -26,27 +26,24 @@ def _label(exp: str, combo: str, ctx) -> str:
 
 
 def regional_series(ds, area, *, variables=_VARS, total_units: str = "Tg C",
-                    statistics=("mean", "total")) -> pd.DataFrame:
-    """Tidy per-year area-weighted mean and total of the ``variables`` of ``ds``.
+                    statistics=("mean", "total"), zones=None,
+                    region: str = "study area") -> pd.DataFrame:
+    """Tidy per-year area-weighted mean and total of the ``variables`` of ``ds``, for the
+    whole region and for every zone of ``zones`` (see :func:`carbonsink.regions.summarise`).
 
-    Columns: year, variable, statistic (``mean`` | ``total``), units, value.
+    Columns: zone, year, variable, statistic (``mean`` | ``total``), units, value.
     """
-    rows = []
-    years = ds["time"].dt.year.values
+    frames = []
     for v in variables:
         if v not in ds:
             continue
-        parts = []
-        if "mean" in statistics:
-            parts.append(("mean", regional_mean(ds[v], area).compute()))
-        if "total" in statistics:
-            parts.append(("total", regional_total(ds[v], area, units=total_units).compute()))
-        for stat, series in parts:
-            units = series.attrs.get("units", "")
-            for y, val in zip(years, series.values, strict=True):
-                rows.append({"year": int(y), "variable": v, "statistic": stat, "units": units,
-                             "value": float(val)})
-    return pd.DataFrame(rows, columns=["year", "variable", "statistic", "units", "value"])
+        df = summarise(ds[v], area, zones=zones, how=tuple(statistics), units=total_units,
+                       region=region)
+        df.insert(1, "year", pd.DatetimeIndex(df.pop("time")).year.astype(int))
+        df.insert(2, "variable", v)
+        frames.append(df)
+    cols = ["zone", "year", "variable", "statistic", "units", "value"]
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
 @register_analysis
@@ -74,21 +71,22 @@ class RegionalSummary(Analysis):
             annual = ctx.cube("annual", combo, exp)
             if annual is None:
                 continue
+            zones = ctx.zones()
             df = regional_series(annual, area, variables=options.variables,
-                                 total_units=options.total_units)
-            res.add_table("regional_annual", tidy(df, experiment=exp, combination=combo,
-                                                  zone=ctx.zone))
+                                 total_units=options.total_units, zones=zones, region=ctx.zone)
+            res.add_table("regional_annual", tidy(df, experiment=exp, combination=combo))
             gs = ctx.cube("growing_season", combo, exp) if options.growing_season else None
             if gs is None:
                 continue
-            g = regional_series(gs, area, variables=options.variables, statistics=("mean",))
+            g = regional_series(gs, area, variables=options.variables, statistics=("mean",),
+                                zones=zones, region=ctx.zone)
             total = g.assign(statistic="season_total")
             mean = g.assign(statistic="monthly_mean", value=g["value"] / nmonths,
                             units=g["units"].str.replace(r"\s*$", "", regex=True)
                             .map(lambda u: f"{u} month-1" if "month" not in u else u))
             res.add_table("regional_growing_season",
                           tidy(pd.concat([total, mean], ignore_index=True), experiment=exp,
-                               combination=combo, zone=ctx.zone))
+                               combination=combo))
         tab = res.tables.get("regional_annual")
         sec = res.section(self)
         if tab is None or tab.empty:
@@ -96,7 +94,8 @@ class RegionalSummary(Analysis):
             return res
         sec.text(f"Area-weighted over {ctx.zone} with true pixel areas (METHODS §1.6): the "
                  "regional mean is Σ F·A / Σ A over valid pixels, the total Σ F·A.")
-        nep = tab[tab["variable"] == "nep"]
+        nep = tab[(tab["variable"] == "nep") & (tab["zone"] == ctx.zone)]
+        zone_rows = tab[(tab["variable"] == "nep") & (tab["zone"] != ctx.zone)]
         if not nep.empty:
             means = nep[nep.statistic == "mean"]
             totals = nep[nep.statistic == "total"]
@@ -119,6 +118,20 @@ class RegionalSummary(Analysis):
                 series, by="line", title=f"{ctx.study.name if ctx.study else ''}: "
                 "area-weighted mean annual NEP", synthetic=ctx.synthetic))
             sec.figure("nep_regional_annual", "Area-weighted mean annual NEP per combination")
+        if not zone_rows.empty:
+            zm = zone_rows[zone_rows.statistic == "mean"]
+            zt = zone_rows[zone_rows.statistic == "total"]
+            layer = ctx.zones().attrs.get("zone_layer", "zone")
+            zview = zm.pivot_table(index="zone", columns="combination", values="value",
+                                   sort=False)
+            sec.table(zview.reset_index(), "regional_annual",
+                      caption=f"Multi-year mean of the annual NEP per {layer} "
+                              f"[{zm['units'].iloc[0]}]")
+            tview = zt.pivot_table(index="zone", columns="combination", values="value",
+                                   sort=False)
+            sec.table(tview.reset_index(), "regional_annual",
+                      caption=f"Multi-year mean annual NEP total per {layer} "
+                              f"[{zt['units'].iloc[0]}]")
         return res
 
 

@@ -5,7 +5,7 @@
 * :func:`regrid`, :func:`align_all` — lazy per-variable reprojection
   (area-weighted average for continuous fields, mode for categorical);
 * :func:`pixel_area` — cell areas in m²;
-* :func:`region_mask`, :func:`clip` — polygons → masks;
+* :func:`region_mask`, :func:`zone_labels`, :func:`clip` — polygons → masks and labelled zones;
   :func:`landcover_mask`, :func:`reclassify` — land-cover classes;
 * :mod:`carbonsink.cube.temporal` — composites → months, months → years and
   growing seasons, period checks;
@@ -20,14 +20,15 @@ from .align import RESAMPLING_METHODS, align_all, regrid
 from .area import R_AUTHALIC, is_equal_area, pixel_area
 from .grid import GridSpec, as_grid
 from .landcover import class_labels, landcover_mask, landcover_table, reclassify
-from .mask import clip, read_regions, region_mask
+from .mask import clip, read_regions, region_mask, zone_labels, zone_names
 from .temporal import (anomalies, check_period, climatology, composite_starts,
                        composites_to_monthly, growing_season, hold_constant, to_annual,
                        to_monthly)
 
 __all__ = [
     "GridSpec", "as_grid", "regrid", "align_all", "RESAMPLING_METHODS", "pixel_area",
-    "is_equal_area", "R_AUTHALIC", "region_mask", "clip", "read_regions", "landcover_mask",
+    "is_equal_area", "R_AUTHALIC", "region_mask", "zone_labels", "zone_names", "clip",
+    "read_regions", "landcover_mask",
     "reclassify", "landcover_table", "class_labels", "composites_to_monthly", "to_monthly",
     "to_annual", "growing_season", "check_period", "composite_starts", "climatology",
     "hold_constant", "anomalies",

@@ -11,8 +11,20 @@ columns (``table=``). Schemes:
 Each source class has a ``group`` (forest, shrub, savanna, grassland,
 wetland, cropland, urban, snow_ice, barren, water) used by
 :func:`landcover_mask`, and target classes for ``"7class"`` (001) and
-``"8class"`` (000-like). Codes that are not in the table (fill values,
-unclassified) become class 0 = "no class" and are never kept by a mask.
+``"8class"`` (000-like, with shrub as its own class and impervious for urban).
+Codes that are not in the table (fill values, unclassified) become class 0 =
+"no class" and are never kept by a mask.
+
+User reclassification tables: a CSV with the columns ``scheme, code, name,
+short, group`` and one column per target classification. Its ``7class`` /
+``8class`` columns must use the package's class names (see
+:func:`class_labels`); any other column (e.g. ``mine``) defines a new target
+classification whose classes are numbered 1, 2, ... in order of first
+appearance in that column (``reclassify(lc, scheme="x", to="mine",
+table="my.csv")``).
+
+:func:`landcover_at` gives each time step of a flux cube the land cover of
+its year (the latest map not after it) or of a fixed reference year.
 """
 
 from __future__ import annotations
@@ -30,7 +42,11 @@ import xarray as xr
 from ..errors import InputError, UnknownNameError
 from .._xrutil import keep_coord_attrs
 
-__all__ = ["landcover_table", "reclassify", "landcover_mask", "class_labels", "GROUPS"]
+__all__ = ["landcover_table", "reclassify", "landcover_mask", "class_labels", "landcover_at",
+           "GROUPS", "TARGETS"]
+
+#: the package's target classifications: 7-class (seed 001) and 8-class (seed 000, with shrub)
+TARGETS = ("7class", "8class")
 
 GROUPS = ("forest", "shrub", "savanna", "grassland", "wetland", "cropland", "urban",
           "snow_ice", "barren", "water")
@@ -66,18 +82,29 @@ def landcover_table(scheme: str = "igbp", table: str | PathLike | None = None) -
     return out
 
 
-def _targets(to: str) -> dict[str, int]:
-    rows = [dict(r) for r in _package_rows("landcover_targets.csv")]
-    names = sorted({r["target"] for r in rows})
-    sel = {r["name"]: int(r["code"]) for r in rows if r["target"] == to}
-    if not sel:
-        raise UnknownNameError("target classification", to, names)
-    return sel
+def _targets(to: str, rows: list[dict] | None = None) -> dict[str, int]:
+    """``{class name: code}`` of target classification ``to``: a package target, or a column
+    of a user table (``rows``), numbered 1, 2, ... in order of first appearance."""
+    pkg = [dict(r) for r in _package_rows("landcover_targets.csv")]
+    sel = {r["name"]: int(r["code"]) for r in pkg if r["target"] == to}
+    if sel:
+        return sel
+    if rows and to in rows[0] and to not in ("scheme", "code", "name", "short", "group"):
+        names = [r[to] for r in rows if r.get(to)]
+        return {n: i for i, n in enumerate(dict.fromkeys(names), start=1)}
+    names = sorted({r["target"] for r in pkg})
+    if rows:
+        names += [c for c in rows[0] if c not in ("scheme", "code", "name", "short", "group")
+                  and c not in names]
+    raise UnknownNameError("target classification", to, names)
 
 
-def class_labels(to: str = "7class") -> dict[int, str]:
-    """``{code: name}`` of a target classification (``"7class"``, ``"8class"``)."""
-    return {c: n for n, c in _targets(to).items()}
+def class_labels(to: str = "7class", *, scheme: str | None = None,
+                 table: str | PathLike | None = None) -> dict[int, str]:
+    """``{code: name}`` of a target classification (``"7class"``, ``"8class"``, or a column
+    of the user ``table`` of ``scheme``)."""
+    rows = landcover_table(scheme, table) if (table is not None and scheme is not None) else None
+    return {c: n for n, c in _targets(to, rows).items()}
 
 
 def _apply_lut(block: np.ndarray, lut: np.ndarray) -> np.ndarray:
@@ -108,6 +135,10 @@ def reclassify(lc: xr.DataArray, scheme: str = "igbp", to: str = "7class",
                table: str | PathLike | None = None) -> xr.DataArray:
     """Map source class codes to ``to`` classes (integer codes, 0 = no class).
 
+    ``to`` is ``"7class"`` (the seven classes of Wang et al. 2025, seed 001: forest,
+    grassland, cropland, wetland, urban, water, barren), ``"8class"`` (the classes of
+    the land transfer matrix of seed 000, Table 4: forest, shrub, grassland, cropland,
+    wetland, impervious, water, barren) or a column of a user ``table``.
     ``overrides`` maps source codes to target class names, e.g.
     ``{8: "forest"}`` for woody savannas as forest (METHODS §1.4 option).
     The result is ``uint8`` with CF ``flag_values``/``flag_meanings``
@@ -115,7 +146,7 @@ def reclassify(lc: xr.DataArray, scheme: str = "igbp", to: str = "7class",
     """
     _check_int_codes(lc)
     rows = landcover_table(scheme, table)
-    targets = _targets(to)
+    targets = _targets(to, rows)
     if to not in rows[0]:
         raise InputError(f"land-cover table for '{scheme}' has no '{to}' column")
     mapping = {r["code"]: r[to] for r in rows}
@@ -186,3 +217,80 @@ def landcover_mask(lc: xr.DataArray, mask_classes: Any = ("water", "snow_ice"),
     if lc.rio.crs is not None:
         out = out.rio.write_crs(lc.rio.crs)
     return out
+
+
+def landcover_at(lc: xr.DataArray, time: Any, *,
+                 reference_year: int | str | None = None) -> xr.DataArray:
+    """The land cover that applies to each time step of a flux cube.
+
+    Parameters
+    ----------
+    lc : DataArray ``(time, y, x)`` of yearly land-cover maps (time = any date in the year
+        of the map, e.g. Jan 1) or a single map ``(y, x)``; codes or reclassified classes.
+    time : the time coordinate of the fluxes (datetimes, e.g. ``annual["time"]``).
+    reference_year : None (default) — each step takes the map of its own year, or the
+        latest map before it (steps before the first map take the first map); an integer
+        year, ``"first"`` or ``"last"`` — every step takes that one map (a map of that
+        year must exist).
+
+    Returns
+    -------
+    DataArray ``(time, y, x)`` on the flux time axis (lazy for dask input) with attributes
+    ``landcover_attribution`` (``"year of each step"`` or ``"reference year <y>"``) and
+    ``landcover_map_years`` (the year of the map used at each step, comma separated).
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``reference_year`` names a year without a map.
+    """
+    from ..errors import InvalidArgumentError
+
+    tt = xr.DataArray(np.asarray(time), dims="time") if not isinstance(time, xr.DataArray) \
+        else time
+    tyears = np.asarray(_years_of(tt), dtype=int)
+    attrs = dict(lc.attrs)
+    if "time" not in lc.dims:
+        out = lc.expand_dims(time=tt.values, axis=0)
+        used = np.full(tyears.size, -1)
+        attribution = "one map for all years"
+    else:
+        years = _years_of(lc["time"])
+        order = np.argsort(years, kind="stable")
+        lc, years = lc.isel(time=order), years[order]
+        if reference_year is None:
+            idx = np.clip(np.searchsorted(years, tyears, side="right") - 1, 0, years.size - 1)
+            attribution = "year of each step"
+        else:
+            if reference_year == "first":
+                ref = int(years[0])
+            elif reference_year == "last":
+                ref = int(years[-1])
+            else:
+                try:
+                    ref = int(reference_year)
+                except (TypeError, ValueError):
+                    raise InvalidArgumentError(
+                        f"reference_year must be a year, 'first', 'last' or None, found "
+                        f"{reference_year!r}") from None
+            if ref not in years:
+                raise InvalidArgumentError(
+                    f"reference_year {ref}: no land-cover map of that year; maps exist for "
+                    f"{', '.join(map(str, years))}. Fix: choose one of them")
+            idx = np.full(tyears.size, int(np.flatnonzero(years == ref)[0]))
+            attribution = f"reference year {ref}"
+        used = years[idx]
+        out = lc.isel(time=xr.DataArray(idx, dims="time")).drop_vars("time", errors="ignore")
+        out = out.assign_coords(time=tt.values)
+    out.attrs = attrs
+    out.attrs["landcover_attribution"] = attribution
+    out.attrs["landcover_map_years"] = ",".join(str(int(y)) for y in used) \
+        if (used >= 0).all() else "static"
+    return out
+
+
+def _years_of(t: xr.DataArray) -> np.ndarray:
+    """Calendar years of a time coordinate (datetimes, cftime or plain integer years)."""
+    if np.issubdtype(t.dtype, np.integer):
+        return np.asarray(t.values, dtype=int)
+    return np.asarray(t.dt.year.values, dtype=int)

@@ -17,14 +17,69 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_write", "temp_path_for", "TEMP_MARKER"]
+__all__ = ["atomic_write", "temp_path_for", "TEMP_MARKER", "is_temporary", "remove_temporaries",
+           "track_commits"]
 
 TEMP_MARKER = ".tmp-"
+#: names of the temporaries :func:`temp_path_for` and :func:`_commit` create (and nothing else)
+_TEMP_NAME = re.compile(r"^\..*\.tmp-(old-)?[0-9a-f]{12}(\.[^/]*)?$")
+_TRACKERS: list[list[Path]] = []
+_TRACK_LOCK = threading.Lock()
+
+
+def is_temporary(name: str) -> bool:
+    """True when ``name`` (a file or folder name) is one of carbonsink's write temporaries."""
+    return bool(_TEMP_NAME.match(name))
+
+
+def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove every carbonsink write temporary under ``folder`` (left by a killed run).
+
+    Only names of the exact form carbonsink creates (``.<name>.tmp-<12 hex>[suffix]`` and
+    ``.<name>.tmp-old-<12 hex>``) are removed; the search does not descend into them.
+    Returns the paths removed. Call it only while no other run writes into ``folder``.
+    """
+    removed: list[Path] = []
+    root = Path(folder)
+    if not root.is_dir():
+        return removed
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in list(dirnames):
+            if is_temporary(name):
+                dirnames.remove(name)
+                _remove(Path(dirpath) / name)
+                removed.append(Path(dirpath) / name)
+            elif name.endswith(".zarr"):
+                dirnames.remove(name)  # chunks of a finished store: nothing to look at
+        for name in filenames:
+            if is_temporary(name):
+                _remove(Path(dirpath) / name)
+                removed.append(Path(dirpath) / name)
+    return removed
+
+
+@contextlib.contextmanager
+def track_commits() -> Iterator[list[Path]]:
+    """Collect the targets :func:`atomic_write` completes inside the ``with`` block.
+
+    The pipeline uses it to find (and remove) the outputs a failing step had already
+    finished, so a failed step leaves no product behind that looks current.
+    """
+    seen: list[Path] = []
+    with _TRACK_LOCK:
+        _TRACKERS.append(seen)
+    try:
+        yield seen
+    finally:
+        with _TRACK_LOCK:
+            _TRACKERS.remove(seen)
 
 
 def temp_path_for(path: str | os.PathLike) -> Path:
@@ -112,6 +167,9 @@ def atomic_write(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator
             raise FileNotFoundError(
                 f"atomic write of {target}: nothing was written to the temporary path {tmp}")
         _commit(tmp, target)
+        with _TRACK_LOCK:
+            for seen in _TRACKERS:
+                seen.append(target)
     except BaseException:
         _remove(tmp)
         raise

@@ -35,6 +35,8 @@ from ..errors import ConfigError
 __all__ = [
     "StudyConfig",
     "ExperimentConfig",
+    "ZonesConfig",
+    "DRIVER_ROLES",
     "InputConfig",
     "GridConfig",
     "RegionConfig",
@@ -61,7 +63,12 @@ INPUT_ROLES: dict[str, tuple[str, str]] = {
     "npp": ("npp", "month"),
     "rh": ("rh", "month"),
     "nep": ("nep", "month"),
+    "hurs": ("hurs", "month"),
+    "sund": ("sund", "month"),
 }
+
+#: monthly climate inputs summarised as annual and growing-season driver series
+DRIVER_ROLES = ("tas", "pr", "sol", "pet", "eet", "hurs", "sund")
 
 #: roles an experiment may hold constant or swap (anything with a time axis)
 HOLD_METHODS = ("climatology", "scalar_mean")
@@ -131,6 +138,22 @@ class RegionConfig(_Strict):
     path: str
     attribute: str | None = None
     values: list[str] | None = None
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _listify(cls, v: Any):
+        return [v] if isinstance(v, str) else v
+
+
+class ZonesConfig(_Strict):
+    """Labelled zones (provinces, ecological subzones ...) from a polygon layer: every table
+    gains one block per zone."""
+
+    path: str
+    attribute: str = Field(..., description="attribute holding the zone names")
+    values: list[str] | None = Field(None, description="keep only these zones")
+    label: str = Field("zone", description="what a zone is, e.g. province")
+    all_touched: bool = False
 
     @field_validator("values", mode="before")
     @classmethod
@@ -254,6 +277,7 @@ class StudyConfig(_Strict):
     period: PeriodConfig
     grid: GridConfig
     region: RegionConfig | None = None
+    zones: ZonesConfig | None = None
     inputs: dict[str, InputConfig]
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     experiments: dict[str, ExperimentConfig] | None = None
@@ -412,26 +436,177 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
 
 def parse_study(data: dict, *, base_dir: Path | str = ".", source: str = "<dict>",
                 sha256: str = "") -> StudyConfig:
-    """Validate a study mapping (as read from YAML)."""
+    """Validate a study mapping (as read from YAML).
+
+    Keys the study may not set (``base_dir``, ``sha256``: filled in by carbonsink) and
+    non-text keys are refused with a :class:`ConfigError`; every message is truncated to a
+    readable length (:data:`MAX_MESSAGE_CHARS`).
+    """
     if not isinstance(data, dict):
         raise ConfigError(f"invalid study file {source}: the top level must be a mapping of keys "
                           "(name, period, grid, inputs, ...)")
+    _check_top_level_keys(data, source)
     try:
-        cfg = StudyConfig(**data, base_dir=Path(base_dir), sha256=sha256)
+        cfg = StudyConfig.model_validate({**data, "base_dir": Path(base_dir), "sha256": sha256})
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source)) from None
+        raise ConfigError(truncate_message(_format_errors(exc, source))) from None
+    except (TypeError, RecursionError) as exc:  # pragma: no cover - pydantic reports these
+        raise ConfigError(truncate_message(f"invalid study file {source}: {exc}")) from None
     return cfg
 
 
 def load_study(path: str | Path) -> StudyConfig:
-    """Read and validate a YAML study file. Paths inside are relative to its folder."""
+    """Read and validate a YAML study file. Paths inside are relative to its folder.
+
+    The file is bounded: at most :data:`MAX_STUDY_BYTES` bytes, and at most
+    :data:`MAX_STUDY_NODES` values once YAML aliases (``*name``) are expanded, so a small
+    file that references an anchor over and over ("billion laughs") is refused before it is
+    built; recursive aliases and very deep nesting are refused too.
+    """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"study file not found: {path}")
-    raw = path.read_bytes()
+        raise ConfigError(f"study file not found: {path}" + (
+            " (it is a folder; give the YAML file inside it)" if path.is_dir() else ""))
     try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"study file {path} is not valid YAML: {exc}") from None
+        size = path.stat().st_size
+        if size > MAX_STUDY_BYTES:
+            raise ConfigError(f"study file {path} is {size} bytes; a study file holds at most "
+                              f"{MAX_STUDY_BYTES} bytes. Fix: list the input files with a glob "
+                              "pattern instead of one by one")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the study file {path}: {exc.strerror or exc}. Fix: "
+                          "check that the file exists and is readable") from None
+    data = bounded_yaml_load(raw, str(path))
     return parse_study(data, base_dir=path.resolve().parent, source=str(path),
                        sha256=hashlib.sha256(raw).hexdigest())
+
+
+# --------------------------------------------------------------------------- bounded YAML
+
+#: largest study file read [bytes]
+MAX_STUDY_BYTES = 1 << 20
+#: most values (mapping keys, values and list items, counted after alias expansion)
+MAX_STUDY_NODES = 20_000
+#: deepest nesting of mappings and lists
+MAX_STUDY_DEPTH = 64
+#: longest error message about a study file [characters]; longer ones are cut
+MAX_MESSAGE_CHARS = 2000
+#: longest line of such a message [characters]
+MAX_LINE_CHARS = 300
+#: keys carbonsink fills in itself; a study file may not set them
+RESERVED_KEYS = ("base_dir", "sha256")
+
+
+def truncate_message(text: str, limit: int = MAX_MESSAGE_CHARS,
+                     line_limit: int = MAX_LINE_CHARS) -> str:
+    """``text`` with each line cut to ``line_limit`` and the whole to ``limit`` characters.
+
+    A cut is marked with ``...`` and the number of characters or lines left out, so a
+    message about a huge value stays readable.
+    """
+    lines = []
+    for line in str(text).splitlines() or [""]:
+        if len(line) > line_limit:
+            line = f"{line[:line_limit]}... ({len(line) - line_limit} more characters)"
+        lines.append(line)
+    out: list[str] = []
+    used = 0
+    for i, line in enumerate(lines):
+        if used + len(line) + 1 > limit:
+            out.append(f"... ({len(lines) - i} more lines)")
+            break
+        out.append(line)
+        used += len(line) + 1
+    return "\n".join(out)
+
+
+def _check_top_level_keys(data: dict, source: str) -> None:
+    bad = [k for k in data if not isinstance(k, str)]
+    allowed = ", ".join(k for k in StudyConfig.model_fields if k not in RESERVED_KEYS)
+    if bad:
+        raise ConfigError(truncate_message(
+            f"invalid study file {source}:\n  - (top level): key {bad[0]!r} is not a name; "
+            f"allowed keys: {allowed}"))
+    reserved = [k for k in data if k in RESERVED_KEYS]
+    if reserved:
+        raise ConfigError(
+            f"invalid study file {source}:\n  - {reserved[0]}: unknown key '{reserved[0]}' "
+            f"(carbonsink sets it itself); allowed keys: {allowed}")
+
+
+def _expanded_size(node: Any, source: str) -> int:
+    """Number of YAML nodes of ``node`` once every alias is expanded (shared nodes counted at
+    each use, memoised so that the count itself stays cheap); refuses cycles and deep
+    nesting."""
+    memo: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(n: Any, depth: int) -> int:
+        key = id(n)
+        if key in memo:
+            return memo[key]
+        if key in active:
+            raise ConfigError(f"study file {source}: an alias (*name) refers to the mapping or "
+                              "list that contains it; a study must be a finite tree. Fix: "
+                              "remove the recursive alias")
+        if depth > MAX_STUDY_DEPTH:
+            raise ConfigError(f"study file {source}: nesting deeper than {MAX_STUDY_DEPTH} "
+                              "levels; fix: flatten the study file")
+        total = 1
+        if isinstance(n, yaml.MappingNode):
+            active.add(key)
+            for k, v in n.value:
+                total += size(k, depth + 1) + size(v, depth + 1)
+                if total > MAX_STUDY_NODES:
+                    break
+            active.discard(key)
+        elif isinstance(n, yaml.SequenceNode):
+            active.add(key)
+            for v in n.value:
+                total += size(v, depth + 1)
+                if total > MAX_STUDY_NODES:
+                    break
+            active.discard(key)
+        memo[key] = total
+        return total
+
+    return size(node, 0)
+
+
+def bounded_yaml_load(raw: bytes | str, source: str = "<string>") -> Any:
+    """Parse one YAML document safely and within bounds.
+
+    Like :func:`yaml.safe_load`, but the composed document is measured *before* Python
+    objects are built: more than :data:`MAX_STUDY_NODES` values after alias expansion,
+    recursive aliases or nesting deeper than :data:`MAX_STUDY_DEPTH` raise a
+    :class:`ConfigError` instead of exhausting memory.
+    """
+    loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = loader_cls(raw)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise ConfigError(f"study file {source}: nesting too deep to read; fix: flatten "
+                              "the study file") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(truncate_message(f"study file {source} is not valid YAML: {exc}")) \
+                from None
+        if node is None:
+            return None
+        n = _expanded_size(node, source)
+        if n > MAX_STUDY_NODES:
+            raise ConfigError(f"study file {source} expands to more than {MAX_STUDY_NODES} "
+                              "values (YAML aliases *name repeat what an anchor &name holds); "
+                              "fix: write the values out instead of nesting aliases")
+        try:
+            return loader.construct_document(node)
+        except RecursionError:
+            raise ConfigError(f"study file {source}: nesting too deep to read; fix: flatten "
+                              "the study file") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(truncate_message(f"study file {source} is not valid YAML: {exc}")) \
+                from None
+    finally:
+        loader.dispose()

@@ -457,6 +457,8 @@ def step_prepare(ctx: RunContext) -> list[Path]:
     if mask is not None:
         static["region_mask"] = mask.astype("uint8").assign_attrs(
             long_name="1 inside the study region", units="1")
+    if cfg.zones is not None:
+        static["zones"] = _zones(cfg, grid, mask)
     outs: list[Path] = []
     for g in INPUT_GROUPS:
         if groups[g]:
@@ -465,6 +467,18 @@ def step_prepare(ctx: RunContext) -> list[Path]:
     for name, exp in (cfg.experiments or {}).items():
         outs += _prepare_experiment(ctx, name, exp, grid, mask)
     return outs
+
+
+def _zones(cfg: StudyConfig, grid, mask) -> xr.DataArray:
+    """The study's zones rasterised once on the study grid (0 outside the region)."""
+    from ..cube import zone_labels
+
+    z = cfg.zones
+    zones = zone_labels(grid, cfg.resolve(z.path), z.attribute, z.values,
+                        all_touched=z.all_touched, label=z.label)
+    if mask is not None:
+        zones = zones.where(mask, 0).astype("int32").assign_attrs(zones.attrs)
+    return zones
 
 
 def _prepare_experiment(ctx: RunContext, name: str, exp, grid, mask) -> list[Path]:
@@ -557,6 +571,7 @@ def _flux_experiment(ctx: RunContext, experiment: str | None) -> list[Path]:
                                experiment=experiment, models={kind: name}, parameters=opts))
         return open_cube(ctx, ctx.catalog.model_cube_name(key), experiment=experiment)
 
+    outs += _write_drivers(ctx, inputs, experiment)
     combos = selected_combinations(cfg)
     results = run_chain(combos, inputs, options=chain_options(cfg), store=store,
                         echo=lambda m: ctx.echo(f"      {m}"))
@@ -592,6 +607,34 @@ def _flux_experiment(ctx: RunContext, experiment: str | None) -> list[Path]:
         gs = growing_season(fluxes, months=tuple(cfg.outputs.growing_season_months))
         outs += write_cube(ctx, gs, "growing_season", "flux", combination=name,
                            experiment=experiment, models=models, parameters=params)
+    return outs
+
+
+def _write_drivers(ctx: RunContext, inputs: dict[str, xr.DataArray],
+                   experiment: str | None) -> list[Path]:
+    """Annual and growing-season series of the monthly climate inputs (means for states such as
+    temperature, sums for fluxes such as precipitation), masked like the flux cubes, stored
+    under the pseudo-combination ``drivers`` so analyses correlate matched series."""
+    from ..analysis.base import DRIVERS
+    from ..cube.temporal import growing_season, to_annual
+    from .config import DRIVER_ROLES
+
+    cfg = ctx.cfg
+    roles = [r for r in DRIVER_ROLES if r in inputs and "time" in inputs[r].dims
+             and _frequency(cfg.inputs.get(r) or InputConfig(path=""), r) == "month"]
+    if not roles:
+        return []
+    monthly = xr.Dataset({r: inputs[r] for r in roles})
+    keep = _vegetation_mask(cfg, inputs, monthly["time"])
+    if keep is not None:
+        with xr.set_options(keep_attrs=True):
+            monthly = monthly.where(keep)
+    models = {"drivers": roles}
+    outs = write_cube(ctx, to_annual(monthly, min_valid_fraction=1.0), "annual", "flux",
+                      combination=DRIVERS, experiment=experiment, models=models)
+    gs = growing_season(monthly, months=tuple(cfg.outputs.growing_season_months))
+    outs += write_cube(ctx, gs, "growing_season", "flux", combination=DRIVERS,
+                       experiment=experiment, models=models)
     return outs
 
 

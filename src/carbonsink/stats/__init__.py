@@ -26,6 +26,7 @@ from .regression import multiple_regression
 from .trend import MK_VARIANTS, mann_kendall, ols_trend
 from .variability import (CV_CLASS_LABELS, classify, coefficient_of_variation, cv_classes,
                           natural_breaks)
+from .windows import calendar_years, expanding_slopes, window_slopes
 
 __all__ = [
     "ols_trend", "mann_kendall", "MK_VARIANTS",
@@ -35,5 +36,6 @@ __all__ = [
     "hurst_rs", "persistence_classes",
     "pearson", "spearman", "partial_correlation", "dominant_driver", "fdr_bh",
     "multiple_regression",
+    "window_slopes", "expanding_slopes", "calendar_years",
     "get_num_threads", "set_num_threads",
 ]

@@ -27,7 +27,7 @@ from carbonsink.errors import InvalidArgumentError
 
 from ._core import apply, check_dataarray, check_dim, out_float_dtype, resolve_min_valid
 from ._core import run_kernel, time_in_years
-from ._kernels import _B, _JIT, _gather
+from ._kernels import _JIT
 from ._special import t_sf2
 
 __all__ = ["multiple_regression"]
@@ -36,6 +36,58 @@ PREDICTOR_DIM = "predictor"
 
 
 # --------------------------------------------------------------------------- kernel
+
+
+# Sums over the complete cases may be reassociated (vectorised, several accumulators):
+# the data are finite here, so only the rounding of the last bits changes.
+_FAST = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy",
+             fastmath={"reassoc", "contract"})
+
+
+@nb.njit(**_FAST)
+def _sum(a, n):
+    s = 0.0
+    for r in range(n):
+        s += a[r]
+    return s
+
+
+@nb.njit(**_FAST)
+def _dot(a, c, n):
+    s = 0.0
+    for r in range(n):
+        s += a[r] * c[r]
+    return s
+
+
+_BR = 128  # pixels per gathered block
+
+
+@nb.njit(inline="always", **_JIT)
+def _gather_block(xs, orient, p0, nb_, buf, okm):
+    """Copy pixels ``[p0, p0 + nb_)`` into ``buf[v, t, b]`` (pixels innermost, so the
+    usual ``(time, pixel)`` input is read and written contiguously) and flag in
+    ``okm[t, b]`` the time steps where every variable is valid."""
+    nvar = buf.shape[0]
+    T = buf.shape[1]
+    for t in range(T):
+        for b in range(nb_):
+            okm[t, b] = 1
+    for v in range(nvar):
+        x = xs[v]
+        if orient[v] == 0:
+            for b in range(nb_):
+                for t in range(T):
+                    buf[v, t, b] = x[p0 + b, t]
+        else:
+            for t in range(T):
+                for b in range(nb_):
+                    buf[v, t, b] = x[t, p0 + b]
+        for t in range(T):
+            for b in range(nb_):
+                val = buf[v, t, b]
+                if val != val:
+                    okm[t, b] = 0
 
 
 @nb.njit(**_JIT)
@@ -85,8 +137,9 @@ def regression_kernel(xs, orient, tt, min_valid, detrend, ridge,
     V = len(xs)
     k = V - 1
     T = xs[0].shape[1] if orient[0] == 0 else xs[0].shape[0]
-    buf = np.empty((_B, V, T))
-    d = np.empty((T, V))  # complete cases, one row per time step
+    buf = np.empty((V, T, _BR))
+    okm = np.empty((T, _BR), dtype=np.uint8)
+    d = np.empty((V, T))  # complete cases, one contiguous row per variable
     tv = np.empty(T)
     mu = np.empty(V)
     S = np.empty((V, V))
@@ -101,40 +154,27 @@ def regression_kernel(xs, orient, tt, min_valid, detrend, ridge,
     g = np.empty(k)
     b = np.empty(k)
     nan = np.nan
-    for p0 in range(start, stop, _B):
-        nb_ = min(_B, stop - p0)
-        _gather(xs, orient, p0, nb_, buf)
+    for p0 in range(start, stop, _BR):
+        nb_ = min(_BR, stop - p0)
+        _gather_block(xs, orient, p0, nb_, buf, okm)
         for bb in range(nb_):
             pix = p0 + bb
             n = 0
             for t in range(T):
-                ok = True
-                for v in range(V):
-                    x = buf[bb, v, t]
-                    if x != x:
-                        ok = False
-                        break
-                if ok:
+                if okm[t, bb]:
                     for v in range(V):
-                        d[n, v] = buf[bb, v, t]
+                        d[v, n] = buf[v, t, bb]
                     tv[n] = tt[t]
                     n += 1
             nout[pix] = n
             df = n - k - 1
             bad = n < min_valid or df < 1
             if not bad:
-                # loops run over rows outside and variables inside: independent
-                # accumulators instead of long dependent chains
                 for v in range(V):
-                    mu[v] = 0.0
-                for r in range(n):
-                    for v in range(V):
-                        mu[v] += d[r, v]
-                for v in range(V):
-                    mu[v] /= n
-                for r in range(n):
-                    for v in range(V):
-                        d[r, v] -= mu[v]
+                    m = _sum(d[v], n) / n
+                    for r in range(n):
+                        d[v, r] -= m
+                    mu[v] = m
                 if detrend:
                     m = 0.0
                     for r in range(n):
@@ -146,25 +186,16 @@ def regression_kernel(xs, orient, tt, min_valid, detrend, ridge,
                         stt += tv[r] * tv[r]
                     if stt > 0.0:
                         for v in range(V):
-                            sxt = 0.0
+                            beta = _dot(d[v], tv, n) / stt
                             for r in range(n):
-                                sxt += d[r, v] * tv[r]
-                            beta = sxt / stt
-                            for r in range(n):
-                                d[r, v] -= beta * tv[r]
+                                d[v, r] -= beta * tv[r]
                     for v in range(V):  # detrended series have mean zero
                         mu[v] = 0.0
                 for v in range(V):
-                    for w in range(V):
-                        S[v, w] = 0.0
-                for r in range(n):
-                    for v in range(V):
-                        dv = d[r, v]
-                        for w in range(v, V):
-                            S[v, w] += dv * d[r, w]
-                for v in range(V):
-                    for w in range(v + 1, V):
-                        S[w, v] = S[v, w]
+                    for w in range(v, V):
+                        acc = _dot(d[v], d[w], n)
+                        S[v, w] = acc
+                        S[w, v] = acc
                 for j in range(k):
                     if not S[j + 1, j + 1] > 0.0:
                         bad = True
@@ -220,12 +251,12 @@ def regression_kernel(xs, orient, tt, min_valid, detrend, ridge,
                 for j in range(k):
                     s += Ainv[i, j] * g[j]
                 b[i] = s * sc[i]
-            rss = 0.0
             for r in range(n):
-                e = d[r, 0]
+                e = d[0, r]
                 for j in range(k):
-                    e -= b[j] * d[r, j + 1]
-                rss += e * e
+                    e -= b[j] * d[j + 1, r]
+                tv[r] = e
+            rss = _dot(tv, tv, n)
             s2 = rss / df
             c = mu[0]
             var_c = s2 / n

@@ -114,7 +114,8 @@ def _mk_np(x, *, tt, min_valid, skipna, variant, lag, zcrit, small_exact, thread
 
 def mann_kendall(da: xr.DataArray, dim: str = "time", *, variant: str = "original",
                  lag: int | None = None, alpha: float = 0.05, min_valid: int | None = None,
-                 skipna: bool = True, small_n: str = "exact") -> xr.Dataset:
+                 skipna: bool = True, small_n: str = "exact",
+                 mode: str = "standard") -> xr.Dataset:
     """Theil–Sen slope and Mann–Kendall trend test per pixel (METHODS §6.2–6.3).
 
     * ``slope`` — median of ``(y_j − y_i)/(t_j − t_i)`` over all pairs i < j of
@@ -142,6 +143,14 @@ def mann_kendall(da: xr.DataArray, dim: str = "time", *, variant: str = "origina
         original test, ``p`` is the exact two-sided p of S from its permutation
         distribution; ``"normal"``: always the normal approximation.  With ties
         and n < 10 the normal approximation is used (flagged in ``p.attrs``).
+    mode : ``"standard"`` (default): the test as described above.  ``"paper"``:
+        **for replication only** — seed paper 000's Eqs. 19–20 as printed:
+        ``Var(S) = n(n−1)(2n+5)/18`` without the tie term, and
+        ``Z = S/sqrt(Var(S))`` for S > 0 (no continuity correction), ``Z = 0`` for
+        S = 0, ``Z = (S+1)/sqrt(Var(S))`` for S < 0; ``p`` is the two-sided normal
+        p of that Z.  Only with ``variant="original"``; slope, intercept, S and tau
+        are unchanged.  The asymmetric correction biases Z upwards and ignoring ties
+        understates Var(S); use the default for analysis.
 
     Returns
     -------
@@ -167,6 +176,12 @@ def mann_kendall(da: xr.DataArray, dim: str = "time", *, variant: str = "origina
         raise InvalidArgumentError(f"mann_kendall: lag must be >= 1 or None, got {lag}")
     if not 0.0 < alpha < 1.0:
         raise InvalidArgumentError(f"mann_kendall: alpha must be in (0, 1), got {alpha}")
+    if mode not in ("standard", "paper"):
+        raise InvalidArgumentError(f"mann_kendall: mode must be 'standard' or 'paper', "
+                                   f"got {mode!r}")
+    if mode == "paper" and variant != "original":
+        raise InvalidArgumentError("mann_kendall: mode='paper' (seed paper Eqs. 19-20) is only "
+                                   "defined for variant='original'")
     mv = resolve_min_valid(min_valid, length, floor=3, default_min=10, what="mann_kendall")
     tt = time_in_years(da, dim)
     fdt = out_float_dtype(da)
@@ -202,6 +217,39 @@ def mann_kendall(da: xr.DataArray, dim: str = "time", *, variant: str = "origina
         ds.attrs["lag"] = "all" if lag is None else int(lag)
     if variant == "hamed_rao":
         ds.attrs["alpha"] = alpha
+    if mode == "paper":
+        ds = _paper_z(ds, fdt)
+    ds.attrs["mode"] = mode
     if da.name is not None:
         ds.attrs["variable"] = str(da.name)
+    return ds
+
+
+def _paper_zp(s, n):
+    """Var(S), Z and p of seed paper 000's Eqs. 19-20 as printed (no tie term; continuity
+    correction only for S < 0)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = n * (n - 1.0) * (2.0 * n + 5.0) / 18.0
+        sd = np.sqrt(var)
+        z = np.where(s > 0, s / sd, np.where(s < 0, (s + 1.0) / sd, 0.0))
+        z = np.where(np.isnan(s), np.nan, z)
+        var = np.where(np.isnan(s), np.nan, var)
+        p = 2.0 * ndtr(-np.abs(z))
+    return var, z, p
+
+
+def _paper_z(ds: xr.Dataset, fdt) -> xr.Dataset:
+    """Replace ``var_s``, ``z`` and ``p`` by the seed paper's printed formulas (lazy for dask)."""
+    var, z, p = xr.apply_ufunc(_paper_zp, ds["s"].astype(np.float64),
+                               ds["n"].astype(np.float64), dask="parallelized",
+                               output_dtypes=[np.float64] * 3, output_core_dims=[[], [], []])
+    for key, new in (("var_s", var), ("z", z), ("p", p)):
+        attrs = dict(ds[key].attrs)
+        ds[key] = new.astype(fdt)
+        ds[key].attrs.update(attrs)
+    ds["var_s"].attrs["long_name"] = "variance of S without tie term (paper Eq. 19, as printed)"
+    ds["z"].attrs["long_name"] = ("Z of paper Eq. 20 as printed (S/sqrt(var) for S > 0, "
+                                  "(S+1)/sqrt(var) for S < 0)")
+    ds["p"].attrs.update(long_name="two-sided p-value", units="1",
+                         p_method="normal approximation of the paper's Z (replication only)")
     return ds

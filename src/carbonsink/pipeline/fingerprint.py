@@ -1,0 +1,163 @@
+"""Content fingerprints of the files a pipeline step reads.
+
+A step's key (see :mod:`carbonsink.pipeline.runner`) must change whenever
+anything it reads changes, including an edit that keeps a file's size and
+modification time (a polygon coordinate changed in place, a template raster
+swapped for another of the same size). Each file therefore enters the key
+through the SHA-256 digest of its *content*.
+
+Hashing large inputs on every run would be slow, so digests are cached in the
+results folder (``.carbonsink/digests.json``) under the file's absolute path
+together with its size, modification time [ns], status-change time [ns] and
+inode number. Any write to a file changes its status-change time (the
+operating system sets it; ``touch -d`` or ``os.utime`` cannot set it back), so
+a cached digest is reused only for a file that has not been written since.
+
+Besides the file itself, its *sidecars* are fingerprinted: the files of the
+same folder whose name starts with the file's stem and a dot (``region.dbf``
+and ``region.prj`` of ``region.shp``; ``soc.tif.aux.xml`` of ``soc.tif``),
+since GDAL reads them too. A folder (a Zarr store) contributes every file
+below it.
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DigestCache", "path_fingerprint", "option_files"]
+
+_CHUNK = 1 << 20
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class DigestCache:
+    """SHA-256 digests of files, cached by (size, mtime [ns], ctime [ns], inode).
+
+    ``path`` is the JSON file holding the cache (``None``: in memory only). The
+    cache is read when created and written by :meth:`save` (atomically).
+    """
+
+    def __init__(self, path: Path | None = None):
+        self.path = path
+        self._data: dict[str, list] = {}
+        self._dirty = False
+        if path is not None and path.is_file():
+            try:
+                data = json.loads(path.read_text())
+                if isinstance(data, dict):
+                    self._data = data
+            except (OSError, ValueError):
+                self._data = {}
+
+    def digest(self, path: Path) -> str | None:
+        """Content digest of the file ``path`` (``None`` when it cannot be read)."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+        key = str(Path(path).absolute())
+        hit = self._data.get(key)
+        if isinstance(hit, list) and len(hit) == 5 and hit[:4] == stamp:
+            return hit[4]
+        try:
+            digest = _sha256(Path(path))
+        except OSError:
+            return None
+        self._data[key] = [*stamp, digest]
+        self._dirty = True
+        return digest
+
+    def save(self) -> None:
+        """Write the cache (only when it changed; errors are ignored: it is only a cache)."""
+        if self.path is None or not self._dirty:
+            return
+        from ..io.atomic import atomic_write
+
+        try:
+            with atomic_write(self.path) as tmp:
+                Path(tmp).write_text(json.dumps(self._data, sort_keys=True))
+            self._dirty = False
+        except OSError:
+            pass
+
+
+def _sidecars(path: Path, listing: dict[Path, list[str]]) -> list[Path]:
+    folder = path.parent
+    if folder not in listing:
+        try:
+            listing[folder] = sorted(os.listdir(folder))
+        except OSError:
+            listing[folder] = []
+    prefix = path.name.split(".")[0] + "."
+    return [folder / n for n in listing[folder]
+            if n != path.name and n.startswith(prefix) and not n.startswith(".")
+            and (folder / n).is_file()]
+
+
+def path_fingerprint(role: str, pattern: str | os.PathLike, cache: DigestCache,
+                     listing: dict[Path, list[str]] | None = None) -> list:
+    """``[[role, path, digest], ...]`` for a path or glob pattern, its sidecars and, for a
+    folder, every file below it; a missing path gives ``[[role, pattern, None]]``."""
+    listing = {} if listing is None else listing
+    text = os.path.expanduser(str(pattern))
+    matches = sorted(_glob.glob(text)) if _glob.has_magic(text) else [text]
+    out: list = []
+    for m in matches or [text]:
+        p = Path(m)
+        if p.is_dir():
+            for dirpath, dirnames, filenames in os.walk(p):
+                dirnames.sort()
+                for name in sorted(filenames):
+                    f = Path(dirpath) / name
+                    out.append([role, str(f), cache.digest(f)])
+            continue
+        if not p.exists():
+            out.append([role, str(p), None])
+            continue
+        out.append([role, str(p), cache.digest(p)])
+        for side in _sidecars(p, listing):
+            out.append([role, str(side), cache.digest(side)])
+    return out
+
+
+def option_files(options: Any, resolve) -> list[Path]:
+    """Existing files named by the text values anywhere in ``options`` (e.g. the
+    ``lc_table`` of ``models.options.casa``): each value is tried as given and resolved
+    against the study folder by ``resolve``."""
+    found: list[Path] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, Mapping):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x)
+        elif isinstance(v, str) and v and len(v) < 4096 and "\n" not in v:
+            for cand in {Path(v).expanduser(), resolve(v)}:
+                try:
+                    if cand.is_file():
+                        found.append(cand)
+                except OSError:
+                    pass
+
+    walk(options)
+    return sorted(set(found))
+
+
+def files_of(paths: Iterable[Path | str]) -> list[str]:
+    return [str(p) for p in paths]
