@@ -120,7 +120,7 @@ def maintenance_surface(surface: xr.DataArray, dim: str = "year") -> xr.DataArra
     if dim not in surface.dims:
         raise InvalidArgumentError(f"maintenance_surface: the slope surface has no dimension "
                                    f"'{dim}' (dims {surface.dims})")
-    first = surface.isel({dim: 0})
+    first = surface.isel({dim: 0}, drop=True)
     same = (surface == first).astype(np.int8)
     kept = same.cumprod(dim)
     p = (first * kept).astype(np.int8).transpose(*surface.dims)
@@ -141,21 +141,29 @@ def maintained_years(maintenance: xr.DataArray, dim: str = "year") -> xr.DataArr
 
 
 def resilience_dataset(npp: xr.DataArray, *, t0: int | None = None, t_ref: int | None = None,
-                       eval_years=None, window_start: str = "t0", min_valid: int = 3,
+                       eval_years=None, window_start: str = "t0", min_valid: int | None = None,
                        dim: str = "time") -> xr.Dataset:
     """Window slopes K, slope surface S, maintenance surface P (dims year, y, x) and the
     stacked map of annual ``npp`` (004 Eq. 7–9). Lazy for dask input; the windows come from
     :func:`resilience_windows` and are computed at once by
-    :func:`carbonsink.stats.window_slopes` (one pass of running sums)."""
+    :func:`carbonsink.stats.window_slopes` (one pass of running sums). ``min_valid`` is the
+    least number of valid years in a window (default 3; 2 with ``window_start="tref"``,
+    whose first evaluation window [t′, t′ + 1] has two years)."""
+    if min_valid is None:
+        min_valid = 3 if window_start == "t0" else 2
     years = calendar_years(npp, dim)
     windows = resilience_windows(years, t0=t0, t_ref=t_ref, eval_years=eval_years,
                                  window_start=window_start)
     k = window_slopes(npp, windows, dim, min_valid=min_valid)
-    k = k.rename(window="year").assign_coords(year=("year", np.array([e for _, e in windows])))
+    k = k.rename(window="year").drop_vars(["window_start", "window_end"])
+    k = k.assign_coords(year=("year", np.array([e for _, e in windows])))
     s = slope_surface(k)
     p = maintenance_surface(s)
     ds = xr.Dataset({"slope": k, "slope_surface": s, "maintenance": p,
                      "maintained_years": maintained_years(p)})
+    ds = ds.assign_coords(window_start=("year", np.array([st for st, _ in windows]),
+                                        {"units": "year", "long_name": "first year of the "
+                                                                        "slope window"}))
     ds.attrs = {"method": "probability-attenuation resilience (paper 004 Eq. 7-12, METHODS "
                           "8.2)", "t0": windows[0][0], "t_ref": windows[0][1],
                 "window_start": window_start, "min_valid": int(min_valid)}
@@ -332,20 +340,23 @@ def fit_decay(years, q, t_ref: int, *, variant: str = "nls") -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("error", OptimizeWarning)
             warnings.simplefilter("ignore", RuntimeWarning)
+            # fitted in the rate k = 1/τ, which may cross 0: an increasing ratio gives k <= 0
+            # (τ <= 0) instead of an unbounded τ
             if variant == "nls":
-                (lam, tau), _ = curve_fit(lambda tt, a, b: a * np.exp(-tt / b), t, qv,
-                                          p0=(lam0, tau0), maxfev=20000)
+                (lam, k), _ = curve_fit(lambda tt, a, b: a * np.exp(-tt * b), t, qv,
+                                        p0=(lam0, 1.0 / tau0), maxfev=20000)
             else:
-                (tau,), _ = curve_fit(lambda tt, b: np.exp(-tt / b), t, qv, p0=(tau0,),
-                                      maxfev=20000)
+                (k,), _ = curve_fit(lambda tt, b: np.exp(-tt * b), t, qv, p0=(1.0 / tau0,),
+                                    maxfev=20000)
                 lam = 1.0
     except (RuntimeError, OptimizeWarning, ValueError) as exc:
         return {**nan, "flag": f"did not converge ({str(exc).splitlines()[0][:80]})"}
-    lam, tau = float(lam), float(tau)
-    if not (np.isfinite(lam) and np.isfinite(tau)):
+    lam, k = float(lam), float(k)
+    if not (np.isfinite(lam) and np.isfinite(k)):
         return {**nan, "flag": "did not converge (non-finite parameters)"}
-    if tau <= 0:
+    if k <= 0:
         return {**nan, "flag": "tau <= 0: the ratio does not decrease"}
+    tau = 1.0 / k
     return {"lambda": lam, "tau": tau, "r2": _r2(qv, lam * np.exp(-t / tau)), "flag": "ok"}
 
 
@@ -493,7 +504,8 @@ class Resilience(Analysis):
         fit: Literal["nls", "loglinear", "lambda1"] = Field(
             "nls", description="decay-fit variant used for RS and the figures (all are "
                                "tabulated)")
-        min_valid: int = Field(3, ge=2, description="least valid years in a slope window")
+        min_valid: int | None = Field(None, ge=2, description="least valid years in a slope "
+                                      "window (default 3; 2 with window_start 'tref')")
 
     def run(self, ctx, options) -> AnalysisResult:
         from ..report.figures import map_figure

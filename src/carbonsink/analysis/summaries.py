@@ -2,8 +2,10 @@
 
 ``regional_summary``: area-weighted regional mean [g C m-2 yr-1] and total [Tg C yr-1] of
 annual NPP, Rh and NEP per year, and growing-season totals.
-``landcover_summary``: multi-year mean annual NEP per land-cover class (7-class scheme of
-seed 001): class area, area-weighted mean and total.
+``landcover_summary``: per land-cover class (7-class scheme of seed 001 or 8-class of seed
+000): class area, area-weighted mean and total of NPP, Rh and NEP per year and over the
+years (annual and growing season), the trends of the per-class series, per zone; each year's
+fluxes are attributed to that year's class (or to a reference year's).
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from typing import Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..regions import per_class_summary, summarise
+from ..regions import summarise
 from .base import Analysis, AnalysisResult, register_analysis, tidy
 
-__all__ = ["RegionalSummary", "LandcoverSummary", "regional_series"]
+__all__ = ["RegionalSummary", "LandcoverSummary", "regional_series", "class_series"]
 
 _VARS = ("npp", "rh", "nep")
 
@@ -62,6 +64,10 @@ class RegionalSummary(Analysis):
             default_factory=lambda: list(_VARS), description="flux variables to summarise")
         total_units: Literal["Gg C", "Tg C", "Pg C"] = "Tg C"
         growing_season: bool = Field(True, description="also the growing-season table")
+        periods: list[tuple[int, int]] | None = Field(
+            None, description="[first, last] years of the periods whose means and differences "
+                              "are reported; default: whole decades from the first year")
+        period_length: int = Field(10, ge=1, description="years per default period")
 
     def run(self, ctx, options) -> AnalysisResult:
         res = AnalysisResult()
@@ -92,6 +98,13 @@ class RegionalSummary(Analysis):
         if tab is None or tab.empty:
             sec.text("No annual cubes were found for this study.")
             return res
+        from .series_stats import decade_periods, series_statistics
+
+        years = sorted(tab["year"].unique())
+        periods = options.periods or decade_periods(years, options.period_length)
+        stats = series_statistics(tab, keys=["experiment", "combination", "zone", "variable",
+                                             "statistic"], periods=periods)
+        res.add_table("regional_statistics", stats)
         sec.text(f"Area-weighted over {ctx.zone} with true pixel areas (METHODS §1.6): the "
                  "regional mean is Σ F·A / Σ A over valid pixels, the total Σ F·A.")
         nep = tab[(tab["variable"] == "nep") & (tab["zone"] == ctx.zone)]
@@ -118,6 +131,22 @@ class RegionalSummary(Analysis):
                 series, by="line", title=f"{ctx.study.name if ctx.study else ''}: "
                 "area-weighted mean annual NEP", synthetic=ctx.synthetic))
             sec.figure("nep_regional_annual", "Area-weighted mean annual NEP per combination")
+            st = stats[(stats.variable == "nep") & (stats.of == "mean") & (stats.period == "")]
+            sview = st.pivot_table(index=["zone", "combination"], columns="statistic",
+                                   values="value", sort=False)
+            cols = [c for c in ("multi_year_mean", "min", "year_of_min", "max", "year_of_max",
+                                "ols_slope", "ols_p", "sen_slope", "mk_p") if c in sview]
+            sec.table(sview[cols].reset_index(), "regional_statistics",
+                      caption="Regional mean annual NEP: multi-year mean, lowest and highest "
+                              "year, OLS and Theil–Sen trends with p (values in "
+                              f"{means['units'].iloc[0]}, slopes per year)")
+            pm = stats[(stats.variable == "nep") & (stats.of == "mean") & (stats.period != "")]
+            if not pm.empty:
+                pview = pm.pivot_table(index=["zone", "combination"], columns="period",
+                                       values="value", sort=False)
+                sec.table(pview.reset_index(), "regional_statistics",
+                          caption="Period means of the regional mean annual NEP and their "
+                                  f"differences [{means['units'].iloc[0]}]")
         if not zone_rows.empty:
             zm = zone_rows[zone_rows.statistic == "mean"]
             zt = zone_rows[zone_rows.statistic == "total"]
@@ -135,69 +164,353 @@ class RegionalSummary(Analysis):
         return res
 
 
+def class_series(ds, classes, area=None, *, variables=_VARS, zones=None, labels=None,
+                 exclude=(), total_units: str = "Tg C", region: str = "study area"
+                 ) -> pd.DataFrame:
+    """Per-class, per-year area, area-weighted mean and total of the ``variables`` of ``ds``.
+
+    Each year's flux is attributed to the class its pixel has *in that year* when
+    ``classes`` has the time axis of ``ds`` (see :func:`carbonsink.cube.landcover.landcover_at`),
+    else to the one map given. For class ``c`` and year ``t`` over the valid pixels
+    (METHODS §1.6): ``area = Σ A`` [km2], ``mean = Σ A·F / Σ A`` [units of F],
+    ``total = Σ A·F`` [``total_units`` with the period of F].
+
+    Parameters
+    ----------
+    ds : Dataset ``(time, y, x)`` of fluxes (e.g. annual NPP, Rh, NEP [g C m-2 yr-1]).
+    classes : reclassified land cover ``(time, y, x)`` or ``(y, x)`` with CF flag attributes
+        (or ``labels``).
+    area : cell areas [m2] (default :func:`carbonsink.cube.pixel_area`).
+    zones : optional zone labels ``(y, x)`` (0 = none, names in ``zone_names``).
+    exclude : class names left out of the second aggregate row (e.g. ``["barren"]``).
+
+    Returns
+    -------
+    Tidy DataFrame: ``zone, year, class, class_name, variable, statistic, units, value``;
+    besides one row per class, ``class`` 0 holds the aggregates ``all classes`` and (with
+    ``exclude``) ``without <names>``. Zone ``region`` is every pixel, then one block per
+    zone. Vectorised: one ``bincount`` per weight over (year, zone, class) codes.
+    """
+    import numpy as np
+    import xarray as xr
+
+    from ..regions import total_factor
+    from .landcover_change import _area_m2, _index, class_codes, group_sums, zone_index
+
+    codes, names = class_codes(classes, labels)
+    bad = sorted(set(exclude) - set(names.values()))
+    if bad:
+        from ..errors import UnknownNameError
+
+        raise UnknownNameError("land-cover class to exclude", ", ".join(bad),
+                               sorted(names.values()))
+    k = len(codes)
+    first = next(v for v in variables if v in ds)
+    like = ds[first]
+    years = pd.DatetimeIndex(like["time"].values).year.astype(int)
+    nt = len(years)
+    cls = classes.drop_vars("spatial_ref", errors="ignore")
+    if "time" in cls.dims:
+        cls = cls.assign_coords(time=like["time"].values)
+    kidx = _index(cls, codes)
+    zidx, zlabels, znames = zone_index(zones)
+    nz = len(zlabels)
+    tidx = xr.DataArray(np.arange(nt), dims="time", coords={"time": like["time"].values})
+    zpart = zidx if zidx is not None else 0
+    code = ((tidx * nz + zpart) * k + kidx).where(kidx >= 0, -1)
+    w = _area_m2(area, like)
+    weights = {}
+    for v in variables:
+        if v not in ds:
+            continue
+        f = ds[v].drop_vars("spatial_ref", errors="ignore")
+        valid = f.notnull()
+        weights[f"{v}:area"] = w.where(valid)
+        weights[f"{v}:sum"] = (w * f).where(valid)
+    sums = group_sums(code, nt * nz * k, weights)
+    keep = [i for i, c in enumerate(codes) if names[c] not in exclude]
+    groups = [(c, names[c], [i]) for i, c in enumerate(codes)]
+    groups.append((0, "all classes", list(range(k))))
+    if exclude:
+        groups.append((0, "without " + ", ".join(exclude), keep))
+    frames = []
+    for v in variables:
+        if v not in ds:
+            continue
+        units = ds[v].attrs.get("units", "")
+        factor, tunits = total_factor(units, total_units, v)
+        a = sums[f"{v}:area"].reshape(nt, nz, k)
+        s = sums[f"{v}:sum"].reshape(nt, nz, k)
+        for zi, zname in enumerate([region, *znames]):
+            za = a.sum(axis=1) if zi == 0 else a[:, zi]
+            zs = s.sum(axis=1) if zi == 0 else s[:, zi]
+            for code_, cname, members in groups:
+                ga, gs_ = za[:, members].sum(axis=1), zs[:, members].sum(axis=1)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    mean = np.where(ga > 0, gs_ / ga, np.nan)
+                tot = np.where(ga > 0, gs_ * factor, np.nan)
+                base = pd.DataFrame({"zone": zname, "year": years, "class": code_,
+                                     "class_name": cname, "variable": v})
+                frames += [base.assign(statistic="area", units="km2", value=ga * 1e-6),
+                           base.assign(statistic="mean", units=units, value=mean),
+                           base.assign(statistic="total", units=tunits, value=tot)]
+    out = pd.concat(frames, ignore_index=True)
+    out.attrs["landcover_attribution"] = classes.attrs.get("landcover_attribution",
+                                                           "one map for all years")
+    return out
+
+
+def _multi_year(series: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
+    """Multi-year statistics of a :func:`class_series` table: mean class area [km2], the
+    pooled mean Σ_t Σ A·F / Σ_t Σ A [units of F] and the mean annual total."""
+    keys = ["zone", "class", "class_name", "variable"]
+    a = series[series.statistic == "area"]
+    m = series[series.statistic == "mean"]
+    t = series[series.statistic == "total"]
+    w = m.merge(a[[*keys, "year", "value"]], on=[*keys, "year"], suffixes=("", "_area"))
+    w["wsum"] = w["value"] * w["value_area"]
+    w = w[w["value"].notna()]
+    pooled = w.groupby(keys, sort=False).agg(wsum=("wsum", "sum"),
+                                             area=("value_area", "sum"),
+                                             units=("units", "first")).reset_index()
+    pooled["value"] = pooled["wsum"] / pooled["area"].where(pooled["area"] > 0)
+    out = [a.groupby(keys, sort=False)["value"].mean().reset_index().assign(
+               statistic="area", units="km2"),
+           pooled[[*keys, "units", "value"]].assign(statistic=f"{prefix}multi_year_mean"),
+           t.groupby(keys, sort=False).agg(value=("value", "mean"),
+                                           units=("units", "first")).reset_index().assign(
+               statistic=f"{prefix}multi_year_mean_total")]
+    if prefix:
+        out = out[1:]
+    return pd.concat(out, ignore_index=True)[[*keys, "statistic", "units", "value"]]
+
+
+def _class_trends(series: pd.DataFrame, min_valid: int | None) -> pd.DataFrame:
+    """OLS and Sen/Mann–Kendall trends (METHODS §6.1–6.3) of every per-class annual mean
+    series of a :func:`class_series` table."""
+    import numpy as np
+    import xarray as xr
+
+    from ..errors import InsufficientDataError, InvalidArgumentError
+    from ..stats import mann_kendall, ols_trend
+
+    keys = ["zone", "class", "class_name", "variable"]
+    m = series[series.statistic == "mean"]
+    if m.empty:
+        return pd.DataFrame()
+    wide = m.pivot_table(index=keys, columns="year", values="value", sort=False,
+                         dropna=False)
+    units = m.groupby(keys, sort=False)["units"].first().reindex(wide.index)
+    years = wide.columns.to_numpy()
+    da = xr.DataArray(wide.to_numpy(dtype=float), dims=("group", "time"),
+                      coords={"time": pd.to_datetime([f"{y}-01-01" for y in years])})
+    try:
+        ols = ols_trend(da, "time", min_valid=min_valid).compute()
+        mk = mann_kendall(da, "time", min_valid=min_valid).compute()
+    except (InsufficientDataError, InvalidArgumentError):
+        return pd.DataFrame()
+    slope_units = [f"{u} yr-1" if not str(u).endswith("yr-1") else
+                   str(u).replace("yr-1", "yr-2") for u in units]
+    rows = []
+    idx = wide.index.to_frame(index=False)
+    for stat, arr, u in (("ols_slope", ols["slope"], slope_units), ("ols_p", ols["p"], "1"),
+                         ("ols_r2", ols["r2"], "1"), ("sen_slope", mk["slope"], slope_units),
+                         ("mk_z", mk["z"], "1"), ("mk_p", mk["p"], "1"),
+                         ("n_years", ols["n"], "1")):
+        rows.append(idx.assign(statistic=stat, units=u,
+                               value=np.asarray(arr.values, dtype=float)))
+    return pd.concat(rows, ignore_index=True)
+
+
 @register_analysis
 class LandcoverSummary(Analysis):
     name = "landcover_summary"
-    title = "NEP by land-cover class"
-    description = ("Multi-year mean annual NEP per land-cover class (7-class scheme of seed "
-                   "001): class area, area-weighted mean and total.")
+    title = "NPP, Rh and NEP by land-cover class"
+    description = ("Per land-cover class (7-class scheme of seed 001 or 8-class of seed 000): "
+                   "class area, area-weighted mean and total of NPP, Rh and NEP per year and "
+                   "over the years (annual and growing season, total and per-month mean), OLS "
+                   "and Sen trends of the per-class series, per zone; each year's fluxes in "
+                   "that year's class (or a reference year's).")
     requires = ("annual", "landcover", "area")
     default = True
     order = 20
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        variables: list[Literal["npp", "rh", "nep"]] = Field(default_factory=lambda: ["nep"])
-        year: Literal["last", "first"] | int = Field(
-            "last", description="which year's land cover assigns the classes")
+        variables: list[Literal["npp", "rh", "nep"]] = Field(
+            default_factory=lambda: list(_VARS))
+        scheme: str = Field("7class", description="target classes: 7class (001), 8class "
+                                                  "(000, with shrub) or a column of table")
+        table: str | None = Field(None, description="user reclassification table (CSV)")
+        overrides: dict[int, str] | None = Field(
+            None, description="source code -> class name, e.g. {8: forest}")
+        reference_year: int | Literal["first", "last"] | None = Field(
+            None, description="None: each year's fluxes in that year's class; a year (or "
+                              "first/last): every year in the classes of that map")
+        exclude: list[str] = Field(
+            default_factory=lambda: ["barren"],
+            description="classes left out of the 'without' aggregate (e.g. barren)")
+        total_units: Literal["Gg C", "Tg C", "Pg C"] = "Tg C"
+        trend_min_years: int | None = Field(
+            None, ge=3, description="least valid years of a trend (default max(10, 0.8 n))")
+
+    def check(self, study, options):
+        from ..cube.landcover import TARGETS
+
+        if options.scheme not in TARGETS and options.table is None:
+            from ..errors import InputError
+
+            raise InputError(f"analyses.landcover_summary.scheme '{options.scheme}' is "
+                             f"neither {' nor '.join(TARGETS)}; give table: with a column of "
+                             "that name")
+        return []
 
     def run(self, ctx, options) -> AnalysisResult:
+        import numpy as np
+
         from ..cube import reclassify
+        from ..cube.landcover import landcover_at
+        from .landcover_change import _zones_of
 
         res = AnalysisResult()
-        scheme = getattr(ctx.study, "landcover_scheme", "igbp") if ctx.study else "igbp"
+        src = getattr(ctx.study, "landcover_scheme", "igbp") if ctx.study else "igbp"
+        table = str(ctx.resolve(options.table)) if options.table else None
         area = ctx.area
+        zones = _zones_of(ctx)
+        nmonths = len(ctx.growing_season_months)
+        attribution = None
         for exp, combo in ctx.runs():
             inputs = ctx.inputs(exp)
             annual = ctx.cube("annual", combo, exp)
             if annual is None or "landcover" not in inputs:
                 continue
-            lc = inputs["landcover"]
-            if "time" in lc.dims:
-                if options.year == "last":
-                    lc = lc.isel(time=-1)
-                elif options.year == "first":
-                    lc = lc.isel(time=0)
-                else:
-                    lc = lc.sel(time=lc["time"].dt.year == options.year).isel(time=0)
-            classes = reclassify(lc, scheme=scheme, to="7class")
-            for v in options.variables:
-                if v not in annual:
+            classes = reclassify(inputs["landcover"], scheme=src, to=options.scheme,
+                                 overrides=options.overrides, table=table)
+            mask = inputs.get("region_mask")
+            exclude = [c for c in options.exclude if c in classes.attrs["flag_meanings"].split()]
+            keys = dict(experiment=exp, combination=combo, scheme=options.scheme)
+            out = {}
+            for product in ("annual", "growing_season"):
+                ds = annual if product == "annual" else ctx.cube("growing_season", combo, exp)
+                if ds is None:
                     continue
-                mean = annual[v].mean("time", skipna=False)
-                df = per_class_summary(mean, classes, area)
-                long = pd.concat([
-                    pd.DataFrame({"class": df["class"], "class_name": df["label"],
-                                  "variable": v, "statistic": "area", "units": "km2",
-                                  "value": df["area_km2"]}),
-                    pd.DataFrame({"class": df["class"], "class_name": df["label"],
-                                  "variable": v, "statistic": "multi_year_mean",
-                                  "units": df["mean_units"], "value": df["mean"]}),
-                    pd.DataFrame({"class": df["class"], "class_name": df["label"],
-                                  "variable": v, "statistic": "multi_year_mean_total",
-                                  "units": df["total_units"], "value": df["total"]}),
-                ], ignore_index=True)
-                res.add_table("landcover_nep", tidy(long, experiment=exp, combination=combo,
-                                                    zone=ctx.zone))
+                cl = landcover_at(classes, ds["time"], reference_year=options.reference_year)
+                if mask is not None:
+                    attrs = dict(cl.attrs)
+                    cl = cl.where(mask.astype(bool), 0).assign_attrs(attrs)
+                attribution = cl.attrs.get("landcover_attribution")
+                out[product] = class_series(ds, cl, area, variables=options.variables,
+                                            zones=zones, exclude=exclude,
+                                            total_units=options.total_units, region=ctx.zone)
+            if "annual" not in out:
+                continue
+            keys["landcover"] = attribution
+            ser = out["annual"]
+            multi = _multi_year(ser)
+            if "growing_season" in out:
+                g = out["growing_season"]
+                gm = _multi_year(g, prefix="gs_")
+                pm = gm[gm.statistic == "gs_multi_year_mean"].assign(
+                    statistic="gs_monthly_mean", value=lambda d: d["value"] / nmonths,
+                    units=lambda d: d["units"].map(lambda u: f"{u} month-1"))
+                multi = pd.concat([multi, gm, pm], ignore_index=True)
+                gsm = g[g.statistic == "mean"].assign(
+                    statistic="monthly_mean", value=lambda d: d["value"] / nmonths,
+                    units=lambda d: d["units"].map(lambda u: f"{u} month-1"))
+                res.add_table("landcover_growing_season", tidy(
+                    pd.concat([g.replace({"statistic": {"mean": "season_mean",
+                                                        "total": "season_total"}}), gsm],
+                              ignore_index=True), **keys))
+            res.add_table("landcover_nep", tidy(multi, **keys))
+            res.add_table("landcover_annual", tidy(ser, **keys))
+            tr = _class_trends(ser, options.trend_min_years)
+            if not tr.empty:
+                res.add_table("landcover_trends", tidy(tr, **keys))
+        self._report(ctx, res, options, attribution)
+        return res
+
+    def _report(self, ctx, res, options, attribution) -> None:
+        import numpy as np
+
         sec = res.section(self)
         tab = res.tables.get("landcover_nep")
         if tab is None:
             sec.text("No land-cover input: nothing to summarise.")
-            return res
-        sec.text(f"Classes from the {options.year} year's land cover, reclassified to the "
-                 "7-class scheme of seed 001; means are area-weighted over valid pixels.")
-        view = tab[tab.statistic == "multi_year_mean"].pivot_table(
+            return
+        how = ("each year's fluxes in that year's land-cover class" if attribution ==
+               "year of each step" else f"classes of the {attribution}")
+        sec.text(f"Land cover reclassified to the {options.scheme} scheme; {how}. Means are "
+                 "area-weighted over the valid pixels of each class (Σ F·A / Σ A, METHODS "
+                 "§1.6); multi-year means pool all years, totals are mean annual totals. "
+                 "Class 0 rows are aggregates over all classes and without "
+                 f"{', '.join(options.exclude) or '(none)'}.")
+        t = tab[(tab.zone == ctx.zone) & (tab.variable == "nep")]
+        view = t[t.statistic == "multi_year_mean"].pivot_table(
             index="class_name", columns="combination", values="value", sort=False)
-        sec.table(view.reset_index(), "landcover_nep",
-                  caption=f"Multi-year mean annual NEP per class [{tab[tab.statistic == 'multi_year_mean']['units'].iloc[0]}]")
-        return res
+        if not view.empty:
+            u = t[t.statistic == "multi_year_mean"]["units"].iloc[0]
+            sec.table(view.reset_index(), "landcover_nep",
+                      caption=f"Multi-year mean annual NEP per class [{u}]")
+        gsv = t[t.statistic == "gs_monthly_mean"]
+        if not gsv.empty:
+            sec.table(gsv.pivot_table(index="class_name", columns="combination",
+                                      values="value", sort=False).reset_index(),
+                      "landcover_nep", caption="Growing-season NEP per month per class "
+                      f"[{gsv['units'].iloc[0]}] (seed 000 reports forest 84.81, cropland "
+                      "46.41, grassland 32.95)")
+        first = tab["combination"].iloc[0]
+        area_v = tab[(tab.zone == ctx.zone) & (tab.statistic == "area") & (tab["class"] > 0) &
+                     (tab.variable == "nep") & (tab.combination == first)]
+        from ..report.figures import new_figure
+
+        if not area_v.empty:
+            fig, ax = new_figure((7, 3.6))
+            ax.bar(area_v["class_name"], area_v["value"] / 1e4, color="#4a7ab0")
+            ax.set_ylabel("mean class area [10$^4$ km$^2$]")
+            ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+            ax.set_title("Class areas (mean over the years)", fontsize=10)
+            res.add_figure("landcover_class_area", fig)
+            sec.figure("landcover_class_area", "Mean class area over the years (pixels with "
+                       "valid NEP)")
+        ann = res.tables.get("landcover_annual")
+        trs = res.tables.get("landcover_trends")
+        if ann is not None:
+            s = ann[(ann.zone == ctx.zone) & (ann.variable == "nep") & (ann.statistic == "mean")
+                    & (ann.combination == first)]
+            fig, ax = new_figure((7.5, 4.2))
+            for i, (name, grp) in enumerate(s.groupby("class_name", sort=False)):
+                if grp["value"].isna().all():
+                    continue
+                line, = ax.plot(grp["year"], grp["value"], marker="o", ms=2.5, lw=1.1,
+                                label=name)
+                if trs is not None:
+                    sl = trs[(trs.zone == ctx.zone) & (trs.variable == "nep") &
+                             (trs.class_name == name) & (trs.combination == first)]
+                    slope = sl.loc[sl.statistic == "ols_slope", "value"]
+                    if len(slope) and np.isfinite(slope.iloc[0]):
+                        yy = grp["year"].to_numpy(float)
+                        vv = grp["value"].to_numpy(float)
+                        ok = np.isfinite(vv)
+                        b = slope.iloc[0]
+                        a0 = vv[ok].mean() - b * yy[ok].mean()
+                        ax.plot(yy, a0 + b * yy, ls="--", lw=0.8, color=line.get_color())
+            ax.set_xlabel("year")
+            ax.set_ylabel("NEP [g C m$^{-2}$ yr$^{-1}$]")
+            ax.legend(fontsize=7, ncol=3, frameon=False)
+            ax.set_title(f"Annual NEP per land-cover class ({first}), OLS trends dashed",
+                         fontsize=10)
+            if ctx.synthetic:
+                from ..report.figures import _synthetic
+
+                _synthetic(ax)
+            res.add_figure("landcover_class_series", fig)
+            sec.figure("landcover_class_series", "Area-weighted annual NEP per class with "
+                       "OLS trend lines")
+        if trs is not None and not trs.empty:
+            tv = trs[(trs.zone == ctx.zone) & (trs.variable == "nep") &
+                     trs.statistic.isin(["ols_slope", "ols_p", "sen_slope", "mk_p"])]
+            tv = tv.pivot_table(index=["combination", "class_name"], columns="statistic",
+                                values="value", sort=False).reset_index()
+            sec.table(tv, "landcover_trends", caption="Trends of the per-class annual NEP "
+                      "[g C m⁻² yr⁻²] (seed 001: forest 8.5469, wetland 3.4486, urban 2.7333, "
+                      "cropland 1.9699, grassland 1.7324)")

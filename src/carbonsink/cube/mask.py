@@ -49,6 +49,9 @@ def read_regions(source: Any, attribute: str | None = None, values: Any = None,
         what = f"region file '{p}'"
         if not p.exists():
             raise InputError(f"{what} does not exist. Fix: check region.path in the study file")
+        from ..io.dispatch import check_local_vector
+
+        check_local_vector(p)  # local GeoJSON/Shapefile/GeoPackage ... only: no OGR VRT, no URL
         try:
             gdf = gpd.read_file(p, layer=layer) if layer is not None else gpd.read_file(p)
         except Exception as exc:

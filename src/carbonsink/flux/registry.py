@@ -92,7 +92,7 @@ class Combination:
 
 # kind -> name -> Model (insertion order = registration order)
 _REGISTRY: dict[str, dict[str, Model]] = {k: {} for k in KINDS}
-_BUILTINS = ("carbonsink.flux.combinations", "carbonsink.flux.given")
+_BUILTINS = ("carbonsink.flux.combinations", "carbonsink.flux.given", "carbonsink.flux.century")
 _builtins_state = {"loaded": False}
 _lock = threading.RLock()
 

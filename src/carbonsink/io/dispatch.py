@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,177 @@ from .netcdf import NETCDF_SUFFIXES, read_netcdf, read_zarr
 #: ``product=`` values read by the model-output readers (``io.clm``, ``io.cmip``)
 MODEL_PRODUCTS = ("clm", "cmip")
 
-__all__ = ["read_input", "SUPPORTED_SUFFIXES"]
+__all__ = ["read_input", "SUPPORTED_SUFFIXES", "check_local_input", "check_local_raster",
+           "check_local_vector", "VECTOR_SUFFIXES"]
 
 SUPPORTED_SUFFIXES = GEOTIFF_SUFFIXES + NETCDF_SUFFIXES + (".zarr",) + HDF_SUFFIXES
+
+
+# --------------------------------------------------------------------------- local files only
+#
+# carbonsink reads only local files of the format their name announces, so that a run never
+# fetches data over the network: a GDAL VRT named ``.tif``, an OGR VRT named ``.geojson``, a
+# ``/vsicurl/`` path or an http(s) URL would make GDAL open other (possibly remote) files.
+# Formats are recognised by their first bytes ("magic numbers"), before any driver opens the
+# file; GeoTIFFs are then opened with the GTiff driver only.
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_NETCDF_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_HDF4_MAGIC = b"\x0e\x03\x13\x01"
+#: vector suffix -> (format name, test of the first bytes)
+VECTOR_SUFFIXES = {
+    ".geojson": "GeoJSON", ".json": "GeoJSON", ".shp": "ESRI Shapefile", ".gpkg": "GeoPackage",
+    ".fgb": "FlatGeobuf", ".parquet": "GeoParquet", ".zip": "zipped Shapefile",
+}
+_REMOTE_RE = re.compile(r"(^|/)(vsi[a-z0-9_]+|[A-Za-z][A-Za-z0-9+.-]*:)(/|$)")
+
+
+def _head(path: Path, n: int = 4096) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(n)
+    except OSError:
+        return b""
+
+
+def _is_hdf5(path: Path, head: bytes) -> bool:
+    if head.startswith(_HDF5_MAGIC):
+        return True
+    try:  # a user block moves the signature to 512, 1024, 2048 ... bytes
+        with open(path, "rb") as fh:
+            for off in (512, 1024, 2048, 4096, 8192):
+                fh.seek(off)
+                if fh.read(8) == _HDF5_MAGIC:
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+def _looks_like(head: bytes) -> str:
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:400].lower()
+    if b"<vrtdataset" in text:
+        return "a GDAL VRT (an XML file that points at other, possibly remote, files)"
+    if b"<ogrvrtdatasource" in text:
+        return "an OGR VRT (an XML file that points at other, possibly remote, files)"
+    if text.startswith(b"<"):
+        return "an XML file"
+    if text.startswith((b"http://", b"https://", b"/vsi")):
+        return "a link to a remote file"
+    if any(head.startswith(m) for m in _TIFF_MAGIC):
+        return "a TIFF file"
+    if head.startswith(_NETCDF_MAGIC) or head.startswith(_HDF5_MAGIC):
+        return "a NetCDF/HDF5 file"
+    if head.startswith(_HDF4_MAGIC):
+        return "an HDF4 file"
+    if not head:
+        return "empty"
+    return "an unknown format"
+
+
+def _where(key: str | None) -> str:
+    return f" ({key} in the study file)" if key else ""
+
+
+def _refuse_remote(path: Path | str, key: str | None) -> None:
+    text = str(path)
+    if "://" in text or _REMOTE_RE.search(text.replace("\\", "/")):
+        raise InputError(f"{text}{_where(key)} is a URL or a GDAL virtual path; carbonsink reads "
+                         "only local files, so that a run never fetches data over the network. "
+                         "Fix: download the file and give its local path")
+
+
+def _mismatch(path: Path, expected: str, head: bytes, key: str | None, fix: str) -> InputError:
+    found = _looks_like(head)
+    return InputError(f"{path}{_where(key)} is not a {expected} file: it is {found}. "
+                      "carbonsink reads local files in their own format only (no VRT or other "
+                      f"indirection that could reach the network). Fix: {fix}")
+
+
+def check_local_input(path: PathLike | Iterable[PathLike], *, key: str | None = None) -> None:
+    """Refuse a study input (path, glob or list) that is a URL, a GDAL ``/vsi…`` path, or a
+    file whose content is not the format its suffix names (e.g. a GDAL VRT named ``.tif``).
+
+    Missing files are left to :func:`read_input` (which names them). Raises
+    :class:`InputError`.
+    """
+    items = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    for item in items:
+        _refuse_remote(item, key)
+    try:
+        files = expand_paths(path, suffixes=GEOTIFF_SUFFIXES + NETCDF_SUFFIXES + HDF_SUFFIXES,
+                             **({"name": f"{key}"} if key else {}))
+    except InputError:
+        return
+    for p in files:
+        s = p.suffix.lower()
+        if p.is_dir():
+            continue
+        head = _head(p, 16)
+        if s in GEOTIFF_SUFFIXES and not any(head.startswith(m) for m in _TIFF_MAGIC):
+            raise _mismatch(p, "GeoTIFF", _head(p), key,
+                            "convert it to a GeoTIFF (gdal_translate in.vrt out.tif)")
+        if s in NETCDF_SUFFIXES and not (head.startswith(_NETCDF_MAGIC) or _is_hdf5(p, head)):
+            raise _mismatch(p, "NetCDF", _head(p), key,
+                            "give the NetCDF file itself (re-download or re-export it)")
+        if s in HDF_SUFFIXES and not (head.startswith(_HDF4_MAGIC) or _is_hdf5(p, head)):
+            raise _mismatch(p, "HDF", _head(p), key, "give the HDF file itself")
+
+
+def check_local_raster(path: PathLike, *, key: str | None = None) -> None:
+    """Refuse a raster (e.g. a grid template) that is not a local GeoTIFF or NetCDF/HDF5 file
+    (a VRT, URL or ``/vsi…`` path). Raises :class:`InputError`."""
+    _refuse_remote(path, key)
+    p = Path(path)
+    if not p.is_file():
+        return  # the reader names a missing file
+    head = _head(p, 16)
+    if not (any(head.startswith(m) for m in _TIFF_MAGIC) or head.startswith(_NETCDF_MAGIC)
+            or _is_hdf5(p, head)):
+        raise _mismatch(p, "GeoTIFF or NetCDF", _head(p), key,
+                        "give a GeoTIFF (gdal_translate in.vrt out.tif)")
+
+
+def check_local_vector(path: PathLike, *, key: str | None = None) -> None:
+    """Refuse a polygon layer that is not a local file of a supported format (GeoJSON,
+    Shapefile, GeoPackage, FlatGeobuf, GeoParquet, zipped Shapefile), or whose content does
+    not match its suffix (e.g. an OGR VRT named ``.geojson``). Raises :class:`InputError`."""
+    _refuse_remote(path, key)
+    p = Path(path)
+    if not p.exists():
+        return  # the reader names a missing file
+    s = p.suffix.lower()
+    if s not in VECTOR_SUFFIXES:
+        raise InputError(f"{p}{_where(key)}: unsupported polygon format {p.suffix or '(none)'!r};"
+                         f" supported: {', '.join(sorted(set(VECTOR_SUFFIXES.values())))} "
+                         f"({', '.join(VECTOR_SUFFIXES)}). Fix: convert it (ogr2ogr out.gpkg "
+                         "in.file)")
+    if p.is_dir():
+        raise InputError(f"{p}{_where(key)} is a folder; give the polygon file itself")
+    head = _head(p)
+    fmt = VECTOR_SUFFIXES[s]
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    ok = {
+        "GeoJSON": stripped.startswith(b"{"),
+        "ESRI Shapefile": head.startswith(b"\x00\x00\x27\x0a"),
+        "GeoPackage": head.startswith(b"SQLite format 3\x00"),
+        "FlatGeobuf": head.startswith(b"fgb\x03"),
+        "GeoParquet": head.startswith(b"PAR1"),
+        "zipped Shapefile": head.startswith(b"PK\x03\x04"),
+    }[fmt]
+    if ok and fmt == "zipped Shapefile":
+        import zipfile
+
+        try:
+            names = zipfile.ZipFile(p).namelist()
+        except (OSError, zipfile.BadZipFile):
+            names = []
+        ok = any(n.lower().endswith(".shp") for n in names) and \
+            not any(n.lower().endswith((".vrt", ".xml")) for n in names)
+    if not ok:
+        raise _mismatch(p, fmt, head, key, "convert it to a GeoPackage or GeoJSON file "
+                        "(ogr2ogr -f GPKG out.gpkg in.file)")
 
 
 def _kind(path: Path) -> str:
@@ -120,6 +289,7 @@ def read_input(path: PathLike | Iterable[PathLike], *, variable: str | None = No
     formats or unreadable files, and :class:`AlignmentError` when no CRS can
     be found (fix: ``crs:`` in the study input).
     """
+    check_local_input(path)
     files = expand_paths(path, suffixes=GEOTIFF_SUFFIXES + NETCDF_SUFFIXES + HDF_SUFFIXES)
     kinds = {_kind(p) for p in files}
     if len(kinds) > 1:

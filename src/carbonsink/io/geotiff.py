@@ -61,7 +61,7 @@ class _Meta:
 
 def _read_meta(path: Path) -> _Meta:
     try:
-        with rasterio.open(path) as src:
+        with rasterio.open(path, driver="GTiff") as src:  # no VRT or other indirection
             return _Meta(
                 path=path, count=src.count, height=src.height, width=src.width,
                 dtype=src.dtypes[0], crs=src.crs, transform=src.transform, nodata=src.nodata,
@@ -130,7 +130,7 @@ def _attrs(meta: _Meta, bands: Sequence[int]) -> dict[str, Any]:
 
 
 def _open(meta: _Meta, chunks: dict[str, Any] | None) -> xr.DataArray:
-    kw: dict[str, Any] = {"masked": True, "mask_and_scale": False}
+    kw: dict[str, Any] = {"masked": True, "mask_and_scale": False, "driver": "GTiff"}
     if chunks is not None:
         kw["chunks"] = {"band": 1, "y": chunks.get("y", "auto"), "x": chunks.get("x", "auto")}
     da = rioxarray.open_rasterio(meta.path, **kw)

@@ -26,7 +26,7 @@ import glob as _glob
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +157,3 @@ def option_files(options: Any, resolve) -> list[Path]:
 
     walk(options)
     return sorted(set(found))
-
-
-def files_of(paths: Iterable[Path | str]) -> list[str]:
-    return [str(p) for p in paths]

@@ -2,12 +2,21 @@
 
 Each step declares which part of the study it depends on. Its *key* is a hash
 of the carbonsink version, that part of the study, the keys of the steps it
-depends on and the size/modification time of the input files. After a step
+depends on and the content digests of every file it reads (inputs, grid
+template, region and zone layers, files named in model options, the files an
+analysis declares; see :mod:`carbonsink.pipeline.fingerprint`). After a step
 has written all its outputs (each atomically), a manifest
 ``<results>/.carbonsink/<step>.json`` records the key and the outputs. A rerun
 skips a step whose manifest key matches and whose outputs all exist; any
-change upstream changes the key and reruns the step. ``index.html`` is written
-last, so a results folder without it never looks finished.
+change upstream changes the key and reruns the step.
+
+Before the first step that has to run, the previous report (``index.html``
+and the report manifest, which only carbonsink writes) is removed, so a
+report never describes older results than the cubes beside it; a step's
+manifest is removed before the step runs and written after its last output;
+if a step fails (or the run is stopped), the outputs it had already finished
+are removed too. ``index.html`` is written last, so a results folder without
+it never looks finished.
 """
 
 from __future__ import annotations
@@ -24,8 +33,9 @@ from typing import Any
 
 from ..errors import ConfigError
 from .config import StudyConfig
+from .fingerprint import DigestCache, option_files, path_fingerprint
 
-__all__ = ["Step", "RunContext", "run_steps"]
+__all__ = ["Step", "RunContext", "run_steps", "step_key", "study_files"]
 
 
 @dataclass
@@ -54,6 +64,8 @@ class RunContext:
     sections: dict[str, list[Any]] = field(default_factory=dict)  # step -> report sections
     step_names: list[str] = field(default_factory=list)
     catalog: Any = None  # the product catalog (carbonsink.pipeline.catalog.Catalog)
+    digests: Any = None  # DigestCache of the input files (in .carbonsink/digests.json)
+    what: str = "outputs.dir"  # where the results folder was given (for messages)
 
     def __post_init__(self):
         if self.catalog is None:
@@ -74,33 +86,40 @@ class RunContext:
         return d
 
 
-def _stat(role: str, pattern: str) -> list:
-    import glob
-
-    fp = []
-    for f in sorted(glob.glob(pattern)) or [pattern]:
-        try:
-            st = os.stat(f)
-            fp.append([role, f, st.st_size, int(st.st_mtime)])
-        except OSError:
-            fp.append([role, f, None, None])
-    return fp
-
-
-def _input_fingerprint(cfg: StudyConfig) -> list:
-    fp = []
-    for role, inp in sorted(cfg.inputs.items()):
-        fp += _stat(role, str(cfg.resolve(inp.path)))
-    for name, exp in sorted((cfg.experiments or {}).items()):
-        for role, inp in sorted(exp.inputs.items()):
-            fp += _stat(f"{name}.{role}", str(cfg.resolve(inp.path)))
-    if cfg.region is not None:
-        p = cfg.resolve(cfg.region.path)
-        fp.append(["region", str(p), p.stat().st_size if p.exists() else None])
-    return fp
+def study_files(cfg: StudyConfig, step: Step) -> list[tuple[str, str]]:
+    """``(role, path or glob)`` of every file ``step`` reads that the study names: inputs (and
+    experiment inputs), grid template, region and zone layers for the step that reads the
+    inputs; files named in ``models.options`` (e.g. ``casa.lc_table``) for steps that read the
+    model options; region and zone layers for steps that read the region; ``step.files``."""
+    out: list[tuple[str, str]] = []
+    keys = set(step.config_keys)
+    reads_region = step.uses_input_files or "region" in keys
+    if step.uses_input_files:
+        for role, inp in sorted(cfg.inputs.items()):
+            out.append((f"inputs.{role}", str(cfg.resolve(inp.path))))
+        for name, exp in sorted((cfg.experiments or {}).items()):
+            for role, inp in sorted(exp.inputs.items()):
+                out.append((f"experiments.{name}.inputs.{role}", str(cfg.resolve(inp.path))))
+        if cfg.grid.template is not None:
+            out.append(("grid.template", str(cfg.resolve(cfg.grid.template))))
+    if reads_region:
+        if cfg.region is not None:
+            out.append(("region", str(cfg.resolve(cfg.region.path))))
+        zones = getattr(cfg, "zones", None)
+        if zones is not None and getattr(zones, "path", None):
+            out.append(("zones", str(cfg.resolve(zones.path))))
+    if step.uses_input_files or any(k == "models" or k.startswith("models.") for k in keys):
+        for f in option_files(cfg.models.options, cfg.resolve):
+            out.append(("models.options", str(f)))
+    if step.files is not None:
+        out += [("files", str(f)) for f in step.files(cfg)]
+    return out
 
 
 def step_key(ctx: RunContext, step: Step) -> str:
+    """SHA-256 of what ``step`` depends on: the carbonsink version, its study keys (plus
+    ``zones`` wherever ``region`` is read), the keys of its upstream steps and the content
+    digests of every file it reads (:func:`study_files`, with sidecars)."""
     from .. import __version__
 
     data = ctx.cfg.model_dump(mode="json")
@@ -111,14 +130,20 @@ def step_key(ctx: RunContext, step: Step) -> str:
             node = node.get(part) if isinstance(node, dict) else None
         return node
 
+    keys = list(step.config_keys)
+    if ("region" in keys or step.uses_input_files) and "zones" not in keys:
+        keys.append("zones")
+    if ctx.digests is None:
+        ctx.digests = DigestCache(None)
+    listing: dict[Path, list[str]] = {}
+    files = [x for role, f in study_files(ctx.cfg, step)
+             for x in path_fingerprint(role, f, ctx.digests, listing)]
     payload = {
         "version": __version__,
         "step": step.name,
-        "config": {k: pick(k) for k in step.config_keys},
+        "config": {k: pick(k) for k in keys},
         "upstream": {d: ctx.keys.get(d) for d in step.depends},
-        "inputs": _input_fingerprint(ctx.cfg) if step.uses_input_files else None,
-        "files": [x for f in (step.files(ctx.cfg) if step.files else [])
-                  for x in _stat("file", str(f))],
+        "files": files,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -156,7 +181,9 @@ def _write_manifest(ctx: RunContext, step: Step, key: str, outputs: list[Path],
 
 
 @contextlib.contextmanager
-def _dask_client(cfg: StudyConfig) -> Iterator[Any]:
+def dask_client(cfg: StudyConfig, timeout: str = "20s") -> Iterator[Any]:
+    """A ``dask.distributed`` client for ``dask.scheduler`` (None without it); an unreachable
+    scheduler is a :class:`ConfigError` naming the address and the fix."""
     if not cfg.dask.scheduler:
         yield None
         return
@@ -166,26 +193,66 @@ def _dask_client(cfg: StudyConfig) -> Iterator[Any]:
         raise ConfigError("dask.scheduler is set but dask.distributed is not installed") \
             from exc
     try:
-        client = Client(cfg.dask.scheduler, timeout="20s", set_as_default=True)
-    except OSError as exc:
+        client = Client(cfg.dask.scheduler, timeout=timeout, set_as_default=True)
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
         raise ConfigError(
-            f"cannot reach the dask scheduler at {cfg.dask.scheduler} (dask.scheduler in the "
-            f"study file): {exc}. Fix: start the cluster first or remove dask.scheduler to run "
-            "locally") from None
+            f"dask.scheduler: cannot reach the dask scheduler at {cfg.dask.scheduler!r}: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. Fix: start the "
+            "cluster first or remove dask.scheduler to run locally") from None
     try:
         yield client
     finally:
         client.close()
 
 
+_dask_client = dask_client  # the former private name
+
+
+def _retire_report(ctx: RunContext, steps: list[Step]) -> None:
+    """Remove the previous report (outputs of the last step as its manifest lists them, and
+    the manifest): only files carbonsink wrote are listed there."""
+    last = steps[-1]
+    mp = _manifest_path(ctx, last)
+    if not mp.exists():
+        return
+    try:
+        man = json.loads(mp.read_text())
+        outs = [ctx.out_dir / p for p in man.get("outputs", [])]
+    except (OSError, ValueError, AttributeError):
+        outs = []
+    mp.unlink()
+    for p in outs:
+        if p.is_file() and not p.is_symlink():
+            p.unlink()
+
+
+def _remove_outputs(paths: list[Path]) -> None:
+    import shutil
+
+    for p in paths:
+        with contextlib.suppress(OSError):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            elif p.exists() or p.is_symlink():
+                p.unlink()
+
+
 def run_steps(ctx: RunContext, steps: list[Step]) -> RunContext:
-    """Run ``steps`` in order with progress messages, skipping current ones."""
+    """Run ``steps`` in order with progress messages, skipping current ones.
+
+    Before the first step that runs, the previous report is retired; a failing (or
+    interrupted) step leaves no manifest and none of the outputs it had finished.
+    """
+    from ..io.atomic import track_commits
     from ..report.sections import Section
 
     n = len(steps)
     ctx.step_names = [s.name for s in steps]
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
-    with _dask_client(ctx.cfg) as client:
+    if ctx.digests is None:
+        ctx.digests = DigestCache(ctx.state_dir / "digests.json")
+    retired = False
+    with dask_client(ctx.cfg) as client:
         ctx.client = client
         if client is not None:
             ctx.echo(f"using dask cluster at {ctx.cfg.dask.scheduler}")
@@ -199,12 +266,28 @@ def run_steps(ctx: RunContext, steps: list[Step]) -> RunContext:
                 ctx.outputs[step.name] = current[0]
                 ctx.sections[step.name] = [Section.from_dict(d) for d in current[1]]
                 continue
+            if not retired:
+                _retire_report(ctx, steps)
+                retired = True
+            mp = _manifest_path(ctx, step)
+            if mp.exists():
+                mp.unlink()
             ctx.echo(f"[{i}/{n}] {step.title} ...")
             t0 = time.perf_counter()
-            outputs = step.func(ctx)
+            with track_commits() as committed:
+                try:
+                    outputs = step.func(ctx)
+                except BaseException:
+                    _remove_outputs(committed)
+                    raise
             dt = time.perf_counter() - t0
             ctx.timings[step.name] = dt
             ctx.outputs[step.name] = outputs
-            _write_manifest(ctx, step, key, outputs, dt)
+            try:
+                _write_manifest(ctx, step, key, outputs, dt)
+            except BaseException:
+                _remove_outputs(committed)
+                raise
             ctx.echo(f"[{i}/{n}] {step.title}: done in {dt:.1f} s ({len(outputs)} outputs)")
+    ctx.digests.save()
     return ctx
