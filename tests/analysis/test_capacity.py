@@ -197,3 +197,155 @@ def test_registered_analysis_stores_cube_with_maps():
     last = npp.isel(time=-1).values
     np.testing.assert_allclose(p.data["saturation_percent"].values[np.isfinite(CSCC)],
                                (100 * last / CSCC)[np.isfinite(CSCC)])
+
+
+# --------------------------------------------------------------------------- zones, potential
+
+
+def _zones():
+    return xr.DataArray(np.array([[1, 2, 2], [1, 1, 0]], dtype=np.int32), dims=("y", "x"),
+                        coords=G.coords(), name="zones",
+                        attrs={"zone_names": '{"1": "West", "2": "East"}',
+                               "zone_layer": "province"})
+
+
+def test_zone_table_hand_computed():
+    npp = _npp()
+    area = pixel_area(G)
+    ds = carrying_capacity(npp)
+    z = _zones().values
+    tab = capacity_summary(ds, npp, area, zones=_zones(), region="all", years=[2002, 2010])
+    assert list(dict.fromkeys(tab.zone)) == ["all", "West", "East"]
+    for y in (2002, 2010):
+        n = npp.sel(time=f"{y}-01-01").values
+        support = np.isfinite(CSCC) & np.isfinite(n)
+        a = area.values
+        for code, name in ((1, "West"), (2, "East")):
+            m = support & (z == code)
+            c_tot = (CSCC * a)[m].sum() / 1e12
+            n_tot = (n * a)[m].sum() / 1e12
+            rows = tab[(tab.zone == name) & (tab.year == y)]
+            get = {(r.variable, r.statistic): r.value for r in rows.itertuples()}
+            if not m.any():
+                assert np.isnan(get[("cscc", "total")])
+                continue
+            assert get[("cscc", "total")] == pytest.approx(c_tot, rel=1e-12)
+            assert get[("npp", "total")] == pytest.approx(n_tot, rel=1e-12)
+            assert get[("pcs", "total")] == pytest.approx(c_tot - n_tot, rel=1e-12)
+            assert get[("pcs", "percent_of_cscc")] == pytest.approx(100 * (c_tot - n_tot)
+                                                                    / c_tot, rel=1e-12)
+            assert get[("pcs", "percent_of_npp")] == pytest.approx(100 * (c_tot - n_tot)
+                                                                   / n_tot, rel=1e-12)
+        # zones partition the supported pixels (the unzoned pixel (1, 2) is supported: the
+        # whole region exceeds the zone sum by exactly its contribution)
+        whole = tab[(tab.zone == "all") & (tab.year == y) & (tab.variable == "cscc")
+                    & (tab.statistic == "total")].value.iloc[0]
+        zsum = tab[(tab.zone != "all") & (tab.year == y) & (tab.variable == "cscc")
+                   & (tab.statistic == "total")].value.sum()
+        assert whole - zsum == pytest.approx(CSCC[1, 2] * a[1, 2] / 1e12, rel=1e-12)
+
+
+def test_saturation_series_hand_computed():
+    from carbonsink.analysis.capacity import saturation_series
+
+    npp = _npp()
+    area = pixel_area(G)
+    sat = saturation_series(carrying_capacity(npp), npp, area)
+    pct = sat[sat.statistic == "percent_of_cscc"].set_index("year").value
+    assert list(pct.index) == YEARS
+    a = area.values
+    for y in (2002, 2006, 2010):
+        n = npp.sel(time=f"{y}-01-01").values
+        m = np.isfinite(CSCC) & np.isfinite(n)
+        assert pct[y] == pytest.approx(100 * (n * a)[m].sum() / (CSCC * a)[m].sum(), rel=1e-12)
+
+
+def _climate(monthly=True):
+    months = pd.date_range(f"{YEARS[0]}-01-01", periods=12 * len(YEARS), freq="MS")
+    shape = (months.size, 2, 3)
+    m = np.arange(months.size) % 12
+    # annual mean temperature 10 degC (seasonal cycle averages out), 600 mm per year
+    tas = 10.0 + 8.0 * np.sin(2 * np.pi * (m - 3) / 12.0)
+    tas = np.broadcast_to(tas[:, None, None], shape).copy()
+    pr = np.full(shape, 50.0)
+    t = xr.DataArray(tas, dims=("time", "y", "x"), coords={"time": months, **G.coords()},
+                     name="tas", attrs={"units": "degC"})
+    p = xr.DataArray(pr, dims=("time", "y", "x"), coords={"time": months, **G.coords()},
+                     name="pr", attrs={"units": "mm month-1"})
+    return t, p
+
+
+def test_potential_npp_from_monthly_climate():
+    from carbonsink.analysis.capacity import potential_npp
+
+    tas, pr = _climate()
+    pot = potential_npp(tas, pr)                         # carbon fraction 0.45
+    assert pot.sizes["time"] == len(YEARS)
+    # METHODS §12.1: t 10 degC, r 600 mm -> Miami 985.8 g DM (443.6 g C), TM 934.8 g DM
+    np.testing.assert_allclose(pot["npp_miami"].values, 985.8 * 0.45, rtol=2e-4)
+    np.testing.assert_allclose(pot["npp_thornthwaite"].values, 934.8 * 0.45, rtol=2e-4)
+    assert pot["npp_miami"].attrs["units"] == "g C m-2 yr-1"
+    pot2 = potential_npp(tas, pr, carbon_fraction=0.475)
+    np.testing.assert_allclose(pot2["npp_miami"].values, 985.8 * 0.475, rtol=2e-4)
+    with pytest.raises(InvalidArgumentError):
+        potential_npp(tas, pr, carbon_fraction=1.5)
+
+
+def test_registered_analysis_with_zones_and_potential():
+    npp = _npp()
+    area = pixel_area(G)
+    tas, pr = _climate()
+    stored = []
+
+    class Ctx(MemoryContext):
+        def store(self, product):
+            stored.append(product)
+            return super().store(product)
+
+    ctx = Ctx({("annual", "given"): xr.Dataset({"npp": npp})},
+              {"area": area, "zones": _zones(), "tas": tas, "pr": pr})
+    res = run_analysis("capacity", ctx)
+    (p,) = stored
+    assert {"npp_miami_mean", "npp_thornthwaite_mean"} <= set(p.maps)
+    m = p.data["npp_miami_mean"].values
+    np.testing.assert_allclose(m[np.isfinite(CSCC)], 985.8 * 0.45, rtol=2e-4)
+    assert np.isnan(m[~np.isfinite(CSCC)]).all()
+    tab = res.tables["capacity"]
+    assert set(tab.zone) == {"study area", "West", "East"}
+    # comparison layers summarised on the same pixels
+    row = tab[(tab.zone == "study area") & (tab.variable == "npp_miami")
+              & (tab.statistic == "mean")]
+    assert row.value.iloc[0] == pytest.approx(985.8 * 0.45, rel=2e-4)
+    sat = res.tables["capacity_saturation"]
+    assert set(sat.year) == set(YEARS)
+    captions = [b.caption for b in res.sections[0].blocks if b.kind == "table"]
+    assert any("per zone" in c for c in captions)
+
+
+def test_province_table_on_real_boundaries(shared_data):
+    """The per-province table runs on the real province polygons (DCW-GMT) on a 0.5° grid."""
+    from carbonsink.cube import zone_labels
+
+    path = next((shared_data / "boundaries").glob("china_provinces_*.geojson"))
+    grid = GridSpec("EPSG:4326", 0.5, (73.0, 18.0, 135.0, 54.0))
+    zones = zone_labels(grid, path, "name")
+    ny, nx = zones.shape
+    rng = np.random.default_rng(0)
+    t = pd.date_range("2001-01-01", periods=10, freq="YS")
+    v = rng.uniform(100.0, 600.0, (10, ny, nx))
+    npp = xr.DataArray(v, dims=("time", "y", "x"), coords={"time": t, **grid.coords()},
+                       name="npp", attrs={"units": "g C m-2 yr-1"}).where(zones > 0)
+    area = pixel_area(grid)
+    ds = carrying_capacity(npp)
+    tab = capacity_summary(ds, npp, area, zones=zones, region="China")
+    names = set(tab.zone) - {"China"}
+    assert len(names) >= 30 and "Nei Mongol" in names
+    tot = tab[(tab.statistic == "total") & (tab.variable == "cscc")].set_index("zone").value
+    # provinces partition the masked grid: their totals add up to the national total
+    assert tot.drop("China").sum() == pytest.approx(tot["China"], rel=1e-9)
+    # a province by hand
+    code = [int(k) for k, n in __import__("json").loads(zones.attrs["zone_names"]).items()
+            if n == "Nei Mongol"][0]
+    m = (zones.values == code) & np.isfinite(ds["cscc"].values) & np.isfinite(v[-1])
+    assert tot["Nei Mongol"] == pytest.approx((ds["cscc"].values * area.values)[m].sum() / 1e12,
+                                              rel=1e-9)

@@ -13,7 +13,6 @@ import xarray as xr
 from scipy import stats
 
 from carbonsink.analysis.validation import (
-    DEFAULT_SOC,
     POOLED,
     metrics,
     npp_at_site,
@@ -255,7 +254,7 @@ def test_qc_threshold_excludes_months(tmp_path):
 def test_nep_is_npp_minus_rh_and_cue_npp(tmp_path):
     path = _tower_file(tmp_path, "XX-Aaa", [1.0])
     ds = read_fluxnet(path)
-    monthly = tower_nep(ds, npp="cue", cue=0.4)
+    monthly = tower_nep(ds, npp="cue", cue=0.4, soc=3.0)
     np.testing.assert_allclose(monthly["nep"], monthly["npp"] - monthly["rh"])
     pei = monthly[monthly["rh_model"] == "pei"]
     np.testing.assert_allclose(pei["npp"].values, 0.4 * ds["gpp"].values)
@@ -273,16 +272,19 @@ def test_user_series_and_combination_filter(tmp_path):
                                   "site": ["XX-Aaa", "XX-Bbb"]},
                           attrs={"units": "g C m-2 month-1"})
     table, monthly = validate_towers(paths, npp={"user": series}, combos=["gsmsr_shi"],
-                                     figures=False, return_monthly=True)
-    assert set(table["combination"]) == {"user+gsmsr_shi"}
-    b = monthly[monthly["site"] == "XX-Bbb"]
+                                     soc=4.0, figures=False, return_monthly=True)
+    assert set(table["combination"]) == {"user+gsmsr_shi", "user+no_rh"}   # + reference
+    b = monthly[(monthly["site"] == "XX-Bbb") & (monthly["rh_model"] == "gsmsr_shi")]
     np.testing.assert_allclose(b["npp"].values, np.linspace(10, 30, 24))
+    ref = monthly[(monthly["site"] == "XX-Bbb") & (monthly["rh_model"] == "no_rh")]
+    np.testing.assert_allclose(ref["nep"].values, np.linspace(10, 30, 24))   # NEP = NPP
+    assert (ref["rh"] == 0).all() and ref["reference"].all()
     assert table.loc[table["site"] == "XX-Aaa", "npp_source"].iloc[0] == "user-supplied NPP series 'user'"
     with pytest.raises(UnknownModelError):
         validate_towers(paths, combos=["cue+casa"], figures=False)
     with pytest.raises(InputError, match="no site XX-Ccc"):
         validate_towers([_tower_file(tmp_path, "XX-Ccc", [1.0])], npp={"user": series},
-                        figures=False)
+                        soc=4.0, figures=False)
 
 
 def test_two_npp_cubes_give_six_combinations_and_ranking(tmp_path):
@@ -293,28 +295,28 @@ def test_two_npp_cubes_give_six_combinations_and_ranking(tmp_path):
     modis = modis.assign_attrs(units="g C m-2 month-1").rio.write_crs("EPSG:32647")
     casa = (modis * 0.5).assign_attrs(units="g C m-2 month-1").rio.write_crs("EPSG:32647")
     table = validate_towers(paths, sites=sites, npp={"modis": modis, "casa": casa},
-                            figures=False)
+                            soc=3.0, figures=False)
     per_site = table[table["site"] != POOLED]
-    assert per_site.groupby("site")["combination"].nunique().tolist() == [6, 6]
+    assert per_site.groupby("site")["combination"].nunique().tolist() == [8, 8]
     assert set(per_site["combination"]) == {f"{n}+{r}" for n in ("modis", "casa")
                                             for r in ("pei", "gsmsr_bl",
-                                                      "gsmsr_shi")}
+                                                      "gsmsr_shi", "no_rh")}
     assert set(table["igbp"]) == {"GRA", "WET", ""}
     for _, grp in table.groupby("site"):
         ranked = grp.sort_values("rank")
-        assert ranked["rank"].tolist() == list(range(1, 7))
-        assert ranked["r2"].is_monotonic_decreasing
+        assert ranked["rank"].tolist() == list(range(1, 9))
+        assert ranked["nse"].is_monotonic_decreasing          # default: NSE
     pooled = table[table["site"] == POOLED]
-    assert len(pooled) == 6 and set(pooled["n_sites"]) == {2}
+    assert len(pooled) == 8 and set(pooled["n_sites"]) == {2}
     n_sites = per_site.groupby("combination")["n"].sum()
     assert (pooled.set_index("combination")["n"] == n_sites.loc[pooled["combination"]]).all()
-    assert set(table["soc"]) == {DEFAULT_SOC} and table["soc_source"].str.contains("assumed").all()
+    assert set(table["soc"]) == {3.0} and table["soc_source"].str.contains("user").all()
     by_rmse = validate_towers(paths, sites=sites, npp={"modis": modis}, rank_by="rmse",
-                              figures=False)
+                              soc=3.0, figures=False)
     for _, grp in by_rmse.groupby("site"):
         assert grp.sort_values("rank")["rmse"].is_monotonic_increasing
     with pytest.raises(InputError, match="lat/lon"):
-        validate_towers(paths, npp={"modis": modis}, figures=False)
+        validate_towers(paths, npp={"modis": modis}, soc=3.0, figures=False)
 
 
 def test_cli_entry_writes_tables_and_figures(tmp_path):
@@ -329,7 +331,8 @@ def test_cli_entry_writes_tables_and_figures(tmp_path):
     out = tmp_path / "out"
     table = run_validation_cli([data], out, npp_series=npp_csv, soc=5.0,
                                sites=_sites_file(tmp_path))
-    assert set(table["combination"]) == {"user+pei", "user+gsmsr_bl", "user+gsmsr_shi"}
+    assert set(table["combination"]) == {"user+pei", "user+gsmsr_bl", "user+gsmsr_shi",
+                                         "user+no_rh"}
     assert set(table.loc[table["site"] != POOLED, "n"]) == {12}    # NPP only for 2001
     assert set(table["soc"]) == {5.0}
     back = pd.read_csv(out / "towers_metrics.csv")
@@ -344,8 +347,11 @@ def test_cli_entry_writes_tables_and_figures(tmp_path):
     assert pngs == ["scatter_user.png", "timeseries_XX-Aaa.png", "timeseries_XX-Bbb.png"]
     assert all((out / "figures" / p).stat().st_size < 150_000 for p in pngs)
     assert not list(out.rglob(".*tmp-*"))
-    cue_table = run_validation_cli([data], tmp_path / "out2", cue=0.3, figures=False)
+    assert "ranked by nse" in (out / "towers.md").read_text()
+    with pytest.warns(UserWarning, match="skipped: no SOC"):
+        cue_table = run_validation_cli([data], tmp_path / "out2", cue=0.3, figures=False)
     assert cue_table["npp_source"].str.startswith("CUE 0.3").all()
+    assert set(cue_table["rh_model"]) == {"pei", "no_rh"}   # GSMSR skipped without SOC
 
 
 def test_cli_entry_with_netcdf_npp_cube(tmp_path):
@@ -357,8 +363,10 @@ def test_cli_entry_with_netcdf_npp_cube(tmp_path):
     cube.to_dataset().to_netcdf(tmp_path / "npp.nc")
     sites = read_sites(_sites_file(tmp_path))
     table, monthly = run_validation_cli([tmp_path], tmp_path / "out", npp_cube=tmp_path / "npp.nc",
-                                        sites=sites, figures=False, return_monthly=True)
-    assert set(table["combination"]) == {"modis+pei", "modis+gsmsr_bl", "modis+gsmsr_shi"}
+                                        sites=sites, soc=3.0, figures=False,
+                                        return_monthly=True)
+    assert set(table["combination"]) == {"modis+pei", "modis+gsmsr_bl", "modis+gsmsr_shi",
+                                         "modis+no_rh"}
     expected = npp_at_site(cube, float(sites.loc["XX-Bbb", "lon"]),
                            float(sites.loc["XX-Bbb", "lat"]))
     got = monthly[(monthly["site"] == "XX-Bbb") & (monthly["rh_model"] == "pei")]["npp"]
@@ -368,7 +376,7 @@ def test_cli_entry_with_netcdf_npp_cube(tmp_path):
 def test_same_file_twice_is_rejected(tmp_path):
     path = _tower_file(tmp_path, "XX-Aaa", [1.0])
     with pytest.raises(InputError, match="more than once"):
-        validate_towers([path, path], figures=False)
+        validate_towers([path, path], soc=3.0, figures=False)
 
 
 def test_yearly_file_is_rejected(tmp_path):
@@ -386,10 +394,10 @@ def test_real_towers_table():
     files = sorted((FLUXNET / "MM").glob("FLX_*_MM_*.csv")) + \
         sorted((FLUXNET / "DD").glob("FLX_*_DD_*.csv"))
     table, monthly = validate_towers(files, sites=FLUXNET / "sites_cn.csv", figures=False,
-                                     return_monthly=True)
+                                     soc=3.0, return_monthly=True)
     sites = table.loc[table["site"] != POOLED, "site"].unique().tolist()
     assert sites == ["CN-Cha", "CN-Cng", "CN-Dan", "CN-Din", "CN-Du3", "CN-Ha2", "CN-Qia"]
-    assert len(table) == (7 + 1 + 1) * 3      # 7 MM sites, CN-Ha2 from DD, pooled
+    assert len(table) == (7 + 1 + 1) * 4      # 7 MM sites, CN-Ha2 from DD, pooled; 3 Rh + ref
     # QC-passed month counts (NEE_VUT_REF_QC >= 0.8) read from the files
     expected_n = {"CN-Cha": 28, "CN-Cng": 37, "CN-Dan": 21, "CN-Din": 30, "CN-Du3": 9,
                   "CN-Ha2": 29, "CN-Qia": 36}
@@ -409,7 +417,7 @@ def test_real_towers_table():
     raw = pd.read_csv(path)
     days = pd.to_datetime(raw["TIMESTAMP"].astype(str), format="%Y%m").dt.days_in_month
     obs = -raw["NEE_VUT_REF"] * days
-    npp = 0.5 * raw["GPP_NT_VUT_REF"] * days
+    npp = 0.5 * raw["GPP_NT_VUT_REF"].clip(lower=0) * days     # negative GPP clipped
     rh = 0.22 * (np.exp(0.0912 * raw["TA_F"]) + np.log(0.3145 * raw["P_F"] * days + 1)) \
         * 30 * 0.465
     ok = raw["NEE_VUT_REF_QC"] >= 0.8

@@ -149,5 +149,5 @@ def test_run_npp_and_run_rh(inputs):
     assert json.loads(r.rh.attrs["parameters"])["clip_to_rs"] is False
     with pytest.raises(UnknownModelError, match="casa, given, modis"):
         run_npp("miami", inputs)
-    with pytest.raises(UnknownModelError, match="given, gsmsr_bl, gsmsr_shi, pei"):
-        run_rh("century", inputs)
+    with pytest.raises(UnknownModelError, match="century, given, gsmsr_bl, gsmsr_shi, pei"):
+        run_rh("roth_c", inputs)

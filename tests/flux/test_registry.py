@@ -13,7 +13,7 @@ from carbonsink.flux import registry as reg
 
 def test_builtin_models_and_kinds():
     assert reg.model_names("npp") == ["modis", "casa", "given"]
-    assert reg.model_names("rh") == ["pei", "gsmsr_bl", "gsmsr_shi", "given"]
+    assert reg.model_names("rh") == ["pei", "gsmsr_bl", "gsmsr_shi", "given", "century"]
     assert reg.model_names("nep") == ["given"]
     m = reg.get_model("rh", "gsmsr_bl")
     assert (m.kind, m.name, m.inputs) == ("rh", "gsmsr_bl", ("tas", "pr", "soc"))
@@ -25,7 +25,7 @@ def test_unknown_names_are_key_errors_listing_valid_names():
     with pytest.raises(UnknownModelError, match="unknown NPP model 'miami'.*casa, given, modis"):
         reg.get_model("npp", "miami")
     with pytest.raises(KeyError):
-        reg.get_model("rh", "century")
+        reg.get_model("rh", "roth_c")
     with pytest.raises(UnknownModelError) as exc:
         reg.get_combination("nep_modis")
     assert "nep_given" in str(exc.value) and "modis+pei" in str(exc.value)
@@ -40,7 +40,7 @@ def test_combinations_naming():
     assert d.nep is reg.get_model("nep", "given") and d.npp is None and d.rh is None
     names = reg.combination_names()
     assert names[-1] == "nep_given" and "casa+gsmsr_shi" in names
-    assert len(names) == 3 * 4 + 1
+    assert len(names) == 3 * 5 + 1
 
 
 def test_model_options_from_signatures():

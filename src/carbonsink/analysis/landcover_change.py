@@ -42,7 +42,7 @@ import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..cube.area import pixel_area
-from ..cube.landcover import TARGETS, class_labels, reclassify
+from ..cube.landcover import TARGETS, reclassify
 from ..cube.mask import match_grid
 from ..errors import InputError, InsufficientDataError, InvalidArgumentError
 from ..regions import total_factor

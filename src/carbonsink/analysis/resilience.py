@@ -104,7 +104,8 @@ def resilience_windows(years, *, t0: int | None = None, t_ref: int | None = None
 
 def slope_surface(slopes: xr.DataArray) -> xr.DataArray:
     """S = +1 where K > 0, −1 where K < 0, 0 where K = 0 or NaN (004 Eq. 8) [int8]."""
-    s = xr.where(slopes > 0, 1, xr.where(slopes < 0, -1, 0)).astype(np.int8)
+    s = xr.apply_ufunc(lambda k: np.nan_to_num(np.sign(k)).astype(np.int8), slopes,
+                       dask="parallelized", output_dtypes=[np.int8])
     s.attrs = {"units": "1", "long_name": "slope surface (sign of the window slope)",
                "flag_values": [-1, 0, 1], "flag_meanings": "negative none positive"}
     return s.rename("slope_surface")
@@ -115,14 +116,16 @@ def maintenance_surface(surface: xr.DataArray, dim: str = "year") -> xr.DataArra
 
     P(t′) = S(t′); P(t_i) = P(t_{i−1}) where S(t_i) = P(t_{i−1}) ≠ 0, else 0 — so P(t_i) is
     S(t′) where S kept the sign of S(t′) in every year up to t_i, else 0 (once broken, stays
-    0). Computed without a loop as S(t′) · cumprod(S = S(t′)). [int8, lazy]
+    0). Computed without a loop as S(t′) · cumulative-AND(S = S(t′)). [int8, lazy]
     """
     if dim not in surface.dims:
         raise InvalidArgumentError(f"maintenance_surface: the slope surface has no dimension "
                                    f"'{dim}' (dims {surface.dims})")
     first = surface.isel({dim: 0}, drop=True)
-    same = (surface == first).astype(np.int8)
-    kept = same.cumprod(dim)
+    kept = xr.apply_ufunc(np.logical_and.accumulate, surface == first,
+                          input_core_dims=[[dim]], output_core_dims=[[dim]],
+                          dask="parallelized", output_dtypes=[bool],
+                          kwargs={"axis": -1})
     p = (first * kept).astype(np.int8).transpose(*surface.dims)
     p.attrs = {"units": "1", "long_name": "maintenance surface (sign kept since the "
                                           "reference year, else 0)",

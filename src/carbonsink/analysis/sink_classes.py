@@ -1,16 +1,34 @@
-"""Carbon sink / source classes of multi-year mean NEP (METHODS §4.2) as a registered analysis."""
+"""Carbon sink / source classes of NEP (METHODS §4.2) as a registered analysis, and the
+per-zone class area shares shared by the class-map analyses.
+
+``sink_classes`` classifies the multi-year mean annual NEP of every combination with one or
+more schemes (binary sink/source of 000/003, the four levels of 001, the three of 002),
+writes the class maps as Cloud-Optimized GeoTIFFs with their legend, and tabulates the area
+of each class for the region and every zone; optionally also each year's classes (the yearly
+source-area share of 003, Fig. 3).
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+import xarray as xr
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..stats import class_area_shares, sink_source_classes
+from ..errors import InvalidArgumentError
+from ..stats import CLASS_FILL, class_labels, sink_source_classes
 from .base import Analysis, AnalysisResult, register_analysis, tidy
 
-__all__ = ["SinkClasses", "class_share_table"]
+__all__ = ["SinkClasses", "class_share_table", "class_shares_by_zone", "SINK_SCHEMES"]
+
+#: the sink/source schemes of METHODS §4.2 and their descriptions
+SINK_SCHEMES = {
+    "binary": "binary: source NEP < 0, neutral NEP = 0, sink NEP > 0 (000, 003)",
+    "001": "001: source < 0, low sink [0, 200), medium [200, 400), high >= 400 g C m-2 yr-1",
+    "002": "002: source < 0, weak sink [0, 50), strong sink >= 50 g C m-2 yr-1",
+}
 
 
 def class_share_table(shares: pd.DataFrame, *, variable: str, scheme: str) -> pd.DataFrame:
@@ -28,42 +46,238 @@ def class_share_table(shares: pd.DataFrame, *, variable: str, scheme: str) -> pd
     ], ignore_index=True)
 
 
+def class_shares_by_zone(classes: xr.DataArray, area: xr.DataArray,
+                         zones: xr.DataArray | None = None, *, region: str = "study area",
+                         by: str | None = None, labels: dict[int, str] | None = None
+                         ) -> pd.DataFrame:
+    """Area [km2] and area share [%] of each class, for the region and every zone, in one pass.
+
+    For class ``c`` of zone ``z`` (METHODS §1.6, §4.2): ``area = Σ A`` over the pixels of
+    ``z`` whose class is ``c``; ``share = 100 · area / Σ A`` over the pixels of ``z`` that
+    have a class (fill values and NaN excluded), so the shares of a zone sum to 100 % of its
+    valid area. ``A`` are the true pixel areas (``area`` with ``units``, e.g. m2 from
+    :func:`carbonsink.cube.pixel_area`).
+
+    Parameters
+    ----------
+    classes : class map ``(y, x)`` or ``(by, y, x)`` with CF ``flag_values`` and labels
+        (:mod:`carbonsink.stats.classes`), or with ``labels``.
+    area : pixel areas ``(y, x)``.
+    zones : zone labels ``(y, x)`` (int, 0 = no zone; names in ``zone_names``) or None.
+    region : name of the whole-region block (every valid pixel, in a zone or not).
+    by : an extra dimension of ``classes`` (e.g. ``"time"``) giving one block per value.
+
+    Returns
+    -------
+    DataFrame ``zone, [by,] class, label, area_km2, share_percent``: the region first, then
+    the zones in label order; every class listed for every zone, also with zero area.
+    One ``bincount`` over combined (by, zone, class) indices: no loop over pixels or zones.
+    """
+    from ..cube import zone_names
+    from ..stats.classes import _area_km2
+
+    if not isinstance(classes, xr.DataArray):
+        raise InvalidArgumentError("class_shares_by_zone: classes must be an xarray.DataArray")
+    lab = dict(labels) if labels is not None else class_labels(classes)
+    codes = sorted(int(c) for c in lab)
+    a_km2 = _area_km2(area)
+    spatial = [d for d in classes.dims if d != by]
+    if by is not None and by not in classes.dims:
+        raise InvalidArgumentError(f"class_shares_by_zone: classes has no dimension '{by}'")
+    if set(spatial) != set(a_km2.dims):
+        raise InvalidArgumentError(f"class_shares_by_zone: classes has dims {classes.dims}, "
+                                   f"area {a_km2.dims}; pass by= for the extra dimension")
+    cls = classes.transpose(*(([by] if by else []) + list(a_km2.dims)))
+    cv = np.asarray(cls.values, dtype=np.float64)
+    if by is None:
+        cv = cv[None]
+    nb = cv.shape[0]
+    av = np.asarray(a_km2.values, dtype=np.float64)
+    if zones is not None:
+        names = zone_names(zones)
+        zv = np.asarray(zones.transpose(*a_km2.dims).values, dtype=np.float64)
+        zv = np.where(np.isfinite(zv), zv, 0).astype(np.int64)
+        zlabels = sorted(names)
+    else:
+        names, zlabels = {}, []
+        zv = np.zeros(av.shape, np.int64)
+    zpos = np.zeros(int(max([0, *zlabels, int(zv.max(initial=0))])) + 1, np.int64)
+    for i, z in enumerate(zlabels, start=1):
+        zpos[z] = i
+    zi = zpos[np.clip(zv, 0, None)]  # 0 = no (listed) zone
+    nz = len(zlabels) + 1
+    k = len(codes)
+    kpos = {c: i for i, c in enumerate(codes)}
+    finite = np.isfinite(cv)
+    ci = np.full(cv.shape, -1, np.int64)
+    for c, i in kpos.items():
+        ci[finite & (cv == c)] = i
+    ok = (ci >= 0) & np.isfinite(av)[None] & (cv != CLASS_FILL)
+    bidx = np.broadcast_to(np.arange(nb)[:, None, None], cv.shape)
+    flat = ((bidx * nz + zi[None]) * k + ci)[ok]
+    w = np.broadcast_to(av[None], cv.shape)[ok]
+    sums = np.bincount(flat, weights=w, minlength=nb * nz * k).reshape(nb, nz, k)
+    blocks = [(region, sums.sum(axis=1))] + [(names[z], sums[:, i]) for i, z in
+                                             enumerate(zlabels, start=1)]
+    keys = cls[by].values if by is not None else [None]
+    rows = []
+    for zname, s in blocks:
+        tot = s.sum(axis=1)
+        for b in range(nb):
+            for c, i in kpos.items():
+                row = {"zone": zname, "class": c, "label": lab[c], "area_km2": float(s[b, i]),
+                       "share_percent": 100.0 * s[b, i] / tot[b] if tot[b] > 0 else np.nan}
+                if by is not None:
+                    row = {"zone": zname, by: keys[b], **{k_: v for k_, v in row.items()
+                                                         if k_ != "zone"}}
+                rows.append(row)
+    cols = ["zone"] + ([by] if by else []) + ["class", "label", "area_km2", "share_percent"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _years(t: pd.Series) -> np.ndarray:
+    """Calendar years of a time column (datetime64 stamps or plain year numbers)."""
+    v = np.asarray(t)
+    if np.issubdtype(v.dtype, np.datetime64):
+        return pd.DatetimeIndex(v).year.to_numpy(dtype=int)
+    return v.astype(int)
+
+
+def _label(exp: str, combo: str, ctx) -> str:
+    return combo if len(ctx.experiments) < 2 else f"{exp}/{combo}"
+
+
+def _fname(exp: str, combo: str, ctx, rest: str) -> str:
+    base = combo if len(ctx.experiments) < 2 else f"{exp}_{combo}"
+    return f"{base}_{rest}"
+
+
 @register_analysis
 class SinkClasses(Analysis):
     name = "sink_classes"
     title = "Carbon sink and source areas"
     description = ("Classes of multi-year mean annual NEP (binary sink/source of 000/003, the "
-                   "four levels of 001 or the three of 002) with their true areas.")
+                   "four levels of 001, the three of 002) and of each year's NEP, with their "
+                   "true areas and shares for the region and every zone; class maps as COG "
+                   "with their legend.")
     requires = ("annual", "area")
     default = True
     order = 30
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        scheme: Literal["binary", "001", "002"] = Field(
-            "binary", description="class scheme of METHODS §4.2")
+        scheme: Literal["binary", "001", "002"] | list[Literal["binary", "001", "002"]] = Field(
+            "binary", description="class scheme(s) of METHODS §4.2 (one or a list)")
+        per_year: bool = Field(True, description="also classify each year's NEP (yearly "
+                                                 "area shares, e.g. the source share of 003)")
+        maps: bool = Field(True, description="write the class maps of the multi-year mean "
+                                             "as Cloud-Optimized GeoTIFFs")
+
+        @field_validator("scheme")
+        @classmethod
+        def _unique(cls, v):
+            if isinstance(v, list):
+                if not v:
+                    raise ValueError("give at least one scheme")
+                return list(dict.fromkeys(v))
+            return v
+
+        @property
+        def schemes(self) -> list[str]:
+            return [self.scheme] if isinstance(self.scheme, str) else list(self.scheme)
 
     def run(self, ctx, options) -> AnalysisResult:
+        from ..report.figures import area_share_figure, categorical_map_figure, \
+            trend_series_figure
+
         res = AnalysisResult()
+        sec = res.section(self)
         area = ctx.area
+        zones = ctx.zones()
+        layer = zones.attrs.get("zone_layer", "zone") if zones is not None else None
+        schemes = options.schemes
+        map_blocks = []
         for exp, combo in ctx.runs():
             annual = ctx.cube("annual", combo, exp)
-            if annual is None:
+            if annual is None or "nep" not in annual:
                 continue
             nep_mean = annual["nep"].mean("time", skipna=False)
-            classes = sink_source_classes(nep_mean, scheme=options.scheme)
-            shares = class_area_shares(classes, area)
-            res.add_table("sink_source_area", tidy(
-                class_share_table(shares, variable="nep", scheme=options.scheme),
-                experiment=exp, combination=combo, zone=ctx.zone))
-        sec = res.section(self)
+            nep_mean.attrs = dict(annual["nep"].attrs)
+            ds = xr.Dataset()
+            for scheme in schemes:
+                classes = sink_source_classes(nep_mean, scheme=scheme)
+                ds[f"sink_class_{scheme}"] = classes
+            ds = ds.compute()
+            if options.maps:
+                res.add_dataset("sink_classes", ds, combination=combo, experiment=exp,
+                                maps=tuple(ds.data_vars), map_prefix="nep_")
+            for scheme in schemes:
+                classes = ds[f"sink_class_{scheme}"]
+                shares = class_shares_by_zone(classes, area, zones, region=ctx.zone)
+                res.add_table("sink_source_area", tidy(
+                    class_share_table(shares, variable="nep", scheme=scheme),
+                    experiment=exp, combination=combo))
+                whole = shares[shares.zone == ctx.zone]
+                fname = _fname(exp, combo, ctx, f"nep_sink_class_{scheme}_map")
+                res.add_figure(fname, categorical_map_figure(
+                    classes, shares=whole, zones=zones, synthetic=ctx.synthetic,
+                    title=f"{_label(exp, combo, ctx)}: sink/source classes ({scheme}) of the "
+                          "multi-year mean annual NEP", legend_title="class (area share)"))
+                map_blocks.append((fname, f"{_label(exp, combo, ctx)}: {SINK_SCHEMES[scheme]}; "
+                                          f"legend: area share of {ctx.zone}"))
+                if options.per_year:
+                    yearly = sink_source_classes(annual["nep"], scheme=scheme)
+                    ys = class_shares_by_zone(yearly, area, zones, region=ctx.zone, by="time")
+                    ys.insert(1, "year", _years(ys.pop("time")))
+                    res.add_table("sink_source_area_yearly", tidy(
+                        class_share_table(ys, variable="nep", scheme=scheme),
+                        experiment=exp, combination=combo))
         tab = res.tables.get("sink_source_area")
         if tab is None:
-            sec.text("No annual cubes were found for this study.")
+            sec.text("No annual NEP cubes were found for this study.")
             return res
-        sec.text(f"Scheme '{options.scheme}' (METHODS §4.2) on the multi-year mean annual NEP; "
-                 "shares are of the area of pixels with a class, from true pixel areas.")
-        view = tab[tab.statistic == "area_share"].pivot_table(
-            index="class_name", columns="combination", values="value", sort=False)
-        sec.table(view.reset_index(), "sink_source_area", caption="Area share per class [%]")
+        where = ctx.zone + (f" and each {layer}" if layer else "")
+        sec.text(f"Schemes (METHODS §4.2): {'; '.join(SINK_SCHEMES[s] for s in schemes)}. "
+                 f"Classes of the multi-year mean annual NEP per pixel; area shares over "
+                 f"{where} are of the area of pixels with a class, from true pixel areas. "
+                 "Class maps: maps/<combination>/nep_sink_class_<scheme>.tif (colour table "
+                 "and class names; QGIS shows the legend).")
+        shares = tab[tab.statistic == "area_share"]
+        for scheme in schemes:
+            sv = shares[shares.scheme == scheme].pivot_table(
+                index=["zone", "class_name"], columns="combination", values="value",
+                sort=False).reset_index()
+            sec.table(sv, "sink_source_area",
+                      caption=f"Area share per class [%], scheme {scheme}, {where}")
+            fig_name = f"nep_sink_class_{scheme}_shares"
+            sub = shares[shares.scheme == scheme]
+            bars = ["zone", "combination"] if sub["combination"].nunique() > 1 else ["zone"]
+            res.add_figure(fig_name, area_share_figure(
+                sub, bar=bars, synthetic=ctx.synthetic,
+                title=f"Area share of the sink/source classes ({scheme}) per "
+                      f"{layer or 'region'}"))
+            sec.figure(fig_name, f"Area share of each class ({SINK_SCHEMES[scheme]}) of the "
+                                 f"multi-year mean NEP in {where}")
+        yearly = res.tables.get("sink_source_area_yearly")
+        if yearly is not None:
+            first = schemes[0]
+            y = yearly[(yearly.statistic == "area_share") & (yearly.scheme == first)
+                       & (yearly.class_name == "source")]
+            if not y.empty:
+                y = y.assign(line=[_label(e, c, ctx) for e, c in zip(y.experiment,
+                                                                     y.combination)])
+                res.add_figure("nep_source_share_yearly", trend_series_figure(
+                    y, by="line", panel="zone", units="%", ylabel="source area [%]",
+                    synthetic=ctx.synthetic,
+                    title="Yearly share of the carbon-source area (NEP < 0) with its OLS "
+                          "trend"))
+                sec.figure("nep_source_share_yearly",
+                           f"Share of the area with NEP < 0 in each year, {where}, with the "
+                           "fitted OLS line and its slope [% per year] (003 Fig. 3)")
+                yv = y.pivot_table(index=["zone", "year"], columns="line", values="value",
+                                   sort=False).reset_index()
+                sec.table(yv, "sink_source_area_yearly",
+                          caption=f"Yearly carbon-source area share [%] ({where})")
+        for fname, caption in map_blocks:
+            sec.figure(fname, caption)
         return res

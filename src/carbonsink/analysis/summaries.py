@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,6 +49,36 @@ def regional_series(ds, area, *, variables=_VARS, total_units: str = "Tg C",
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
+def pixel_set(ctx, options):
+    """The pixels the regional series are computed on (None = every valid pixel each year).
+
+    ``fixed``: pixels whose annual NEP (else the first variable) is valid in at least
+    ``min_valid_share`` of the years — per combination, or, with ``common_mask``, in every
+    combination and experiment at once (a common mask, so that combinations are compared on
+    the same area).
+    """
+    if options.pixel_set == "per_year":
+        return None
+    sets = {}
+    for exp, combo in ctx.runs():
+        annual = ctx.cube("annual", combo, exp)
+        if annual is None:
+            continue
+        v = "nep" if "nep" in annual else next(iter(annual.data_vars))
+        da = annual[v]
+        need = int(np.ceil(options.min_valid_share * da.sizes["time"] - 1e-9))
+        sets[(exp, combo)] = (da.notnull().sum("time") >= need).drop_vars(
+            "experiment", errors="ignore")
+    if not sets:
+        return None
+    if options.common_mask:
+        common = None
+        for m in sets.values():
+            common = m if common is None else common & m
+        return common
+    return sets
+
+
 @register_analysis
 class RegionalSummary(Analysis):
     name = "regional_summary"
@@ -68,22 +99,34 @@ class RegionalSummary(Analysis):
             None, description="[first, last] years of the periods whose means and differences "
                               "are reported; default: whole decades from the first year")
         period_length: int = Field(10, ge=1, description="years per default period")
+        pixel_set: Literal["fixed", "per_year"] = Field(
+            "fixed", description="fixed: the same pixels every year (valid in at least "
+                                 "min_valid_share of the years); per_year: whichever are valid")
+        min_valid_share: float = Field(1.0, gt=0, le=1)
+        common_mask: bool = Field(True, description="compare combinations (and experiments) "
+                                                    "on the pixels valid in all of them")
 
     def run(self, ctx, options) -> AnalysisResult:
         res = AnalysisResult()
         area = ctx.area
         nmonths = len(ctx.growing_season_months)
+        keep = pixel_set(ctx, options)
         for exp, combo in ctx.runs():
             annual = ctx.cube("annual", combo, exp)
             if annual is None:
                 continue
             zones = ctx.zones()
+            if keep is not None:
+                annual = annual.where(keep[(exp, combo)] if isinstance(keep, dict) else keep)
             df = regional_series(annual, area, variables=options.variables,
-                                 total_units=options.total_units, zones=zones, region=ctx.zone)
+                                 total_units=options.total_units, zones=zones, region=ctx.zone,
+                                 statistics=("mean", "total", "area"))
             res.add_table("regional_annual", tidy(df, experiment=exp, combination=combo))
             gs = ctx.cube("growing_season", combo, exp) if options.growing_season else None
             if gs is None:
                 continue
+            if keep is not None:
+                gs = gs.where(keep[(exp, combo)] if isinstance(keep, dict) else keep)
             g = regional_series(gs, area, variables=options.variables, statistics=("mean",),
                                 zones=zones, region=ctx.zone)
             total = g.assign(statistic="season_total")
@@ -105,8 +148,14 @@ class RegionalSummary(Analysis):
         stats = series_statistics(tab, keys=["experiment", "combination", "zone", "variable",
                                              "statistic"], periods=periods)
         res.add_table("regional_statistics", stats)
-        sec.text(f"Area-weighted over {ctx.zone} with true pixel areas (METHODS §1.6): the "
-                 "regional mean is Σ F·A / Σ A over valid pixels, the total Σ F·A.")
+        how = ("the same pixels every year" + (" and in every combination"
+                                                if options.common_mask else "")
+               if options.pixel_set == "fixed" else "whichever pixels are valid each year")
+        sec.text(f"Area-weighted over {ctx.zone} with true pixel areas times the inputs' "
+                 "valid-area fraction: the regional mean is Σ F·A / Σ A over valid pixels, the "
+                 f"total Σ F·A; computed on {how} (pixel_set = {options.pixel_set}, "
+                 f"min_valid_share = {options.min_valid_share}). The area statistic of the "
+                 "table states the area of each.")
         nep = tab[(tab["variable"] == "nep") & (tab["zone"] == ctx.zone)]
         zone_rows = tab[(tab["variable"] == "nep") & (tab["zone"] != ctx.zone)]
         if not nep.empty:
@@ -298,8 +347,7 @@ def _class_trends(series: pd.DataFrame, min_valid: int | None) -> pd.DataFrame:
     m = series[series.statistic == "mean"]
     if m.empty:
         return pd.DataFrame()
-    wide = m.pivot_table(index=keys, columns="year", values="value", sort=False,
-                         dropna=False)
+    wide = m.set_index([*keys, "year"])["value"].unstack("year")
     units = m.groupby(keys, sort=False)["units"].first().reindex(wide.index)
     years = wide.columns.to_numpy()
     da = xr.DataArray(wide.to_numpy(dtype=float), dims=("group", "time"),
@@ -366,8 +414,6 @@ class LandcoverSummary(Analysis):
         return []
 
     def run(self, ctx, options) -> AnalysisResult:
-        import numpy as np
-
         from ..cube import reclassify
         from ..cube.landcover import landcover_at
         from .landcover_change import _zones_of

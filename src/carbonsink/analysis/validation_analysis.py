@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import glob
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -18,10 +18,12 @@ from .base import Analysis, AnalysisResult, register_analysis, tidy
 
 __all__ = ["TowerValidation", "metrics_long"]
 
-_STATS = ("n", "bias", "rel_bias", "rmse", "r", "r2", "nse", "slope", "intercept", "obs_mean",
-          "model_mean", "n_months", "n_sites")
+_STATS = ("n", "bias", "rel_bias", "rmse", "r", "r2", "nse", "slope", "intercept",
+          "skill_vs_reference", "rh_reco_ratio", *_val.ILAMB_SCORES, "obs_mean", "model_mean",
+          "n_months", "n_sites", "soc")
 _FLUX_STATS = {"bias", "rmse", "intercept", "obs_mean", "model_mean"}
-_KEYS = ("site", "igbp", "data", "npp_source", "rh_model", "rank", "flag", "soc_source")
+_KEYS = ("site", "igbp", "data", "npp_source", "rh_model", "reference", "rank",
+         "rh_exceeds_reco", "flag", "soc_source")
 
 
 def metrics_long(table: pd.DataFrame) -> pd.DataFrame:
@@ -32,7 +34,8 @@ def metrics_long(table: pd.DataFrame) -> pd.DataFrame:
     for stat in _STATS:
         if stat not in table.columns:
             continue
-        units = "g C m-2 month-1" if stat in _FLUX_STATS else ("%" if stat == "rel_bias" else "1")
+        units = "g C m-2 month-1" if stat in _FLUX_STATS else \
+            ("kg C m-2" if stat == "soc" else "1")
         f = table[keys].copy()
         f["combination"] = table["combination"].values
         f["zone"] = table["site"].astype(str).values
@@ -60,49 +63,98 @@ class TowerValidation(Analysis):
                                  description="FLUXNET CSV files or globs (relative to the study)")
         sites: str | None = Field(None, description="site metadata CSV (id, lat, lon, igbp)")
         cue: float = Field(_val.DEFAULT_CUE, gt=0, le=1)
+        clip_negative_gpp: bool = Field(True, description="NPP = CUE x max(GPP, 0)")
         qc_min: float = Field(_val.DEFAULT_QC_MIN, ge=0, le=1)
-        soc: float | None = Field(None, gt=0, description="SOC at the towers [kg C m-2]")
-        rank_by: Literal["r2", "rmse", "nse", "bias"] = "r2"
+        soc: float | None = Field(None, ge=0, description="SOC of 0-20 cm at every tower "
+                                  "[kg C m-2]; with soc_table and soc_grid one SOC source; "
+                                  "none: GSMSR skipped")
+        soc_table: str | None = Field(None, description="CSV site, soc [kg C m-2, 0-20 cm]")
+        soc_grid: str | None = Field(None, description="SOC stock grid sampled at the towers")
+        soc_grid_depth: float | None = Field(None, gt=0, description="bottom of the grid layer "
+                                             "[cm], required with soc_grid")
+        soc_grid_units: str | None = Field(None, description="grid units if the file has none")
+        soc_depth_rule: Literal["proportional", "exponential"] = "proportional"
+        soc_deep_grid: str | None = Field(None, description="deeper stock grid (exponential)")
+        soc_deep_depth: float | None = Field(None, gt=0)
+        rank_by: Literal["nse", "rmse", "r2", "abs_bias", "ilamb"] = _val.DEFAULT_RANK_BY
+        rh_reco_threshold: float = Field(_val.DEFAULT_RH_RECO_THRESHOLD, gt=0)
+        reference: bool = Field(True, description="add the '<npp>+no_rh' reference rows")
+        rh_options: dict[str, Any] = Field(default_factory=dict,
+                                           description="Rh options keyed by model name")
 
-    def files(self, study, options) -> list[Path]:
+    def _path(self, study, value: str | None) -> Path | None:
+        if value is None:
+            return None
+        base = study.base_dir if study is not None else Path(".")
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else base / p
+
+    def tower_files(self, study, options) -> list[Path]:
+        """The FLUXNET files (globs expanded, relative to the study file)."""
         base = study.base_dir if study is not None else Path(".")
         out: list[Path] = []
         for pattern in options.files:
             p = Path(pattern).expanduser()
             p = p if p.is_absolute() else base / p
             out += [Path(f) for f in sorted(glob.glob(str(p)))] or [p]
-        if options.sites:
-            s = Path(options.sites)
-            out.append(s if s.is_absolute() else base / s)
         return out
+
+    def files(self, study, options) -> list[Path]:
+        sites = self._path(study, options.sites)
+        return self.tower_files(study, options) + ([sites] if sites else []) + \
+            self._soc_paths(study, options)
+
+    def _soc_paths(self, study, options) -> list[Path]:
+        return [p for p in (self._path(study, options.soc_table),
+                            self._path(study, options.soc_grid),
+                            self._path(study, options.soc_deep_grid)) if p is not None]
 
     def check(self, study, options) -> list[str]:
         files = self.files(study, options)
         missing = [str(f) for f in files if not f.exists()]
         if missing:
             raise InputError(f"analyses.tower_validation: file(s) not found: {missing}; fix "
-                             "the paths under analyses.tower_validation.files / sites "
-                             "(relative to the study file)")
-        n = len(files) - (1 if options.sites else 0)
-        return [f"tower_validation: {n} tower file(s)"]
+                             "the paths under analyses.tower_validation (files, sites, "
+                             "soc_table, soc_grid, soc_deep_grid; relative to the study file)")
+        n = len(self.tower_files(study, options))
+        msgs = [f"tower_validation: {n} tower file(s)"]
+        if options.soc is None and options.soc_table is None and options.soc_grid is None:
+            msgs.append("tower_validation: no SOC source (soc, soc_table, soc_grid): the GSMSR "
+                        "combinations will be skipped")
+        return msgs
 
     def run(self, ctx, options) -> AnalysisResult:
         from ..report.figures import new_figure
 
-        files = self.files(ctx.study, options)
-        sites = files.pop() if options.sites else None
+        files = self.tower_files(ctx.study, options)
+        sites = self._path(ctx.study, options.sites)
         table, monthly = _val.validate_towers(
             files, sites=sites, cue=options.cue, qc_min=options.qc_min, soc=options.soc,
-            rank_by=options.rank_by, figures=False, return_monthly=True)
+            soc_table=self._path(ctx.study, options.soc_table),
+            soc_grid=self._path(ctx.study, options.soc_grid),
+            soc_grid_depth=options.soc_grid_depth, soc_grid_units=options.soc_grid_units,
+            soc_depth_rule=options.soc_depth_rule,
+            soc_deep_grid=self._path(ctx.study, options.soc_deep_grid),
+            soc_deep_depth=options.soc_deep_depth, rank_by=options.rank_by,
+            rh_reco_threshold=options.rh_reco_threshold,
+            clip_negative_gpp=options.clip_negative_gpp, reference=options.reference,
+            rh_options=options.rh_options or None, figures=False, return_monthly=True)
         res = AnalysisResult()
-        res.add_table("towers_metrics", tidy(metrics_long(table),
-                                             experiment=ctx.experiments[0]))
+        long = tidy(metrics_long(table), experiment=ctx.experiments[0])
+        long.attrs = dict(table.attrs)
+        res.add_table("towers_metrics", long)
         sec = res.section(self)
+        skipped = table.attrs.get("skipped_rh_models") or {}
+        soc_kind = table.attrs.get("soc_source", {}).get("kind", "none")
         sec.text(f"{len(files)} tower file(s); NPP = {options.cue} × tower GPP (an "
-                 "approximation, not an independent NPP); months with NEE QC ≥ "
-                 f"{options.qc_min}; ranked by {options.rank_by}.")
-        cols = [c for c in ("site", "combination", "rank", "n", "r2", "rmse", "nse", "bias",
-                            "flag") if c in table.columns]
+                 "approximation, not an independent NPP; negative GPP "
+                 f"{'clipped at 0' if options.clip_negative_gpp else 'kept'}); months with NEE "
+                 f"QC ≥ {options.qc_min}; ranked by {options.rank_by} (ties by RMSE); reference "
+                 f"rows '+{_val.REFERENCE_RH}' have Rh = 0; Σ Rh / Σ RECO above "
+                 f"{options.rh_reco_threshold:g} is flagged; SOC source: {soc_kind}"
+                 + (f"; skipped (no SOC): {', '.join(skipped)}" if skipped else "") + ".")
+        cols = [c for c in ("site", "combination", "rank", "n", "nse", "rmse", "r2", "bias",
+                            "skill_vs_reference", "rh_reco_ratio", "flag") if c in table.columns]
         sec.table(table[cols], "towers_metrics",
                   caption="Metrics per tower and combination (bias, RMSE in g C m-2 month-1)")
         obs = monthly.get("obs_nep")

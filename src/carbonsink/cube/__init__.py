@@ -16,7 +16,7 @@
 
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 
-from .align import RESAMPLING_METHODS, align_all, regrid
+from .align import RESAMPLING_METHODS, align_all, regrid, valid_area, valid_fraction
 from .area import R_AUTHALIC, is_equal_area, pixel_area
 from .grid import GridSpec, as_grid
 from .landcover import class_labels, landcover_mask, landcover_table, reclassify
@@ -26,7 +26,9 @@ from .temporal import (anomalies, check_period, climatology, composite_starts,
                        to_monthly)
 
 __all__ = [
-    "GridSpec", "as_grid", "regrid", "align_all", "RESAMPLING_METHODS", "pixel_area",
+    "GridSpec", "as_grid", "regrid", "align_all", "valid_fraction", "valid_area",
+    "RESAMPLING_METHODS",
+    "pixel_area",
     "is_equal_area", "R_AUTHALIC", "region_mask", "zone_labels", "zone_names", "clip",
     "read_regions", "landcover_mask",
     "reclassify", "landcover_table", "class_labels", "composites_to_monthly", "to_monthly",

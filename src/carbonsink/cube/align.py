@@ -31,7 +31,7 @@ from ..units import get_variable
 from .area import is_equal_area, pixel_area
 from .grid import GridSpec, as_grid, attach_grid, rio_crs
 
-__all__ = ["regrid", "align_all", "RESAMPLING_METHODS"]
+__all__ = ["regrid", "align_all", "valid_fraction", "valid_area", "RESAMPLING_METHODS"]
 
 _CONTINUOUS = {"average", "bilinear", "cubic", "cubic_spline", "lanczos", "gauss", "rms", "sum"}
 _CHUNK_BYTES = 128 * 2 ** 20
@@ -262,6 +262,60 @@ def _warp(src: xr.DataArray, src_grid: GridSpec, grid: GridSpec, method: str, no
     out_chunks = arr.chunks[:nlead] + ((grid.shape[0],), (grid.shape[1],))
     return dsa.map_blocks(_warp_block, arr, chunks=out_chunks, dtype=out_dtype,
                           meta=np.array((), dtype=out_dtype), **kw)
+
+
+def valid_fraction(da: xr.DataArray, grid: Any, *, dim: str | None = "time",
+                   variable: str | None = None) -> xr.DataArray:
+    """Share of each target cell's area covered by valid (not NaN / nodata) source cells.
+
+    ``f = Σ A_valid / Σ A`` over the source cells covering a target cell, with GDAL's
+    coverage weights and true source cell areas (the same weighting as ``regrid(...,
+    "average")``), so that for a coarsened field ``Σ regrid(F) · A_target · f = Σ F · A`` over
+    the valid fine cells: totals use the valid area, not the whole cell. With ``dim`` (default
+    ``"time"``) a cell counts as valid when it is valid in any step of ``dim`` (pass
+    ``dim=None`` for one fraction per step). 1 where the target cell is wholly covered (values
+    within 1e-9 of 1 are set to 1), 0 outside the source. Lazy for dask input.
+    """
+    name = str(variable or da.name or "?")
+    ydim, xdim = da.rio.y_dim, da.rio.x_dim
+    valid = da.notnull()
+    nodata = da.rio.nodata
+    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
+        valid = valid & (da != nodata)
+    if dim is not None and dim in valid.dims:
+        valid = valid.any(dim)
+    ind = valid.astype("float64")
+    for c in ("spatial_ref",):
+        if c in da.coords:
+            ind = ind.assign_coords({c: da[c]})
+    ind = ind.rio.write_crs(da.rio.crs)
+    ind = ind.rio.set_spatial_dims(x_dim=xdim, y_dim=ydim)
+    ind.attrs = {"units": "1"}
+    ind.name = f"valid_{name}"  # a 0/1 indicator: average it even for categorical inputs
+    frac = regrid(ind, grid, method="average")
+    frac = frac.fillna(0.0).clip(0.0, 1.0)
+    frac = xr.where(frac > 1.0 - 1e-9, 1.0, frac).astype("float64")
+    frac.attrs = {"units": "1", "long_name": f"valid-area fraction of {name}",
+                  "description": "share of the cell area covered by valid source cells"}
+    frac.name = f"valid_fraction_{name}"
+    return attach_grid(frac, as_grid(grid))
+
+
+def valid_area(area: xr.DataArray, *fractions: xr.DataArray) -> xr.DataArray:
+    """``area`` × the smallest of the valid-area ``fractions`` (see :func:`valid_fraction`):
+    the cell area covered by every input, in the units of ``area``; use it as the weights of
+    regional means and totals."""
+    out = area
+    if fractions:
+        f = fractions[0]
+        for g in fractions[1:]:
+            f = np.minimum(f, g)
+        out = area * f.drop_vars("spatial_ref", errors="ignore")
+    out = out.assign_attrs({**area.attrs, "long_name": "valid cell area",
+                            "description": "cell area times the valid-area fraction of the "
+                                           "inputs"})
+    out.name = "valid_area"
+    return out
 
 
 def align_all(inputs: Mapping[str, xr.DataArray], grid: Any,

@@ -247,18 +247,16 @@ def _eigen(t_values: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=True, nogil=True)
-def _phi(x):
-    """(e^x − 1)/x, 1 at x = 0."""
-    if abs(x) < 1e-10:
-        return 1.0 + 0.5 * x
-    return math.expm1(x) / x
-
-
-@numba.njit(cache=True, nogil=True)
 def _step(z, lam, q, r, dt, inp):
+    """Exact step of every eigen-mode: z ← z·e^x + q·I·(e^x − 1)/x, x = r·λ·Δt."""
     for i in range(z.shape[0]):
         x = r * lam[i] * dt
-        z[i] = z[i] * math.exp(x) + q[i] * inp * _phi(x)
+        e = math.exp(x)
+        if abs(x) < 1e-5:
+            phi = 1.0 + x * (0.5 + x / 6.0)
+        else:
+            phi = (e - 1.0) / x
+        z[i] = z[i] * e + q[i] * inp * phi
 
 
 @numba.njit(cache=True, nogil=True)

@@ -53,20 +53,6 @@ def _head(path: Path, n: int = 4096) -> bytes:
         return b""
 
 
-def _is_hdf5(path: Path, head: bytes) -> bool:
-    if head.startswith(_HDF5_MAGIC):
-        return True
-    try:  # a user block moves the signature to 512, 1024, 2048 ... bytes
-        with open(path, "rb") as fh:
-            for off in (512, 1024, 2048, 4096, 8192):
-                fh.seek(off)
-                if fh.read(8) == _HDF5_MAGIC:
-                    return True
-    except OSError:
-        pass
-    return False
-
-
 def _looks_like(head: bytes) -> str:
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:400].lower()
     if b"<vrtdataset" in text:
@@ -109,7 +95,8 @@ def _mismatch(path: Path, expected: str, head: bytes, key: str | None, fix: str)
 
 def check_local_input(path: PathLike | Iterable[PathLike], *, key: str | None = None) -> None:
     """Refuse a study input (path, glob or list) that is a URL, a GDAL ``/vsi…`` path, or a
-    file whose content is not the format its suffix names (e.g. a GDAL VRT named ``.tif``).
+    file whose content is text rather than binary raster data (e.g. a GDAL VRT named
+    ``.tif``); corrupt binary files are left to the readers, which name the problem.
 
     Missing files are left to :func:`read_input` (which names them). Raises
     :class:`InputError`.
@@ -123,32 +110,46 @@ def check_local_input(path: PathLike | Iterable[PathLike], *, key: str | None = 
     except InputError:
         return
     for p in files:
-        s = p.suffix.lower()
         if p.is_dir():
             continue
-        head = _head(p, 16)
-        if s in GEOTIFF_SUFFIXES and not any(head.startswith(m) for m in _TIFF_MAGIC):
-            raise _mismatch(p, "GeoTIFF", _head(p), key,
-                            "convert it to a GeoTIFF (gdal_translate in.vrt out.tif)")
-        if s in NETCDF_SUFFIXES and not (head.startswith(_NETCDF_MAGIC) or _is_hdf5(p, head)):
-            raise _mismatch(p, "NetCDF", _head(p), key,
-                            "give the NetCDF file itself (re-download or re-export it)")
-        if s in HDF_SUFFIXES and not (head.startswith(_HDF4_MAGIC) or _is_hdf5(p, head)):
-            raise _mismatch(p, "HDF", _head(p), key, "give the HDF file itself")
+        head = _head(p)
+        if _is_text(head):
+            expected = {"geotiff": "GeoTIFF", "netcdf": "NetCDF", "modis": "HDF"}.get(
+                _kind_or_none(p), "raster")
+            raise _mismatch(p, expected, head, key,
+                            "convert it to a GeoTIFF (gdal_translate in.vrt out.tif) or give "
+                            "the data file itself")
+
+
+def _kind_or_none(p: Path) -> str | None:
+    try:
+        return _kind(p)
+    except InputError:
+        return None
+
+
+def _is_text(head: bytes) -> bool:
+    """True for a file that starts like text (XML, JSON, a URL): raster formats are binary,
+    while GDAL's text formats (VRT, WMS/WCS descriptions, STAC ...) point at other files."""
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not stripped:
+        return False
+    if stripped[:1] in (b"<", b"{", b"["):
+        return True
+    return stripped.lower().startswith((b"http:", b"https:", b"ftp:", b"/vsi"))
 
 
 def check_local_raster(path: PathLike, *, key: str | None = None) -> None:
-    """Refuse a raster (e.g. a grid template) that is not a local GeoTIFF or NetCDF/HDF5 file
-    (a VRT, URL or ``/vsi…`` path). Raises :class:`InputError`."""
+    """Refuse a raster (e.g. a grid template) given as a URL or ``/vsi…`` path, or whose file
+    is text (a GDAL VRT or another description that points at other files) rather than a
+    binary raster. Raises :class:`InputError`."""
     _refuse_remote(path, key)
     p = Path(path)
     if not p.is_file():
         return  # the reader names a missing file
-    head = _head(p, 16)
-    if not (any(head.startswith(m) for m in _TIFF_MAGIC) or head.startswith(_NETCDF_MAGIC)
-            or _is_hdf5(p, head)):
-        raise _mismatch(p, "GeoTIFF or NetCDF", _head(p), key,
-                        "give a GeoTIFF (gdal_translate in.vrt out.tif)")
+    head = _head(p)
+    if _is_text(head):
+        raise _mismatch(p, "GeoTIFF", head, key, "give a GeoTIFF (gdal_translate in.vrt out.tif)")
 
 
 def check_local_vector(path: PathLike, *, key: str | None = None) -> None:

@@ -33,7 +33,8 @@ from ._common import (ChunksLike, PathLike, attach_crs, chunk_sizes, expand_path
                       text_tags, to_datetime64_ns)
 from .atomic import atomic_write
 
-__all__ = ["read_geotiff", "read_geotiff_series", "write_cog", "parse_date", "GEOTIFF_SUFFIXES"]
+__all__ = ["read_geotiff", "read_geotiff_series", "write_cog", "class_palette", "parse_date",
+           "GEOTIFF_SUFFIXES"]
 
 GEOTIFF_SUFFIXES = (".tif", ".tiff", ".gtif")
 _SCALE_KEYS = ("scale_factor", "add_offset")
@@ -377,19 +378,155 @@ def _require_cog_driver() -> None:
                                ">= 3.1); upgrade rasterio (its wheels bundle a recent GDAL)")
 
 
+#: colours of the classes of a class map, by role (hex RGB); see :func:`class_palette`
+_DECREASE = ("#8c2d04", "#cc4c02", "#ec7014", "#fe9929", "#fec44f", "#fee391")
+_INCREASE = ("#d9f0a3", "#addd8e", "#78c679", "#41ab5d", "#238443", "#005a32")
+_NEUTRAL = "#e0e0e0"
+_SOURCE = "#d7301f"
+
+
+def _ramp(colours: Sequence[str], k: int) -> list[str]:
+    """``k`` colours spread evenly over ``colours`` (in their order)."""
+    if k <= 0:
+        return []
+    if k == 1:
+        return [colours[len(colours) // 2]]
+    return [colours[i] for i in np.linspace(0, len(colours) - 1, k).round().astype(int)]
+
+
+def class_palette(codes: Sequence[int], labels: Sequence[str] | None = None) -> dict[int, str]:
+    """Colours (hex ``#rrggbb``) of the classes of a class map, one per code.
+
+    Signed schemes (codes below 0, e.g. the Sen/MK nine classes −4…4 or the OLS classes
+    −3…3): decreasing classes in browns (darkest = most negative), ``0`` light grey,
+    increasing classes in greens (darkest = most positive). Non-negative schemes whose
+    label contains "source" (the sink schemes of METHODS §4.2): the source class red, the
+    sink classes greens from light (weak) to dark (strong). Other non-negative schemes:
+    greens from light to dark. Used by :func:`write_cog` for the colour table and by the
+    report's categorical maps, so the file and the figure agree.
+    """
+    codes = [int(c) for c in codes]
+    labels = list(labels) if labels is not None else [""] * len(codes)
+    out: dict[int, str] = {}
+    neg = sorted(c for c in codes if c < 0)
+    if neg:
+        pos = sorted(c for c in codes if c > 0)
+        for c, col in zip(neg, _ramp(_DECREASE, len(neg))):
+            out[c] = col
+        for c, col in zip(pos, _ramp(_INCREASE, len(pos))):
+            out[c] = col
+        if 0 in codes:
+            out[0] = _NEUTRAL
+        # a binary sink map (source −1, neutral 0, sink 1) reads best in red / grey / green
+        lab = dict(zip(codes, labels))
+        for c in codes:
+            if "source" in str(lab.get(c, "")).lower():
+                out[c] = _SOURCE
+        return out
+    lab = dict(zip(codes, labels))
+    src = [c for c in codes if "source" in str(lab.get(c, "")).lower()]
+    rest = sorted(c for c in codes if c not in src)
+    for c in src:
+        out[c] = _SOURCE
+    for c, col in zip(rest, _ramp(_INCREASE[1:], len(rest))):
+        out[c] = col
+    return out
+
+
+def _class_legend(da: xr.DataArray) -> tuple[list[int], list[str]] | None:
+    """(codes, labels) of a class map (CF ``flag_values`` with ``labels`` or
+    ``flag_meanings``), or None for a continuous layer."""
+    import json
+
+    fv = da.attrs.get("flag_values")
+    if fv is None:
+        return None
+    codes = [int(v) for v in np.atleast_1d(np.asarray(fv))]
+    labels = da.attrs.get("labels")
+    if isinstance(labels, str):
+        try:
+            labels = json.loads(labels)
+        except json.JSONDecodeError:
+            labels = None
+    if labels is None or len(labels) != len(codes):
+        labels = [m.replace("_", " ") for m in str(da.attrs.get("flag_meanings", "")).split()]
+    if len(labels) != len(codes):
+        labels = [str(c) for c in codes]
+    return codes, [str(v) for v in labels]
+
+
+def _hex_rgba(colour: str) -> tuple[int, int, int, int]:
+    c = colour.lstrip("#")
+    return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16), 255
+
+
+def _write_category_names(path: Path, names: Sequence[str],
+                          rows: Sequence[tuple[int, int, str, tuple[int, int, int, int]]]
+                          ) -> Path:
+    """GDAL PAM side-car ``<path>.aux.xml`` with the band's category names and a thematic
+    raster attribute table (value, class code, name, colour).
+
+    GDAL keeps category names and attribute tables of GeoTIFFs in this side-car; QGIS labels
+    the colour-table entries with the category names, and QGIS >= 3.30 builds its paletted
+    legend from the attribute table (only the classes, with their names and colours).
+    ``rows`` are ``(stored value, class code, name, rgba)``.
+    """
+    from xml.sax.saxutils import escape
+
+    cats = "\n".join(f"      <Category>{escape(n)}</Category>" for n in names)
+    # GDAL field types: 0 integer, 2 string; usages: 5 min-max (the value), 0 generic,
+    # 2 name, 6/7/8 red/green/blue
+    fields = (("Value", 0, 5), ("Code", 0, 0), ("Class", 2, 2), ("Red", 0, 6),
+              ("Green", 0, 7), ("Blue", 0, 8))
+    defs = "\n".join(f'      <FieldDefn index="{i}">\n        <Name>{n}</Name>\n'
+                     f"        <Type>{t}</Type>\n        <Usage>{u}</Usage>\n      </FieldDefn>"
+                     for i, (n, t, u) in enumerate(fields))
+    body = "\n".join(
+        f'      <Row index="{i}">' + "".join(
+            f"<F>{escape(str(v))}</F>" for v in (value, code, name, *rgba[:3])) + "</Row>"
+        for i, (value, code, name, rgba) in enumerate(rows))
+    text = ("<PAMDataset>\n  <PAMRasterBand band=\"1\">\n    <CategoryNames>\n"
+            f"{cats}\n    </CategoryNames>\n"
+            '    <GDALRasterAttributeTable tableType="thematic">\n'
+            f"{defs}\n{body}\n    </GDALRasterAttributeTable>\n"
+            "  </PAMRasterBand>\n</PAMDataset>\n")
+    aux = path.with_name(path.name + ".aux.xml")
+    with atomic_write(aux) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    return aux
+
+
 def write_cog(da: xr.DataArray, path: PathLike, *, attrs: dict[str, Any] | None = None,
               compress: str = "DEFLATE", blocksize: int = 512,
-              overview_resampling: str = "average", nodata: float | None = None) -> Path:
+              overview_resampling: str | None = None, nodata: float | None = None,
+              colors: dict[int, str] | None = None) -> Path:
     """Write one 2-D layer as a Cloud-Optimized GeoTIFF, atomically.
 
     ``da`` must have dims ``(y, x)`` (a length-1 ``time``/``band`` dimension is
-    dropped, its value kept as a ``time`` tag) and a CRS. Floats are written
-    with NaN as nodata; integers with ``nodata`` or the ``_FillValue`` /
-    ``nodata`` attribute. ``units``, ``long_name`` and every other attribute,
-    plus ``attrs`` (provenance), become GeoTIFF tags. Overviews are built with
-    ``overview_resampling`` (use ``"mode"`` or ``"nearest"`` for categorical
-    layers). Returns the path written.
+    dropped, its value kept as a ``time`` tag) and a CRS. ``units``, ``long_name`` and every
+    other attribute, plus ``attrs`` (provenance), become dataset tags; the band carries the
+    units (GDAL unit type and band tag ``units``) and a description (``long_name``, else the
+    name).
+
+    **Continuous layers** (floats): NaN is nodata; integers use ``nodata`` or the
+    ``_FillValue`` / ``nodata`` attribute. Overviews: ``overview_resampling`` (default
+    ``"average"``).
+
+    **Class maps** (a ``flag_values`` attribute with ``labels`` or ``flag_meanings``, as made
+    by :mod:`carbonsink.stats.classes`; also after a NetCDF/Zarr round trip, where the fill
+    became NaN) are written as ``uint8`` with a colour table (GDAL colour interpretation
+    *palette*; colours from ``colors`` ``{code: "#rrggbb"}`` or :func:`class_palette`) and
+    category names in the GDAL side-car ``<file>.aux.xml``, so QGIS opens them with their
+    legend. Pixel values are the class codes when these lie in 0…254 (nodata 255);
+    otherwise (signed codes such as −4…4) the codes are shifted to 1…k (value = code −
+    min + 1, nodata 0) and the band tag ``class_codes`` maps each value to its code. Band
+    tags ``class_names`` (``{value: name}``) and CF ``flag_values``/``flag_meanings`` (of
+    the stored values) describe the legend for any reader. Overviews use ``"mode"``.
+
+    Returns the path written.
     """
+    import json
+
     path = Path(path)
     if not isinstance(da, xr.DataArray):
         raise TypeError(f"write_cog needs a DataArray, got {type(da).__name__}")
@@ -407,26 +544,103 @@ def write_cog(da: xr.DataArray, path: PathLike, *, attrs: dict[str, Any] | None 
     for c in list(da.coords):
         if c not in ("y", "x", "spatial_ref") and da[c].ndim == 0:
             tags.setdefault(c, str(da[c].values))
-    if da.rio.crs is None:
+    crs = da.rio.crs
+    if crs is None:
         raise AlignmentError(f"write_cog {path}: the layer {da.name!r} has no CRS; fix: set it "
                              "with da.rio.write_crs(...) before writing")
     da = da.transpose("y", "x")
-    all_attrs = {k: v for k, v in da.attrs.items() if k not in ("_FillValue", "grid_mapping")}
+    transform = da.rio.transform(recalc=True)
+    legend = _class_legend(da)
+    all_attrs = {k: v for k, v in da.attrs.items()
+                 if k not in ("_FillValue", "grid_mapping", "missing_value")}
     all_attrs.update(attrs or {})
-    tags.update(text_tags(all_attrs))
-    if da.dtype.kind == "f":
-        fill = np.nan if nodata is None else nodata
+    values = np.asarray(da.values)  # computes dask input (a failure leaves no file)
+    band_tags: dict[str, str] = {}
+    names: list[str] | None = None
+    rat: list = []
+    colormap = None
+    units = all_attrs.get("units")
+    description = str(all_attrs.get("long_name") or da.name or "")
+    if legend is not None:
+        codes, labels = legend
         if nodata is not None:
-            da = da.fillna(nodata)
+            raise InvalidArgumentError(f"write_cog {path}: '{da.name}' is a class map; its "
+                                       "nodata value is chosen by write_cog (leave nodata=None)")
+        fill = da.attrs.get("_FillValue", da.encoding.get("_FillValue",
+                                                           da.attrs.get("missing_value")))
+        v = values.astype(np.float64)
+        bad = ~np.isfinite(v)
+        if fill is not None:
+            bad |= v == float(fill)
+        present = np.unique(v[~bad]).astype(np.int64) if (~bad).any() else np.array([], int)
+        unknown = sorted(set(present.tolist()) - set(codes))
+        if unknown:
+            raise InputError(f"write_cog {path}: class map '{da.name}' holds values {unknown} "
+                             f"that are not among its flag_values {codes}")
+        lo, hi = min(codes), max(codes)
+        if lo >= 0 and hi <= 254:
+            shift, fill_out = 0, 255
+        else:
+            if hi - lo + 1 > 254:
+                raise InvalidArgumentError(f"write_cog {path}: class codes {lo}..{hi} span "
+                                           "more than 254 values")
+            shift, fill_out = 1 - lo, 0
+        raw = np.where(bad, fill_out, np.where(bad, 0, v) + shift).astype(np.uint8)
+        palette = dict(class_palette(codes, labels))
+        palette.update({int(k): str(c) for k, c in (colors or {}).items()})
+        colormap = {i: (0, 0, 0, 0) for i in range(256)}
+        names = [""] * (max(codes) + shift + 1)
+        rat = []
+        for c, lab in zip(codes, labels):
+            colormap[c + shift] = _hex_rgba(palette.get(c, _NEUTRAL))
+            names[c + shift] = lab
+            rat.append((c + shift, c, lab, colormap[c + shift]))
+        values, fill, dtype = raw, fill_out, "uint8"
+        stored = [c + shift for c in codes]
+        band_tags["class_names"] = json.dumps({str(s): lab for s, lab in zip(stored, labels)})
+        if shift:
+            band_tags["class_codes"] = json.dumps({str(s): c for s, c in zip(stored, codes)})
+        all_attrs["flag_values"] = np.asarray(stored)
+        all_attrs["flag_meanings"] = " ".join("_".join(lab.split()) for lab in labels)
+        all_attrs.pop("labels", None)
+        units = units or "1"
+        resampling = (overview_resampling or "mode").upper()
     else:
-        fill = nodata if nodata is not None else da.attrs.get("_FillValue",
-                                                              da.attrs.get("nodata"))
-    out = da.copy()
-    out.attrs = {}  # attributes go in as tags; the name becomes the band description
-    out.encoding = {}
-    out = out.rio.write_nodata(fill, encoded=False) if fill is not None else out
+        if values.dtype.kind == "f":
+            fill = np.nan if nodata is None else nodata
+            if nodata is not None:
+                values = np.where(np.isnan(values), nodata, values)
+        else:
+            fill = nodata if nodata is not None else da.attrs.get(
+                "_FillValue", da.encoding.get("_FillValue", da.attrs.get("nodata")))
+        if values.dtype == np.bool_:
+            values = values.astype(np.uint8)
+        if values.dtype.kind == "i" and values.dtype.itemsize == 8:
+            values = values.astype(np.int32)
+        dtype = values.dtype.name
+        resampling = (overview_resampling or "average").upper()
+    tags.update(text_tags(all_attrs))
+    if units:
+        band_tags["units"] = str(units)
+    profile = dict(driver="COG", width=values.shape[1], height=values.shape[0], count=1,
+                   dtype=dtype, crs=crs, transform=transform, nodata=fill,
+                   compress=compress, blocksize=blocksize,
+                   overview_resampling=resampling, BIGTIFF="IF_SAFER")
     with atomic_write(path) as tmp:
-        out.rio.to_raster(tmp, driver="COG", compress=compress, blocksize=blocksize,
-                          overview_resampling=overview_resampling.upper(), tags=tags,
-                          BIGTIFF="IF_SAFER")
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(values, 1)
+            if colormap is not None:
+                dst.write_colormap(1, colormap)
+            dst.update_tags(**tags)
+            if band_tags:
+                dst.update_tags(1, **band_tags)
+            if description:
+                dst.set_band_description(1, description)
+            if units:
+                dst.set_band_unit(1, str(units))
+    aux = path.with_name(path.name + ".aux.xml")
+    if names is not None:
+        _write_category_names(path, names, rat)
+    elif aux.exists():  # a side-car of an earlier class map at this path would now lie
+        aux.unlink()
     return path

@@ -138,6 +138,9 @@ class RegionConfig(_Strict):
     path: str
     attribute: str | None = None
     values: list[str] | None = None
+    min_coverage: float = Field(0.95, ge=0.0, le=1.0, description=(
+        "least share of the region's area every input must cover with valid data; check and "
+        "run fail below it"))
 
     @field_validator("values", mode="before")
     @classmethod

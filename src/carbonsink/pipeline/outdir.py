@@ -7,8 +7,8 @@ into a folder only when it is new, empty or a results folder; any other non-empt
 is refused unless the user passes ``--force`` (``force=True``), so that a run never
 deletes or overwrites files it did not write.
 
-While a run writes, it holds an exclusive lock (``flock``) on ``.carbonsink/lock``; the
-file names the holder (pid, study, start time). A second run into the folder waits up to
+While a run writes, it holds an exclusive lock (``flock``) on ``.carbonsink/lock``;
+``.carbonsink/lock.json`` names the holder (pid, study, start time). A second run into the folder waits up to
 ``CARBONSINK_LOCK_WAIT`` seconds (default 5) and then stops with a message naming the
 holder, so two runs can never interleave their outputs. The lock dies with its process
 (also after ``kill -9``).
@@ -205,10 +205,14 @@ class FolderLock:
     def path(self) -> Path:
         return self.out / STATE_DIR / LOCK_NAME
 
+    @property
+    def info_path(self) -> Path:
+        return self.out / STATE_DIR / (LOCK_NAME + ".json")
+
     @staticmethod
-    def _read_holder(path: Path) -> dict:
+    def _read_holder(out: Path) -> dict:
         try:
-            data = json.loads(path.read_text() or "{}")
+            data = json.loads((Path(out) / STATE_DIR / (LOCK_NAME + ".json")).read_text())
             return data if isinstance(data, dict) else {}
         except (OSError, ValueError):
             return {}
@@ -227,7 +231,7 @@ class FolderLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                return cls._read_holder(path)
+                return cls._read_holder(out)
             except OSError:
                 return None
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -236,11 +240,16 @@ class FolderLock:
             os.close(fd)
 
     def acquire(self, wait: float | None = None) -> None:
+        """Take the lock, waiting up to ``wait`` seconds (default
+        :func:`lock_wait_seconds`); then name the holder in ``lock.json``. The lock file is
+        held open read-only, so it does not keep the file system busy."""
         import fcntl
+
+        from ..io.atomic import atomic_write
 
         wait = lock_wait_seconds() if wait is None else wait
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -248,15 +257,19 @@ class FolderLock:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    holder = self._read_holder(self.path)
+                    holder = self._read_holder(self.out)
                     os.close(fd)
                     raise OutputFolderError(_busy_message(self.out, holder)) from None
                 time.sleep(0.2)
         self._fd = fd
-        payload = json.dumps({**self.info, "pid": os.getpid(),
-                              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, payload, 0)
+        try:
+            with atomic_write(self.info_path) as tmp:
+                Path(tmp).write_text(json.dumps(
+                    {**self.info, "pid": os.getpid(),
+                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
+        except BaseException:
+            self.release()
+            raise
 
     def release(self) -> None:
         import fcntl
@@ -264,7 +277,7 @@ class FolderLock:
         if self._fd is None:
             return
         with contextlib.suppress(OSError):
-            os.ftruncate(self._fd, 0)
+            self.info_path.unlink()
         with contextlib.suppress(OSError):
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)

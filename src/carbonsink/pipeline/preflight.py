@@ -122,7 +122,26 @@ def _dry_chain(cfg: StudyConfig, inputs: dict[str, Any]) -> None:
                   store=lambda key, ds, meta: ds, echo=lambda m: None)
     except CarbonsinkError as exc:
         msg = str(exc.args[0]) if exc.args else str(exc)
-        raise ConfigError(f"models: {msg}") from None
+        raise ConfigError(f"{_option_key(cfg, msg)}: {msg}") from None
+    except (TypeError, AttributeError, ValueError) as exc:
+        msg = (str(exc).splitlines() or [""])[0]
+        raise ConfigError(f"{_option_key(cfg, msg)}: the models cannot be built with these "
+                          f"options ({type(exc).__name__}: {msg}). Fix: check the option values"
+                          " (carbonsink models lists each model's options and defaults)") \
+            from None
+
+
+def _option_key(cfg: StudyConfig, msg: str) -> str:
+    """The key path of the model option a message is about (``models.options.pei.mode``),
+    else ``models.options``."""
+    for model, opts in (cfg.models.options or {}).items():
+        if not isinstance(opts, dict):
+            continue
+        for name, value in opts.items():
+            if f"{name}={value!r}" in msg or f"{name}: {value!r}" in msg or (
+                    f"'{name}'" in msg and repr(value) in msg):
+                return f"models.options.{model}.{name}"
+    return "models.options"
 
 
 def _check_scheduler(cfg: StudyConfig) -> None:

@@ -108,7 +108,7 @@ def study_files(cfg: StudyConfig, step: Step) -> list[tuple[str, str]]:
         zones = getattr(cfg, "zones", None)
         if zones is not None and getattr(zones, "path", None):
             out.append(("zones", str(cfg.resolve(zones.path))))
-    if step.uses_input_files or any(k == "models" or k.startswith("models.") for k in keys):
+    if any(k == "models" or k.startswith("models.") for k in keys):
         for f in option_files(cfg.models.options, cfg.resolve):
             out.append(("models.options", str(f)))
     if step.files is not None:

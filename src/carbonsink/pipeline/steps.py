@@ -241,6 +241,9 @@ def check_study(cfg: StudyConfig) -> list[str]:
     missing = _missing_for_models(cfg, set(arrays))
     if missing:
         raise ConfigError(missing)
+    if cfg.region is not None:
+        mask = _check_region(cfg, grid)
+        messages += _check_coverage(cfg, arrays, grid, mask)
     combos = selected_combinations(cfg)
     for name in combos:
         for kind, model in _combination_models(name):
@@ -252,6 +255,76 @@ def check_study(cfg: StudyConfig) -> list[str]:
         messages += an.check(cfg, an.Options.model_validate(opts))
     messages.append("analyses: " + (", ".join(_ordered_analyses(cfg)) or "(none)"))
     return messages
+
+
+def _sampled(da: xr.DataArray) -> xr.DataArray:
+    """First, middle and last time step (for coverage: fill patterns rarely change)."""
+    if "time" not in da.dims or da.sizes["time"] <= 3:
+        return da
+    n = da.sizes["time"]
+    return da.isel(time=sorted({0, n // 2, n - 1}))
+
+
+def input_fractions(cfg: StudyConfig, arrays: dict[str, xr.DataArray], grid
+                    ) -> dict[str, xr.DataArray]:
+    """Valid-area fraction of every gridded input on the study grid (sampled in time)."""
+    from ..cube import valid_fraction
+
+    out = {}
+    for role, da in arrays.items():
+        if da.rio.crs is None:
+            continue
+        out[role] = valid_fraction(_sampled(da), grid, variable=role)
+    return out
+
+
+def region_coverage(cfg: StudyConfig, fractions: dict[str, xr.DataArray], area: xr.DataArray,
+                    mask: xr.DataArray) -> dict[str, float]:
+    """Share of the region's area covered by valid data of each input."""
+    import dask
+
+    w = area.where(mask)
+    total = w.sum()
+    shares = {role: (w * f.drop_vars("spatial_ref", errors="ignore")).sum() / total
+              for role, f in fractions.items()}
+    (shares,) = dask.compute(shares)
+    return {k: float(v) for k, v in shares.items()}
+
+
+def _check_region(cfg: StudyConfig, grid):
+    """Open the region file, check attribute and values (listing the valid ones)."""
+    from ..cube import region_mask
+    from ..errors import InputError, UnknownNameError
+
+    r = cfg.region
+    path = cfg.resolve(r.path)
+    try:
+        mask = region_mask(grid, path, attribute=r.attribute, values=r.values)
+    except UnknownNameError as exc:
+        key = "region.attribute" if exc.kind == "attribute" else "region.values"
+        raise ConfigError(f"{key}: {exc}") from None
+    except (InputError, AlignmentError) as exc:
+        raise ConfigError(f"region.path: {exc}") from None
+    if not bool(mask.any()):
+        raise ConfigError(f"region: the selected polygons of {path} cover no cell of the study "
+                          "grid; fix grid.bounds or region.values")
+    return mask
+
+
+def _check_coverage(cfg: StudyConfig, arrays, grid, mask) -> list[str]:
+    from ..cube import pixel_area
+
+    fr = input_fractions(cfg, arrays, grid)
+    cov = region_coverage(cfg, fr, pixel_area(grid), mask)
+    low = {k: v for k, v in cov.items() if v < cfg.region.min_coverage}
+    if low:
+        parts = ", ".join(f"inputs.{k} covers {100 * v:.1f} %" for k, v in sorted(low.items()))
+        raise ConfigError(
+            f"the inputs do not cover the region with valid data: {parts} of the region's "
+            f"area (region.min_coverage is {100 * cfg.region.min_coverage:.0f} %). Fix: give "
+            "inputs that cover the region, choose a smaller region, or lower "
+            "region.min_coverage (totals then use the covered area only)")
+    return [f"region coverage: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in cov.items())]
 
 
 def _missing_for_models(cfg: StudyConfig, available: set[str]) -> str | None:
@@ -382,6 +455,16 @@ class PipelineContext(AnalysisContext):
     def table(self, name):
         return read_result_table(self._ctx.out_dir, name)
 
+    @property
+    def area(self) -> xr.DataArray:
+        """Valid cell area [m2]: pixel area × the valid-area fraction of the inputs."""
+        from ..cube import valid_area
+
+        inp = self.inputs()
+        if "valid_fraction" in inp:
+            return valid_area(inp["area"], inp["valid_fraction"])
+        return inp["area"]
+
     def store(self, product):
         self.outputs += _write_product(self._ctx, product, self._step, self._parameters)
         exp = self._exp(product.experiment)
@@ -454,6 +537,17 @@ def step_prepare(ctx: RunContext) -> list[Path]:
     groups = _align(cfg, arrays, cfg.inputs, grid, mask)
     static = groups["static"]
     static["area"] = pixel_area(grid)
+    fractions = input_fractions(cfg, arrays, grid)
+    if fractions:
+        frac = None
+        for f in fractions.values():
+            f = f.drop_vars("spatial_ref", errors="ignore")
+            frac = f if frac is None else np.minimum(frac, f)
+        static["valid_fraction"] = frac.assign_attrs(
+            units="1", long_name="valid-area fraction (smallest over the inputs)",
+            description="share of the cell area covered by valid data of every input; "
+                        "regional means and totals weight by area x valid_fraction",
+            inputs=", ".join(fractions))
     if mask is not None:
         static["region_mask"] = mask.astype("uint8").assign_attrs(
             long_name="1 inside the study region", units="1")

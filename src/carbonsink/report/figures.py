@@ -6,6 +6,7 @@ Every function builds a :class:`matplotlib.figure.Figure`; with ``path`` it is a
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,15 @@ from matplotlib.ticker import MaxNLocator
 
 from ..io.atomic import atomic_write
 
-__all__ = ["timeseries_figure", "map_figure", "save_figure", "new_figure", "SYNTHETIC_NOTE"]
+__all__ = ["timeseries_figure", "map_figure", "save_figure", "new_figure", "SYNTHETIC_NOTE",
+           "categorical_map_figure", "trend_series_figure", "area_share_figure",
+           "FIGURE_FORMATS", "DPI"]
 
 SYNTHETIC_NOTE = "SYNTHETIC demo data — not real observations"
-DPI = 110
+#: resolution of raster figures [dots per inch] (print resolution)
+DPI = 200
+#: formats :func:`save_figure` can write
+FIGURE_FORMATS = ("png", "svg", "pdf")
 
 
 def new_figure(figsize=(7.5, 4)) -> tuple[Figure, object]:
@@ -31,14 +37,39 @@ def new_figure(figsize=(7.5, 4)) -> tuple[Figure, object]:
 
 
 def save_figure(fig: Figure, path: str | Path, metadata: dict[str, str] | None = None, *,
-                dpi: int = DPI) -> Path:
-    """Save ``fig`` atomically; ``metadata`` (e.g. provenance) goes into PNG text chunks."""
+                dpi: int = DPI, formats: Sequence[str] | None = None) -> Path:
+    """Save ``fig`` atomically and return ``path``.
+
+    The format is the suffix of ``path``; ``formats`` (e.g. ``("png", "svg")``) also writes the
+    same figure beside it in each further format (``path`` with that suffix). PNG is raster at
+    ``dpi`` [dots per inch; default :data:`DPI` = 200, print resolution], SVG and PDF are
+    vector. ``metadata`` (e.g. provenance) goes into the PNG text chunks; SVG and PDF carry
+    it as one JSON ``Description`` entry.
+    """
+    import json
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = path.suffix.lstrip(".").lower()
-    meta = {"Software": "carbonsink", **(metadata or {})} if fmt == "png" else None
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt, metadata=meta)
+    primary = path.suffix.lstrip(".").lower()
+    wanted = [primary] + [f.lower().lstrip(".") for f in (formats or ()) if
+                          f.lower().lstrip(".") != primary]
+    bad = [f for f in wanted if f not in FIGURE_FORMATS]
+    if bad:
+        from ..errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"save_figure: unsupported format(s) {bad} for {path}; "
+                                   f"choose from {', '.join(FIGURE_FORMATS)}")
+    for fmt in dict.fromkeys(wanted):
+        target = path if fmt == primary else path.with_suffix(f".{fmt}")
+        if fmt == "png":
+            meta = {"Software": "carbonsink", **(metadata or {})}
+        else:
+            meta = {"Creator": "carbonsink"}
+            if metadata:
+                meta["Description" if fmt == "svg" else "Subject"] = json.dumps(
+                    metadata, sort_keys=True, default=str)
+        with atomic_write(target) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt, metadata=meta)
     return path
 
 
@@ -92,6 +123,231 @@ def map_figure(da: xr.DataArray, path: str | Path | None = None, *, title: str =
     geographic = crs is None or crs.is_geographic
     ax.set_xlabel("longitude [°E]" if geographic else "x [m]")
     ax.set_ylabel("latitude [°N]" if geographic else "y [m]")
+    ax.set_title(title, fontsize=10)
+    if synthetic:
+        _synthetic(ax)
+    if path is not None:
+        save_figure(fig, path, metadata)
+    return fig
+
+
+# --------------------------------------------------------------------------- class maps
+
+
+def _legend_from(classes: xr.DataArray, labels, colors):
+    from ..io.geotiff import _class_legend, class_palette
+
+    if labels is not None:
+        lab = {int(k): str(v) for k, v in dict(labels).items()}
+    else:
+        got = _class_legend(classes)
+        if got is None:
+            from ..errors import InvalidArgumentError
+
+            raise InvalidArgumentError(
+                f"categorical_map_figure: '{classes.name}' has no flag_values/labels; pass "
+                "labels={code: name} (class maps of carbonsink.stats carry them)")
+        lab = dict(zip(*got))
+    pal = class_palette(list(lab), list(lab.values()))
+    pal.update({int(k): str(v) for k, v in dict(colors or {}).items()})
+    return lab, pal
+
+
+def _shares_mapping(shares) -> dict[int, float]:
+    if shares is None:
+        return {}
+    if isinstance(shares, pd.DataFrame):
+        col = "share_percent" if "share_percent" in shares else "value"
+        return {int(c): float(v) for c, v in zip(shares["class"], shares[col])}
+    return {int(k): float(v) for k, v in dict(shares).items()}
+
+
+def categorical_map_figure(classes: xr.DataArray, path: str | Path | None = None, *,
+                           labels: Mapping[int, str] | None = None,
+                           colors: Mapping[int, str] | None = None,
+                           shares: Mapping[int, float] | pd.DataFrame | None = None,
+                           zones: xr.DataArray | None = None, title: str = "",
+                           synthetic: bool = False, legend_title: str = "",
+                           metadata: dict[str, str] | None = None) -> Figure:
+    """Map of a class map ``(y, x)`` with a legend of class names and their area shares.
+
+    Classes and names come from ``labels`` (``{code: name}``) or the map's CF
+    ``flag_values`` with ``labels``/``flag_meanings`` (every map of
+    :mod:`carbonsink.stats.classes`); colours from ``colors`` or
+    :func:`carbonsink.io.geotiff.class_palette` (the colour table of the COG written by
+    :func:`carbonsink.io.write_cog`, so figure and file agree). ``shares`` (``{code:
+    percent}`` or a :func:`carbonsink.stats.class_area_shares` table) are shown in the legend
+    as ``name (12.3 %)``; every class is listed, also those with no area. ``zones`` (labels,
+    0 = none) draws the zone borders. Fill values (−128) and NaN are left blank.
+    """
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.patches import Patch
+
+    lab, pal = _legend_from(classes, labels, colors)
+    codes = sorted(lab)
+    share = _shares_mapping(shares)
+    values = np.asarray(classes.values, dtype=float)
+    values = np.where(np.isin(values, codes), values, np.nan)
+    fig, ax = new_figure((7.8, 5))
+    x, y = classes["x"].values, classes["y"].values
+    dx = float(abs(x[1] - x[0])) if x.size > 1 else 1.0
+    dy = float(abs(y[1] - y[0])) if y.size > 1 else 1.0
+    extent = [x.min() - dx / 2, x.max() + dx / 2, y.min() - dy / 2, y.max() + dy / 2]
+    origin = "upper" if y.size > 1 and y[0] > y[-1] else "lower"
+    cmap = ListedColormap([pal[c] for c in codes])
+    bounds = [codes[0] - 0.5] + [c + 0.5 for c in codes]
+    norm = BoundaryNorm(bounds, cmap.N)
+    ax.imshow(np.ma.masked_invalid(values), extent=extent, origin=origin, cmap=cmap, norm=norm,
+              interpolation="nearest")
+    if zones is not None:
+        z = np.asarray(zones.values, dtype=float)
+        levels = np.unique(z[np.isfinite(z)])
+        if levels.size > 1:
+            zx, zy = zones["x"].values, zones["y"].values
+            ax.contour(zx, zy, z, levels=(levels[:-1] + levels[1:]) / 2, colors="0.2",
+                       linewidths=0.7)
+    handles = []
+    for c in codes:
+        text = lab[c] + (f" ({share[c]:.1f} %)" if c in share and np.isfinite(share[c])
+                         else "")
+        handles.append(Patch(facecolor=pal[c], edgecolor="0.4", linewidth=0.4, label=text))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7,
+              frameon=False, title=legend_title or None, title_fontsize=8)
+    crs = getattr(classes.rio, "crs", None) if hasattr(classes, "rio") else None
+    geographic = crs is None or crs.is_geographic
+    ax.set_xlabel("longitude [°E]" if geographic else "x [m]")
+    ax.set_ylabel("latitude [°N]" if geographic else "y [m]")
+    ax.set_title(title, fontsize=10)
+    if synthetic:
+        _synthetic(ax)
+    if path is not None:
+        save_figure(fig, path, metadata)
+    return fig
+
+
+def _ols_fit(t: np.ndarray, v: np.ndarray):
+    """OLS line of ``v`` on ``t`` (METHODS §6.1): slope, intercept and two-sided t-test p."""
+    from scipy import stats as st
+
+    ok = np.isfinite(t) & np.isfinite(v)
+    if ok.sum() < 3 or np.ptp(t[ok]) == 0:
+        return np.nan, np.nan, np.nan
+    fit = st.linregress(t[ok], v[ok])
+    return float(fit.slope), float(fit.intercept), float(fit.pvalue)
+
+
+def _per_year(units: str) -> str:
+    """Units of a slope per year: ``g C m-2 yr-1`` → ``g C m-2 yr-2``, ``%`` → ``% yr-1``."""
+    u = units.strip()
+    for suffix in (" yr-1", " a-1", " year-1"):
+        if u.endswith(suffix):
+            return u[: -len(suffix)] + " yr-2"
+    return f"{u} yr-1"
+
+
+def _p_text(p: float) -> str:
+    if not np.isfinite(p):
+        return ""
+    return "p < 0.01" if p < 0.01 else f"p = {p:.2f}"
+
+
+def trend_series_figure(table: pd.DataFrame, path: str | Path | None = None, *,
+                        x: str = "year", value: str = "value", by: str | None = None,
+                        panel: str | None = None, units: str = "", ylabel: str = "",
+                        title: str = "", ncols: int = 3, synthetic: bool = False,
+                        metadata: dict[str, str] | None = None) -> Figure:
+    """Time series with the fitted OLS line and its slope (003 Fig. 2/4 style).
+
+    One panel per value of ``panel`` (e.g. ``zone``; the whole table in one panel when
+    None), one line per value of ``by`` (e.g. ``combination``) in each panel. Each series is
+    drawn with markers and its least-squares line ``y = a + b·t`` (METHODS §6.1; b from
+    ``scipy.stats.linregress``), and the legend gives ``b`` in ``units`` per year with the
+    t-test p.
+    """
+    panels = list(dict.fromkeys(table[panel])) if panel else [None]
+    n = len(panels)
+    cols = max(1, min(ncols, n))
+    rows = int(np.ceil(n / cols))
+    fig = Figure(figsize=(4.2 * cols, 3.1 * rows))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    slope_units = f" {_per_year(units)}" if units else " per year"
+    for i, key in enumerate(panels):
+        ax = axes[i // cols][i % cols]
+        sub = table if key is None else table[table[panel] == key]
+        groups = [(None, sub)] if by is None else list(sub.groupby(by, sort=False))
+        for j, (g, grp) in enumerate(groups):
+            grp = grp.sort_values(x)
+            t = grp[x].to_numpy(dtype=float)
+            v = grp[value].to_numpy(dtype=float)
+            colour = f"C{j % 10}"
+            ax.plot(t, v, marker="o", ms=2.5, lw=1.0, color=colour)
+            b, a, p = _ols_fit(t, v)
+            name = "" if g is None else f"{g}: "
+            if np.isfinite(b):
+                ax.plot(t, a + b * t, ls="--", lw=1.0, color=colour,
+                        label=f"{name}{b:+.3g}{slope_units} ({_p_text(p)})")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title("" if key is None else str(key), fontsize=9)
+        ax.set_xlabel(x, fontsize=8)
+        ax.set_ylabel(ylabel or (f"[{units}]" if units else value), fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6, frameon=False, title="OLS slope", title_fontsize=6)
+        if synthetic and i == 0:
+            _synthetic(ax)
+    for k in range(n, rows * cols):
+        axes[k // cols][k % cols].set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path, metadata)
+    return fig
+
+
+def area_share_figure(table: pd.DataFrame, path: str | Path | None = None, *,
+                      bar: str | Sequence[str] = "zone", category: str = "class_name",
+                      code: str | None = "class", value: str = "value",
+                      colors: Mapping[object, str] | None = None, title: str = "",
+                      xlabel: str = "area share [%]", synthetic: bool = False,
+                      metadata: dict[str, str] | None = None) -> Figure:
+    """Horizontal stacked bars of area shares: one bar per value of ``bar`` (e.g. zone, or
+    zone and combination), one segment per class (``category``), in the order of ``code``.
+
+    ``colors`` maps a class code (or name) to a colour, default
+    :func:`carbonsink.io.geotiff.class_palette` of the codes, so the bars match the class
+    maps. Shares are drawn as given (each bar of a complete table sums to 100 %).
+    """
+    from ..io.geotiff import class_palette
+
+    bars = [bar] if isinstance(bar, str) else list(bar)
+    df = table.copy()
+    df["_bar"] = df[bars].astype(str).agg(" | ".join, axis=1)
+    if code is not None and code in df:
+        cats = (df[[code, category]].drop_duplicates().sort_values(code))
+        order = list(cats[category])
+        pal = class_palette(list(cats[code]), order)
+        cmap = {name: pal[int(c)] for c, name in zip(cats[code], cats[category])}
+    else:
+        order = list(dict.fromkeys(df[category]))
+        cmap = {name: f"C{i % 10}" for i, name in enumerate(order)}
+    for k, v in dict(colors or {}).items():
+        cmap[k] = v
+    wide = df.pivot_table(index="_bar", columns=category, values=value, aggfunc="sum",
+                          sort=False).reindex(columns=order).fillna(0.0)
+    fig, ax = new_figure((8.0, 0.9 + 0.32 * len(wide)))
+    left = np.zeros(len(wide))
+    ypos = np.arange(len(wide))[::-1]
+    for name in order:
+        vals = wide[name].to_numpy()
+        ax.barh(ypos, vals, left=left, color=cmap.get(name, "0.5"), edgecolor="white",
+                linewidth=0.3, label=name)
+        left += vals
+    ax.set_yticks(ypos, [str(i) for i in wide.index], fontsize=7)
+    ax.set_xlim(0, max(100.0, float(left.max()) if left.size else 100.0))
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
     ax.set_title(title, fontsize=10)
     if synthetic:
         _synthetic(ax)

@@ -14,7 +14,7 @@ from ._core import apply, check_dataarray, check_dim, out_float_dtype, resolve_m
 from .classes import CLASS_FILL, _class_da
 
 __all__ = ["coefficient_of_variation", "natural_breaks", "classify", "cv_classes",
-           "CV_CLASS_LABELS"]
+           "CV_CLASS_LABELS", "CV_FLAG_LABELS"]
 
 #: labels of the five CV classes of seed 001 (class codes 1..5)
 CV_CLASS_LABELS = ("low fluctuation", "lower fluctuation", "medium fluctuation",
@@ -27,16 +27,32 @@ def _cv_np(x, *, min_valid, skipna, ddof, eps, threads):
                       [f, f, f, (np.int32, ())], threads)
 
 
+#: labels of the CV guard flags (codes 0..3) returned with ``min_mean`` and ``full=True``
+CV_FLAG_LABELS = ("cv computed", "too few values", "mean <= 0", "near-zero mean")
+
+
 def coefficient_of_variation(da: xr.DataArray, dim: str = "time", *, ddof: int = 1,
                              eps: float = 1e-12, min_valid: int | None = None,
-                             skipna: bool = True, full: bool = False):
-    """Coefficient of variation ``CV = s / mean`` per pixel.
+                             skipna: bool = True, full: bool = False,
+                             min_mean: float | None = None, min_mean_units: str | None = None):
+    """Coefficient of variation ``CV = s / mean`` per pixel (seed 001 Eq. 3, METHODS §6.4).
 
     ``s`` is the standard deviation with ``ddof`` (default 1, the sample s.d.).
     CV is only meaningful for positive means: it is NaN where ``mean <= 0`` or
     ``|mean| < eps`` (e.g. NEP source pixels).  ``min_valid`` defaults to
     ``max(2, ceil(0.8 n))`` valid values.  Returns the CV DataArray, or with
     ``full=True`` a Dataset ``cv, mean, std, n``.
+
+    ``min_mean`` is a guard in data units for near-zero means: CV is also NaN
+    where ``0 < mean < min_mean`` [units of ``da``, or ``min_mean_units``, converted
+    to the units of ``da``], because ``s / mean`` explodes as the mean approaches 0
+    (annual NEP of sparse vegetation: a mean of 1 g C m-2 yr-1 with an s.d. of
+    30 gives CV = 30, and such pixels take one natural-break class to themselves).
+    A threshold of about 10 g C m-2 yr-1 for annual NEP removes them.  With
+    ``min_mean`` and ``full=True`` the Dataset also holds ``flag`` (int8 class
+    map): ``0`` CV computed, ``1`` too few valid values, ``2`` mean <= 0,
+    ``3`` near-zero mean (``0 < mean < min_mean``); pixels without any data hold the
+    fill value.  Without ``min_mean`` the result is unchanged.
     """
     da = check_dataarray(da, "coefficient_of_variation")
     length = check_dim(da, dim, "coefficient_of_variation")
@@ -44,22 +60,70 @@ def coefficient_of_variation(da: xr.DataArray, dim: str = "time", *, ddof: int =
         raise InvalidArgumentError(f"coefficient_of_variation: ddof must be 0 or 1, got {ddof}")
     mv = resolve_min_valid(min_valid, length, floor=ddof + 1, default_min=2,
                            what="coefficient_of_variation")
+    threshold = _min_mean_threshold(da, min_mean, min_mean_units)
     fdt = out_float_dtype(da)
     cv, mean, std, n = apply(_cv_np, [da], dim, n_out=4, out_dtypes=[fdt] * 3 + [np.int32],
                              kwargs=dict(min_valid=mv, skipna=bool(skipna), ddof=int(ddof),
-                                         eps=float(eps)))
+                                         eps=max(float(eps), threshold or 0.0)))
     cv.attrs.update(long_name="coefficient of variation", units="1", ddof=int(ddof),
                     min_valid=mv, note="NaN where the mean is <= 0")
+    units = da.attrs.get("units")
+    if threshold is not None:
+        cv.attrs["min_mean"] = threshold
+        cv.attrs["note"] = (f"NaN where the mean is <= 0 or below min_mean = {threshold:g}"
+                            + (f" {units}" if units else ""))
     cv.name = "cv"
     if not full:
         return cv
-    units = da.attrs.get("units")
     mean.attrs.update(long_name="mean", **({"units": units} if units else {}))
     std.attrs.update(long_name=f"standard deviation (ddof={ddof})",
                      **({"units": units} if units else {}))
     n.attrs.update(long_name="number of valid values", units="1")
-    return xr.Dataset({"cv": cv, "mean": mean, "std": std, "n": n},
-                      attrs={"method": "coefficient of variation (METHODS 6.4)", "dim": dim})
+    out = {"cv": cv, "mean": mean, "std": std, "n": n}
+    if threshold is not None:
+        out["flag"] = _cv_flags(mean, n, max(float(eps), threshold))
+    return xr.Dataset(out, attrs={"method": "coefficient of variation (METHODS 6.4)", "dim": dim})
+
+
+def _min_mean_threshold(da: xr.DataArray, min_mean, min_mean_units) -> float | None:
+    """``min_mean`` in the units of ``da`` (None when not given)."""
+    if min_mean is None:
+        if min_mean_units is not None:
+            raise InvalidArgumentError("coefficient_of_variation: min_mean_units given without "
+                                       "min_mean; pass min_mean= as well")
+        return None
+    value = float(min_mean)
+    if not np.isfinite(value) or value < 0:
+        raise InvalidArgumentError(f"coefficient_of_variation: min_mean must be a finite number "
+                                   f">= 0 in data units, got {min_mean!r}")
+    if min_mean_units is not None:
+        from carbonsink.units import to_units
+
+        target = da.attrs.get("units")
+        if not target:
+            raise InvalidArgumentError(
+                f"coefficient_of_variation: min_mean_units='{min_mean_units}' needs the units "
+                f"of '{da.name}' to convert to, but it has no 'units' attribute; set it or "
+                "give min_mean in the data's units without min_mean_units")
+        value = float(to_units(np.float64(value), target, found=min_mean_units,
+                               variable=str(da.name or "min_mean")))
+    return value
+
+
+def _cv_flags(mean: xr.DataArray, n: xr.DataArray, threshold: float) -> xr.DataArray:
+    """Guard flags of the CV map (codes of :data:`CV_FLAG_LABELS`), fill where n = 0."""
+
+    def f(m, nn):
+        with np.errstate(invalid="ignore"):
+            out = np.where(np.isnan(m), 1, np.where(m <= 0, 2, np.where(
+                np.abs(m) < threshold, 3, 0))).astype(np.int8)
+        out[np.asarray(nn) == 0] = CLASS_FILL
+        return out
+
+    res = xr.apply_ufunc(f, mean, n, dask="parallelized", output_dtypes=[np.int8])
+    out = _class_da(res, range(len(CV_FLAG_LABELS)), CV_FLAG_LABELS, "cv_flag")
+    out.attrs.update(long_name="coefficient of variation guard flag", min_mean=threshold)
+    return out
 
 
 # --------------------------------------------------------------------------- natural breaks

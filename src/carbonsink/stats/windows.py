@@ -9,8 +9,8 @@ running sums n, Σt, Σt², Σy, Σty are updated year by year with whole-array 
 operations and the slope is read off at every window end. The cost is one pass over the
 series per distinct start year (one for expanding windows), independent of the number of
 windows; memory is the input chunk, five 2-D accumulators and the output. For precision, t
-is counted from the start year of the window group and y is shifted by the per-pixel mean
-(the slope is invariant to both shifts).
+is counted from the start year of the window group and y is shifted by its first valid value
+in the window (the slope is invariant to both shifts).
 
 Reference: Wang et al. (2023) paper 004, §3.3.2 (slopes from the initial year t0 to each
 evaluation year); METHODS §8.2 step 2.
@@ -80,42 +80,46 @@ def _window_index(years: np.ndarray, windows: Sequence[tuple[int, int]]):
 
 def _window_slopes_np(x, *, tt, groups, nwin, min_valid, out_dtype, threads=None):
     """Slopes of ``x`` (..., nt) over the windows → (..., nwin). Vectorised over pixels; one
-    pass over the years per window start (running sums)."""
+    pass over the years per window start (running sums, updated in place)."""
     shape = x.shape[:-1]
     nt = x.shape[-1]
     y = np.ascontiguousarray(np.moveaxis(np.asarray(x), -1, 0).reshape(nt, -1))
     npix = y.shape[1]
     out = np.full((nwin, npix), np.nan, dtype=out_dtype)
+    v = np.empty(npix)
+    ok = np.empty(npix, dtype=bool)
+    tv = np.empty(npix)
     with np.errstate(invalid="ignore", divide="ignore"):
-        valid_any = np.isfinite(y).any(axis=0)
-        ref = np.zeros(npix)
-        if valid_any.any():
-            ref[valid_any] = np.nanmean(y[:, valid_any].astype(np.float64), axis=0)
         for s, ends in groups.items():
             last = max(e for e, _ in ends)
-            at = {}
+            at: dict[int, list[int]] = {}
             for e, k in ends:
                 at.setdefault(e, []).append(k)
-            n = np.zeros(npix)
-            st = np.zeros(npix)
-            stt = np.zeros(npix)
-            sy = np.zeros(npix)
-            sty = np.zeros(npix)
+            # y is shifted by its first valid value in the window (the slope does not change;
+            # the sums stay small): before that value every running sum of the pixel is 0
+            ref = np.full(npix, np.nan)
+            n, st, stt, sy, sty = (np.zeros(npix) for _ in range(5))
             for i in range(s, last + 1):            # loop over years, vectorised over pixels
-                v = y[i].astype(np.float64) - ref
-                ok = np.isfinite(v)
+                np.copyto(v, y[i])
+                np.isfinite(v, out=ok)
+                np.copyto(ref, v, where=np.isnan(ref) & ok)
+                np.subtract(v, ref, out=v)
                 v[~ok] = 0.0
-                t = tt[i] - tt[s]
+                t = float(tt[i] - tt[s])
                 n += ok
-                st += ok * t
-                stt += ok * (t * t)
-                sy += v
-                sty += t * v
+                if t != 0.0:
+                    np.add(st, t, out=st, where=ok)
+                    np.add(stt, t * t, out=stt, where=ok)
+                    sy += v
+                    np.multiply(v, t, out=tv)
+                    sty += tv
+                else:
+                    sy += v
                 if i in at:
                     sxx = stt - st * st / n
                     sxy = sty - st * sy / n
                     good = (n >= min_valid) & (sxx > 0)
-                    b = np.where(good, sxy / np.where(good, sxx, 1.0), np.nan)
+                    b = np.divide(sxy, sxx, out=np.full(npix, np.nan), where=good)
                     for k in at[i]:
                         out[k] = b
     return np.moveaxis(out.reshape((nwin, *shape)), 0, -1)
