@@ -263,7 +263,8 @@ def test_seven_real_towers_benchmark(shared_data):
     # Σ Rh / Σ RECO of Pei at CN-Dan by hand from the CSV (QC >= 0.8 months)
     raw = pd.read_csv(next(f for f in files if "CN-Dan" in f.name)).replace(-9999, np.nan)
     days = pd.to_datetime(raw["TIMESTAMP"].astype(str), format="%Y%m").dt.days_in_month
-    ok = (raw["NEE_VUT_REF_QC"] >= 0.8) & raw["NEE_VUT_REF"].notna() & raw["RECO_NT_VUT_REF"].notna()
+    ok = (raw["NEE_VUT_REF_QC"] >= 0.8) & raw["NEE_VUT_REF"].notna() \
+        & raw["RECO_NT_VUT_REF"].notna()
     rh = _pei_by_hand(raw["TA_F"], raw["P_F"], days)[ok]
     ratio = rh.sum() / (raw["RECO_NT_VUT_REF"] * days)[ok].sum()
     row = per_site[(per_site["site"] == "CN-Dan") & (per_site["rh_model"] == "pei")].iloc[0]

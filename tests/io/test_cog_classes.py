@@ -55,7 +55,7 @@ def test_signed_class_map_round_trips_with_colour_table_and_names(tmp_path):
     with rasterio.open(out) as src:
         assert src.dtypes[0] == "uint8" and src.nodata == 0
         assert src.colorinterp[0] == ColorInterp.palette
-        assert src.overviews(1) and src.is_tiled
+        assert src.overviews(1) and src.block_shapes[0] == (16, 16)
         raw = src.read(1)
         cmap = src.colormap(1)
         band = src.tags(1)

@@ -111,7 +111,8 @@ def study_dict(**over):
             "gpp_8day": {"path": "gpp_8day.nc", "variable": "Gpp"},
         },
         "models": {"combinations": ["modis+pei", "modis+gsmsr_bl"]},
-        "outputs": {"dir": "results", "formats": ["zarr", "cog", "csv", "parquet"]},
+        "outputs": {"dir": "results", "formats": ["zarr", "cog", "csv", "parquet"],
+                    "monthly": "all"},
     }
     d.update(over)
     return d

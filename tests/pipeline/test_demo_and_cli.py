@@ -75,9 +75,9 @@ def test_demo_on_local_cluster_gives_the_same_numbers(demo_run, tmp_path):
                              "regional_annual.parquet")
     pd.testing.assert_frame_equal(local.reset_index(drop=True), remote.reset_index(drop=True),
                                   rtol=1e-6)
-    a = xr.open_zarr(out / "results" / "cubes" / "modis+gsmsr_bl" / "monthly.zarr")["nep"]
+    a = xr.open_zarr(out / "results" / "cubes" / "modis+gsmsr_bl" / "annual.zarr")["nep"]
     b = xr.open_zarr(tmp_path / "cluster_results" / "cubes" / "modis+gsmsr_bl" /
-                     "monthly.zarr")["nep"]
+                     "annual.zarr")["nep"]
     np.testing.assert_allclose(a.values, b.values, rtol=1e-6, equal_nan=True)
 
 

@@ -264,7 +264,8 @@ def test_nep_given_clm_history_runs_trends(tmp_path):
          "inputs": {"nep": {"path": "clm_h0.nc", "product": "clm", "variable": "NEP"}},
          "models": {"nep": "given"},
          "analyses": {"regional_summary": {}, "trends": {}},
-         "outputs": {"dir": "results", "formats": ["zarr", "cog", "csv", "parquet"]}}
+         "outputs": {"dir": "results", "formats": ["zarr", "cog", "csv", "parquet"],
+                     "monthly": "all"}}
     study = _write(tmp_path, d)
     assert any("combinations: nep_given" in m for m in check(study))
     run_study(study, echo=lambda s: None)

@@ -66,7 +66,7 @@ def modis_study(tmp_path_factory):
             "pr": {"path": "climate.nc", "variable": "pr"},
         },
         "models": {"combinations": ["modis+pei"]},
-        "outputs": {"formats": ["zarr", "csv"], "figures": False},
+        "outputs": {"formats": ["zarr", "csv"], "figures": False, "monthly": "all"},
     }
     p = folder / "study.yaml"
     p.write_text(yaml.safe_dump(study))

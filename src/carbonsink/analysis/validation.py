@@ -1123,10 +1123,12 @@ def validate_towers(fluxnet_files: Sequence[str | os.PathLike | xr.Dataset], sit
         PNG figures in ``figures/`` (``figures``), atomically.
     cue
         Carbon-use efficiency for NPP = CUE × GPP [1] (default 0.5).
-    soc, soc_table, soc_grid, soc_grid_depth, soc_grid_units, soc_depth_rule, soc_deep_grid, soc_deep_depth
-        The SOC source for GSMSR (one of ``soc``, ``soc_table``, ``soc_grid``),
-        see :func:`resolve_soc`. None of them: the GSMSR models are skipped with
-        a warning.
+    soc, soc_table, soc_grid, soc_grid_depth, soc_grid_units, soc_depth_rule
+        The SOC source for GSMSR (one of ``soc``, ``soc_table``, ``soc_grid``).
+    soc_deep_grid, soc_deep_depth
+        Deeper stock grid and its depth for ``soc_depth_rule="exponential"``;
+        see :func:`resolve_soc`. With none of ``soc``, ``soc_table``,
+        ``soc_grid`` the GSMSR models are skipped with a warning.
     npp_method, window, min_n, min_coverage
         See the module docstring.
     rank_by
@@ -1532,7 +1534,8 @@ kg C m-2; 1 Mg C ha-1 = 0.1 kg C m-2).
 
 {_md_table(soc_rows, soc_cols, {'value': 2, 'grid_value_kg_C_m-2': 2,
                                 'deep_grid_value_kg_C_m-2': 2, 'k_cm': 1,
-                                'depth_fraction': 3}) if len(soc_rows) else 'No SOC source: GSMSR not run.'}
+                                'depth_fraction': 3})
+  if len(soc_rows) else 'No SOC source: GSMSR not run.'}
 
 ## Results, ranked by {rank_col} within each tower
 

@@ -259,6 +259,10 @@ class OutputsConfig(_Strict):
         default_factory=lambda: ["zarr", "cog", "csv", "parquet"])
     figures: bool = True
     growing_season_months: list[int] = Field(default_factory=lambda: [5, 6, 7, 8, 9])
+    monthly: Literal["none", "models", "all"] = Field(
+        "models", description="monthly cubes kept: none; models (NPP per NPP model, Rh per Rh "
+                              "model; monthly NEP is derived from them on demand); all (also "
+                              "NPP, Rh and NEP per combination)")
 
     @field_validator("growing_season_months")
     @classmethod

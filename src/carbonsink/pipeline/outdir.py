@@ -43,7 +43,7 @@ STATE_DIR = ".carbonsink"
 MARKER = "results-folder.json"
 LOCK_NAME = "lock"
 #: free space below which a run is refused before it starts [bytes]
-MIN_FREE_BYTES = 1 << 20
+MIN_FREE_BYTES = 1 << 19
 
 
 class OutputFolderError(ConfigError):

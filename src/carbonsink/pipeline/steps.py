@@ -19,7 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from ..analysis.base import BASE_EXPERIMENT, AnalysisContext, get_analysis
-from ..errors import AlignmentError, CarbonsinkError, ConfigError
+from ..errors import AlignmentError, CarbonsinkError, ConfigError, InputError
 from ..units import canonical_units, to_canonical
 from .catalog import INPUT_GROUPS, Catalog
 from .config import INPUT_ROLES, InputConfig, StudyConfig
@@ -443,8 +443,11 @@ class PipelineContext(AnalysisContext):
         return experiment if self._ctx.cfg.experiments else None
 
     def cube(self, product, combination, experiment=None):
-        return open_cube(self._ctx, product, combination=combination,
-                         experiment=self._exp(experiment or self.experiments[0]))
+        exp = self._exp(experiment or self.experiments[0])
+        ds = open_cube(self._ctx, product, combination=combination, experiment=exp)
+        if ds is None and product == "monthly" and combination in self.combinations:
+            ds = monthly_combination(self._ctx, combination, exp)
+        return ds
 
     def inputs(self, experiment=None):
         exp = self._exp(experiment)
@@ -650,6 +653,55 @@ def _vegetation_mask(cfg: StudyConfig, inputs: dict[str, xr.DataArray],
     return keep
 
 
+def _cache_key(*parts: Any) -> str:
+    import hashlib
+    import json
+
+    from .. import __version__
+
+    blob = json.dumps([__version__, *parts], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def _cached(ctx: RunContext, name: str, key: str, *, combination: str | None = None,
+            experiment: str | None = None) -> xr.Dataset | None:
+    """The written cube ``name`` if it was made with cache key ``key``, else None."""
+    ds = open_cube(ctx, name, combination=combination, experiment=experiment)
+    if ds is not None and ds.attrs.get("carbonsink_cache_key") == key:
+        return ds
+    return None
+
+
+def _model_store(ctx: RunContext, experiment: str | None, outs: list[Path],
+                 keys: dict[str, str], reused: list[str]):
+    """The ``store`` of :func:`~carbonsink.flux.chain.run_chain`: each model's monthly output is
+    written (Zarr) and re-opened lazily; a model whose options, inputs and upstream models are
+    unchanged since the last run is not recomputed (per-model caching)."""
+    cfg = ctx.cfg
+    scratch = cfg.outputs.monthly == "none"
+
+    def store(key: str, ds: xr.Dataset, meta: dict) -> xr.Dataset:
+        kind, name = meta.get("kind"), meta.get("name")
+        opts = meta.get("options") or {}
+        ck = _cache_key("model", ctx.keys.get("prepare"), experiment, kind, name, opts,
+                        {n: keys.get(k) for n, k in (meta.get("needs") or {}).items()})
+        keys[key] = ck
+        stem = ("_scratch/" if scratch else "") + ctx.catalog.model_cube_name(key)
+        old = _cached(ctx, stem, ck, experiment=experiment)
+        if old is not None:
+            reused.append(key)
+            return old
+        ds = ds.copy()
+        ds.attrs["carbonsink_cache_key"] = ck
+        written = write_cube(ctx, ds, stem, "flux", experiment=experiment,
+                             models={kind: name}, parameters=opts)
+        if not scratch:
+            outs.extend(written)
+        return open_cube(ctx, stem, experiment=experiment)
+
+    return store
+
+
 def _flux_experiment(ctx: RunContext, experiment: str | None) -> list[Path]:
     from ..cube.temporal import growing_season, to_annual
     from ..flux.chain import run_chain
@@ -657,18 +709,17 @@ def _flux_experiment(ctx: RunContext, experiment: str | None) -> list[Path]:
     cfg = ctx.cfg
     inputs = load_prepared(ctx, experiment)
     outs: list[Path] = []
-
-    def store(key: str, ds: xr.Dataset, meta: dict) -> xr.Dataset:
-        kind, name = meta.get("kind"), meta.get("name")
-        opts = meta.get("options") or {}
-        outs.extend(write_cube(ctx, ds, ctx.catalog.model_cube_name(key), "flux",
-                               experiment=experiment, models={kind: name}, parameters=opts))
-        return open_cube(ctx, ctx.catalog.model_cube_name(key), experiment=experiment)
-
+    keys: dict[str, str] = {}
+    reused: list[str] = []
     outs += _write_drivers(ctx, inputs, experiment)
     combos = selected_combinations(cfg)
-    results = run_chain(combos, inputs, options=chain_options(cfg), store=store,
+    results = run_chain(combos, inputs, options=chain_options(cfg),
+                        store=_model_store(ctx, experiment, outs, keys, reused),
                         echo=lambda m: ctx.echo(f"      {m}"))
+    if reused:
+        ctx.echo(f"      unchanged models reused: {', '.join(reused)}")
+    products = ["annual", "growing_season"] + (["monthly"] if cfg.outputs.monthly == "all"
+                                               else [])
     for name in combos:
         cube = results[name]
         models = {k: v for k, v in {"combination": name,
@@ -676,32 +727,101 @@ def _flux_experiment(ctx: RunContext, experiment: str | None) -> list[Path]:
                                     "rh": cube.attrs.get("rh_model"),
                                     "nep": cube.attrs.get("nep_model")}.items() if v}
         params = {kind: model_options(cfg, kind, m) for kind, m in _combination_models(name)}
-        ctx.echo(f"      combination '{name}'")
         annual_step = cube.attrs.get("time_step") == "year"
+        ck = _cache_key("combination", name, [keys.get(k) for k in _chain_keys(name)],
+                        cfg.models.mask_classes,
+                        cfg.landcover_scheme, cfg.outputs.growing_season_months,
+                        cfg.outputs.monthly, cfg.outputs.formats, annual_step)
+        wanted = ["annual"] if annual_step else products
+        done = [_cached(ctx, p, ck, combination=name, experiment=experiment) for p in wanted]
+        if all(d is not None for d in done):
+            ctx.echo(f"      combination '{name}': unchanged, reused")
+            for p in wanted:
+                outs.extend(ctx.catalog.cube_targets(p, combination=name, experiment=experiment))
+            continue
+        ctx.echo(f"      combination '{name}'")
         if annual_step:
             cube = cube[[v for v in ("npp", "rh", "nep") if v in cube]]
-        keep = _vegetation_mask(cfg, inputs, cube["time"])
-        if keep is not None:
-            with xr.set_options(keep_attrs=True):
-                cube = cube.where(keep) if "rh_gt_rs" not in cube else \
-                    cube.drop_vars("rh_gt_rs").where(keep).assign(rh_gt_rs=cube["rh_gt_rs"])
+        cube = _masked(cfg, inputs, cube)
         cube.attrs["combination"] = name
+        cube.attrs["carbonsink_cache_key"] = ck
+        kw = dict(combination=name, experiment=experiment, models=models, parameters=params)
         if annual_step:
-            outs += write_cube(ctx, cube, "annual", "flux", combination=name,
-                               experiment=experiment, models=models, parameters=params)
+            outs += write_cube(ctx, cube, "annual", "flux", **kw)
             continue
-        outs += write_cube(ctx, cube, "monthly", "flux", combination=name,
-                           experiment=experiment, models=models, parameters=params)
-        monthly = open_cube(ctx, "monthly", combination=name, experiment=experiment)
-        fluxes = monthly[[v for v in _FLUX_VARS if v in monthly]]
+        if "monthly" in products:
+            outs += write_cube(ctx, cube, "monthly", "flux", **kw)
+            cube = open_cube(ctx, "monthly", combination=name, experiment=experiment)
+        fluxes = cube[[v for v in _FLUX_VARS if v in cube]]
         fluxes = fluxes.drop_vars("experiment", errors="ignore")
+        fluxes.attrs["carbonsink_cache_key"] = ck
         annual = to_annual(fluxes, min_valid_fraction=1.0)
-        outs += write_cube(ctx, annual, "annual", "flux", combination=name,
-                           experiment=experiment, models=models, parameters=params)
+        annual.attrs["carbonsink_cache_key"] = ck
+        outs += write_cube(ctx, annual, "annual", "flux", **kw)
         gs = growing_season(fluxes, months=tuple(cfg.outputs.growing_season_months))
-        outs += write_cube(ctx, gs, "growing_season", "flux", combination=name,
-                           experiment=experiment, models=models, parameters=params)
+        gs.attrs["carbonsink_cache_key"] = ck
+        outs += write_cube(ctx, gs, "growing_season", "flux", **kw)
+    if cfg.outputs.monthly == "none":
+        _remove_scratch(ctx, experiment)
     return outs
+
+
+def _chain_keys(name: str) -> list[str]:
+    """The run_chain keys of the models of combination ``name`` (``npp_modis``, ``rh_pei``,
+    ``rh_century@modis``)."""
+    from ..flux import combinations as comb
+    from ..flux.chain import model_key
+
+    c = comb.get_combination(name)
+    out: dict[str, str] = {}
+    for kind in ("npp", "nep", "rh"):
+        m = getattr(c, kind, None)
+        if m is not None:
+            out[kind] = model_key(m, {n: out[n] for n in m.needs if n in out})
+    return sorted(out.values())
+
+
+def _masked(cfg: StudyConfig, inputs: dict[str, xr.DataArray], cube: xr.Dataset) -> xr.Dataset:
+    keep = _vegetation_mask(cfg, inputs, cube["time"])
+    if keep is None:
+        return cube
+    with xr.set_options(keep_attrs=True):
+        if "rh_gt_rs" not in cube:
+            return cube.where(keep)
+        return cube.drop_vars("rh_gt_rs").where(keep).assign(rh_gt_rs=cube["rh_gt_rs"])
+
+
+def _remove_scratch(ctx: RunContext, experiment: str | None) -> None:
+    import shutil
+
+    stem = ctx.catalog.cube_stem("_scratch", experiment=experiment)
+    p = ctx.out_dir / "cubes" / stem
+    if p.is_dir():
+        shutil.rmtree(p)
+
+
+def monthly_combination(ctx: RunContext, name: str, experiment: str | None) -> xr.Dataset | None:
+    """Monthly NPP, Rh and NEP of a combination, derived lazily from the stored model cubes
+    (``outputs.monthly: models``), masked like the stored annual cubes."""
+    from ..flux.chain import run_chain
+
+    cfg = ctx.cfg
+    inputs = load_prepared(ctx, experiment)
+
+    def store(key, ds, meta):
+        old = open_cube(ctx, ctx.catalog.model_cube_name(key), experiment=experiment)
+        if old is None:
+            raise InputError(f"monthly cubes of combination '{name}' are not stored "
+                             f"(outputs.monthly: {cfg.outputs.monthly}); set outputs.monthly to "
+                             "models or all")
+        return old
+
+    cube = run_chain([name], inputs, options=chain_options(cfg), store=store)[name]
+    if cube.attrs.get("time_step") == "year":
+        return None
+    cube = _masked(cfg, inputs, cube)
+    cube.attrs["combination"] = name
+    return cube
 
 
 def _write_drivers(ctx: RunContext, inputs: dict[str, xr.DataArray],

@@ -365,6 +365,8 @@ def _centered_ss(y, n):
 
 @nb.njit(**_JIT)
 def _z_from_s(s, var_s):
+    if s == 0:
+        return 0.0          # S = 0 gives Z = 0 (and p = 1) even when Var(S) = 0 (constant series)
     if not var_s > 0.0:
         return np.nan
     if s > 0:
@@ -408,6 +410,25 @@ def ols_kernel(xs, orient, tt, min_valid, skipna,
                 continue
             tm = st / n
             ym = sy / n
+            # a constant series has slope 0 exactly (rounding of the mean must not make
+            # a spurious t): slope 0, intercept the value, SE 0, t 0, p 1, r2 undefined
+            vfirst = nan
+            vconst = True
+            for t in range(T):
+                v = buf[b, 0, t]
+                if v == v:
+                    if vfirst != vfirst:
+                        vfirst = v
+                    elif v != vfirst:
+                        vconst = False
+            if vconst:
+                slope[pix] = 0.0
+                intercept[pix] = vfirst
+                stderr[pix] = 0.0
+                tval[pix] = 0.0
+                pval[pix] = 1.0
+                r2[pix] = nan
+                continue
             stt = 0.0
             sty = 0.0
             syy = 0.0
@@ -460,7 +481,7 @@ def mk_kernel(xs, orient, tt, min_valid, skipna, variant, lag, zcrit, small_exac
     Conover's ``median(y) - slope * median(t)`` over valid values (the value of
     the line at the first time step).  ``variant`` selects the variance
     correction (see ``MK_*``); ``lag <= 0`` uses all lags.  ``ptable[n, |S|]``
-    holds exact two-sided p-values for tie-free series with n < 10, used when
+    holds exact two-sided p-values for tie-free series with n <= 10, used when
     ``small_exact`` is true and the variant is the original test.
     """
     T = tt.shape[0]
@@ -563,7 +584,8 @@ def mk_kernel(xs, orient, tt, min_valid, skipna, variant, lag, zcrit, small_exac
                     mean, acov0 = _centered_ss(rk, n)
                     bound = zcrit / math.sqrt(fn)
                     sni = 0.0
-                    for i in range(1, lag_eff):
+                    # a constant detrended series has no autocorrelation to correct for
+                    for i in range(1, lag_eff if acov0 > 0.0 else 1):
                         a = _acf_at(rk, n, mean, i, acov0)
                         if a > bound or a < -bound or a != a:
                             sni += (fn - i) * (fn - i - 1.0) * (fn - i - 2.0) * a
@@ -571,7 +593,7 @@ def mk_kernel(xs, orient, tt, min_valid, skipna, variant, lag, zcrit, small_exac
                 else:
                     mean, acov0 = _centered_ss(wk, n)
                     sni = 0.0
-                    for i in range(1, lag_eff):
+                    for i in range(1, lag_eff if acov0 > 0.0 else 1):
                         sni += (1.0 - i / fn) * _acf_at(wk, n, mean, i, acov0)
                     var_s = var_s * (1.0 + 2.0 * sni)
             elif variant == MK_PREWHITENING or variant == MK_TFPW:
@@ -582,7 +604,7 @@ def mk_kernel(xs, orient, tt, min_valid, skipna, variant, lag, zcrit, small_exac
                     for k in range(n):
                         rk[k] = yv[k]
                 mean, acov0 = _centered_ss(rk, n)
-                r1 = _acf_at(rk, n, mean, 1, acov0)
+                r1 = _acf_at(rk, n, mean, 1, acov0) if acov0 > 0.0 else 0.0
                 for k in range(n - 1):
                     wk[k] = rk[k + 1] - rk[k] * r1
                     if variant == MK_TFPW:
@@ -608,6 +630,8 @@ def mk_kernel(xs, orient, tt, min_valid, skipna, variant, lag, zcrit, small_exac
 
 def mk_exact_table(nmax: int = 10) -> np.ndarray:
     """Exact two-sided p-values ``P(|S| >= |s|)`` of the tie-free MK statistic, n < nmax.
+
+    ``mk_exact_table(11)`` covers n <= 10 (the table used by :func:`mann_kendall`).
 
     Built from the number of permutations with a given number of inversions
     (S = n(n-1)/2 - 2 * inversions).  ``table[n, s]`` for ``0 <= s <= n(n-1)/2``.
@@ -787,6 +811,44 @@ def hurst_kernel(xs, orient, min_valid, skipna, method, tau_min, differences,
 
 
 @nb.njit(**_JIT)
+def _standardise(x, n):
+    """In place: x[:n] ← (x − mean) / max|x − mean|, with a first scaling by max|x|.
+
+    Correlations are invariant to this affine map; it keeps every product of the
+    sums of squares in range.  A constant series becomes all zeros.
+    """
+    same = True
+    for k in range(1, n):
+        if x[k] != x[0]:
+            same = False
+    if same:
+        for k in range(n):
+            x[k] = 0.0
+        return
+    amax = 0.0
+    for k in range(n):
+        ax = abs(x[k])
+        if ax > amax:
+            amax = ax
+    if amax > 0.0 and amax < np.inf:
+        for k in range(n):
+            x[k] /= amax
+    m = 0.0
+    for k in range(n):
+        m += x[k]
+    m /= n
+    dmax = 0.0
+    for k in range(n):
+        x[k] -= m
+        ad = abs(x[k])
+        if ad > dmax:
+            dmax = ad
+    if dmax > 0.0 and dmax < np.inf:
+        for k in range(n):
+            x[k] /= dmax
+
+
+@nb.njit(**_JIT)
 def corr_kernel(xs, orient, min_valid, skipna, rank, r_out, p_out, nout, start, stop):
     """Pearson (rank=False) or Spearman (rank=True) correlation of xs[0] and xs[1]."""
     T = xs[0].shape[1] if orient[0] == 0 else xs[0].shape[0]
@@ -821,19 +883,16 @@ def corr_kernel(xs, orient, min_valid, skipna, rank, r_out, p_out, nout, start, 
                 for k in range(n):
                     ra[k] = a[k]
                     rc[k] = c[k]
-            ma = 0.0
-            mc = 0.0
-            for k in range(n):
-                ma += ra[k]
-                mc += rc[k]
-            ma /= n
-            mc /= n
+            # scale, centre and scale again: sums of squares neither overflow nor
+            # underflow at any magnitude (1e-150 .. 1e150 and beyond)
+            _standardise(ra, n)
+            _standardise(rc, n)
             saa = 0.0
             scc = 0.0
             sac = 0.0
             for k in range(n):
-                da = ra[k] - ma
-                dc = rc[k] - mc
+                da = ra[k]
+                dc = rc[k]
                 saa += da * da
                 scc += dc * dc
                 sac += da * dc
@@ -850,13 +909,28 @@ def corr_kernel(xs, orient, min_valid, skipna, rank, r_out, p_out, nout, start, 
             p_out[pix] = r_to_p(r, n - 2)
 
 
+#: status codes of :func:`partial_kernel` (``status`` output)
+PC_OK = 0
+PC_TOO_FEW = 1
+PC_CONSTANT = 2
+PC_COLLINEAR = 3
+#: least pivot of the Gauss–Jordan inversion of the correlation matrix: a variable whose
+#: squared multiple correlation with the others exceeds 1 − 1e-13 counts as collinear
+PC_PIVOT_TOL = 1e-13
+
+
 @nb.njit(**_JIT)
-def partial_kernel(xs, orient, nreport, min_valid, skipna, r_out, p_out, nout, start, stop):
+def partial_kernel(xs, orient, nreport, min_valid, skipna, r_out, p_out, nout, status,
+                   start, stop):
     """Partial correlation of xs[0] with each of xs[1..nreport], controlling for all others.
 
-    Complete cases across all variables; precision matrix P of the correlation
-    matrix (Gauss–Jordan inversion); r_0j.rest = -P_0j / sqrt(P_00 P_jj);
+    Complete cases across all variables; every variable is standardised
+    (:func:`_standardise`), so any magnitude works; precision matrix P of the
+    correlation matrix (Gauss–Jordan inversion); r_0j.rest = -P_0j / sqrt(P_00 P_jj);
     p from t with df = n - 2 - k, k = number of variables controlled for.
+    ``status``: 0 computed, 1 too few complete cases, 2 a variable is constant,
+    3 the variables are collinear (a pivot below ``PC_PIVOT_TOL``); r and p are
+    NaN unless the status is 0.
     """
     V = len(xs)
     T = xs[0].shape[1] if orient[0] == 0 else xs[0].shape[0]
@@ -885,15 +959,12 @@ def partial_kernel(xs, orient, nreport, min_valid, skipna, r_out, p_out, nout, s
                     n += 1
             nout[pix] = n
             df = n - 2 - k_ctrl
-            bad = n < min_valid or df < 1 or (not skipna and n < T)
-            if not bad:
+            code = PC_OK
+            if n < min_valid or df < 1 or (not skipna and n < T):
+                code = PC_TOO_FEW
+            if code == PC_OK:
                 for v in range(V):
-                    mu = 0.0
-                    for k in range(n):
-                        mu += d[v, k]
-                    mu /= n
-                    for k in range(n):
-                        d[v, k] -= mu
+                    _standardise(d[v], n)
                 for v in range(V):
                     for w in range(v, V):
                         acc = 0.0
@@ -903,8 +974,8 @@ def partial_kernel(xs, orient, nreport, min_valid, skipna, r_out, p_out, nout, s
                         C[w, v] = acc
                 for v in range(V):
                     if not C[v, v] > 0.0:
-                        bad = True
-            if not bad:
+                        code = PC_CONSTANT
+            if code == PC_OK:
                 # to correlation matrix
                 for v in range(V):
                     d[v, 0] = 1.0 / math.sqrt(C[v, v])
@@ -912,14 +983,15 @@ def partial_kernel(xs, orient, nreport, min_valid, skipna, r_out, p_out, nout, s
                     for w in range(V):
                         C[v, w] = C[v, w] * d[v, 0] * d[w, 0]
                     C[v, v] = 1.0
-                # Gauss–Jordan inversion (symmetric positive definite: no pivoting needed)
+                # Gauss–Jordan inversion (symmetric positive definite: no pivoting needed;
+                # the pivot of column c is 1 − R² of variable c on the preceding ones)
                 for v in range(V):
                     for w in range(V):
                         inv[v, w] = 1.0 if v == w else 0.0
                 for col in range(V):
                     piv = C[col, col]
-                    if not piv > 1e-13:
-                        bad = True
+                    if not piv > PC_PIVOT_TOL:
+                        code = PC_COLLINEAR
                         break
                     ip = 1.0 / piv
                     for w in range(V):
@@ -932,8 +1004,9 @@ def partial_kernel(xs, orient, nreport, min_valid, skipna, r_out, p_out, nout, s
                                 for w in range(V):
                                     C[v, w] -= f * C[col, w]
                                     inv[v, w] -= f * inv[col, w]
+            status[pix] = code
             for j in range(nreport):
-                if bad:
+                if code != PC_OK:
                     r_out[pix, j] = nan
                     p_out[pix, j] = nan
                     continue

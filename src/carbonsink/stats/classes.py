@@ -100,10 +100,12 @@ def _signed_classes(slope, stat, magnitude, values, labels, name):
     """Class = sign(slope) × magnitude(stat); NaN in either input gives the fill code."""
 
     def f(b, x):
+        b = np.asarray(b, dtype=np.float64)
+        x = np.asarray(x, dtype=np.float64)
         with np.errstate(invalid="ignore"):
-            out = (np.sign(b) * magnitude(x)).astype(np.int8)
-        out[np.isnan(b) | np.isnan(x)] = CLASS_FILL
-        return out
+            out = np.sign(b) * np.asarray(magnitude(x))
+        # np.where keeps 0-d (a single series, e.g. a regional mean) and n-d inputs alike
+        return np.where(np.isnan(b) | np.isnan(x), CLASS_FILL, out).astype(np.int8)
 
     return _class_da(_elementwise(f, slope, stat), values, labels, name)
 
@@ -201,10 +203,8 @@ def sink_source_classes(nep: xr.DataArray, scheme: str = "binary", *,
         raise InvalidArgumentError("sink_source_classes: nep must be an xarray.DataArray")
     if scheme == "binary" and thresholds is None:
         def f(v):
-            with np.errstate(invalid="ignore"):
-                out = np.sign(v).astype(np.int8)
-            out[np.isnan(v)] = CLASS_FILL
-            return out
+            v = np.asarray(v, dtype=np.float64)
+            return np.where(np.isnan(v), CLASS_FILL, np.sign(v)).astype(np.int8)
 
         res = _elementwise(f, nep)
         out = _class_da(res, (-1, 0, 1), labels or ("source", "neutral", "sink"), "sink_class")
@@ -227,9 +227,9 @@ def sink_source_classes(nep: xr.DataArray, scheme: str = "binary", *,
             f"sink_source_classes: {th.size} thresholds need {th.size + 1} labels, got {len(labels)}")
 
     def g(v):
-        out = np.searchsorted(th, v, side="right").astype(np.int8)
-        out[np.isnan(v)] = CLASS_FILL
-        return out
+        v = np.asarray(v, dtype=np.float64)
+        return np.where(np.isnan(v), CLASS_FILL,
+                        np.searchsorted(th, v, side="right")).astype(np.int8)
 
     res = _elementwise(g, nep)
     out = _class_da(res, range(th.size + 1), labels, "sink_class")

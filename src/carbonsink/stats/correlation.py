@@ -5,10 +5,19 @@ is valid (complete cases), need ``min_valid`` of them (default
 ``max(10, ceil(0.8 n))``) and give NaN otherwise.  p-values are two-sided from
 Student's t with ``df = n − 2`` (``n − 2 − k`` for partial correlations with
 ``k`` controlled variables), computed in the kernels with full relative
-precision.
+precision.  Every series is centred and scaled before the sums of squares are
+formed, so the results do not depend on the magnitude of the data (1e-100 and
+1e100 give the same r as 1).  A constant series (zero variance) gives NaN: its
+correlation is undefined.
+
+``min_valid`` default: ``max(10, ceil(0.8 n))`` valid time steps (at least 3; at
+least ``k + 3`` for partial correlations); a series shorter than 10 steps raises
+:class:`~carbonsink.errors.InsufficientDataError` unless ``min_valid`` is given.
 """
 
 from __future__ import annotations
+
+import warnings
 
 from collections.abc import Mapping, Sequence
 
@@ -18,7 +27,8 @@ import xarray as xr
 from carbonsink.errors import InvalidArgumentError
 
 from . import _kernels as K
-from ._core import apply, check_dataarray, check_dim, out_float_dtype, resolve_min_valid, run_kernel
+from ._core import (apply, check_dataarray, check_dim, is_lazy, out_float_dtype,
+                    resolve_min_valid, run_kernel)
 from .classes import CLASS_FILL, _class_da
 
 __all__ = ["pearson", "spearman", "partial_correlation", "dominant_driver", "fdr_bh"]
@@ -105,7 +115,12 @@ def _named_arrays(obj, what: str) -> list[tuple[str, xr.DataArray]]:
 def _partial_np(*arrays, nreport, min_valid, skipna, threads):
     f = ("float", (nreport,))
     return run_kernel(K.partial_kernel, list(arrays), (nreport, min_valid, skipna),
-                      [f, f, (np.int32, ())], threads)
+                      [f, f, (np.int32, ()), (np.int8, ())], threads)
+
+
+#: meanings of the ``status`` variable of :func:`partial_correlation`
+PARTIAL_STATUS = ("computed", "too few complete cases", "a variable is constant",
+                  "collinear variables (singular correlation matrix)")
 
 
 def partial_correlation(y: xr.DataArray, drivers, dim: str = "time", *, controls=None,
@@ -131,7 +146,18 @@ def partial_correlation(y: xr.DataArray, drivers, dim: str = "time", *, controls
     Returns
     -------
     Dataset ``r`` and ``p`` with a ``driver`` dimension (coordinate = names),
-    and ``n`` (complete cases).
+    ``n`` (complete cases) and ``status`` (int8 per pixel, CF flags: 0 computed,
+    1 too few complete cases, 2 a variable is constant, 3 collinear variables).
+
+    Notes
+    -----
+    Collinear variables (a driver or control that is, to 1e-13 in 1 − R², a
+    linear combination of the others) make the correlation matrix singular: the
+    partial correlation is then not defined, ``r`` and ``p`` are NaN, ``status``
+    is 3 and the Dataset's ``nan_reasons`` attribute says so.  For NumPy-backed
+    input a :class:`UserWarning` reports how many pixels were affected; for dask
+    input inspect ``status`` after computing (no warning, to stay lazy).  Remove
+    the redundant control to obtain a value.
     """
     y = check_dataarray(y, "partial_correlation: y")
     drv = _named_arrays(drivers, "driver")
@@ -148,8 +174,9 @@ def partial_correlation(y: xr.DataArray, drivers, dim: str = "time", *, controls
     arrays = [a.drop_vars(["driver"], errors="ignore") for a in arrays]
     fdt = out_float_dtype(*arrays)
     nrep = len(drv)
-    r, p, n = apply(_partial_np, arrays, dim, n_out=3, out_dtypes=[fdt, fdt, np.int32],
-                    out_core_dims=[["driver"], ["driver"], []],
+    r, p, n, st = apply(_partial_np, arrays, dim, n_out=4,
+                        out_dtypes=[fdt, fdt, np.int32, np.int8],
+                        out_core_dims=[["driver"], ["driver"], [], []],
                     out_sizes={"driver": nrep},
                     kwargs=dict(nreport=nrep, min_valid=mv, skipna=bool(skipna)))
     names = [nm for nm, _ in drv]
@@ -158,7 +185,22 @@ def partial_correlation(y: xr.DataArray, drivers, dim: str = "time", *, controls
     r.attrs.update(long_name="partial correlation coefficient", units="1")
     p.attrs.update(long_name=f"two-sided p-value (t distribution, df = n - 2 - {k})", units="1")
     n.attrs.update(long_name="number of complete cases", units="1")
-    ds = xr.Dataset({"r": r, "p": p, "n": n})
+    st.attrs.update(long_name="partial correlation status", units="1",
+                    flag_values=np.arange(len(PARTIAL_STATUS), dtype=np.int8),
+                    flag_meanings=" ".join("_".join(m.replace("(", "").replace(")", "").split())
+                                           for m in PARTIAL_STATUS))
+    ds = xr.Dataset({"r": r, "p": p, "n": n, "status": st})
+    ds.attrs["nan_reasons"] = ("r and p are NaN where status != 0: too few complete cases "
+                               f"(min_valid={mv}), a constant variable, or collinear variables "
+                               "(singular correlation matrix; the partial correlation is "
+                               "undefined)")
+    if not is_lazy([st]):
+        ncol = int((st.values == K.PC_COLLINEAR).sum())
+        if ncol:
+            warnings.warn(
+                f"partial_correlation: {ncol} of {st.size} pixel(s) have collinear variables "
+                f"({', '.join(nm for nm, _ in drv + ctl)}); their r and p are NaN (status 3). "
+                "Drop the redundant driver or control.", UserWarning, stacklevel=2)
     ds.attrs.update(method="partial correlation from the precision matrix (METHODS 6.6)",
                     dim=dim, controlled_per_driver=k, min_valid=mv, skipna=int(bool(skipna)),
                     controls=", ".join(nm for nm, _ in ctl) or "none")

@@ -210,9 +210,8 @@ def persistence_classes(slope, hurst: xr.DataArray, z=None, *, critical: float =
                 persistent = h > thr
                 anti = h < thr
                 out = np.where(persistent, 2, np.where(anti, 1, 0)) * sb
-                out = out.astype(np.int8)
-            out[np.isnan(b) | np.isnan(h)] = CLASS_FILL
-            return out
+            # np.where (not item assignment) so 0-d inputs (one series) work too
+            return np.where(np.isnan(b) | np.isnan(h), CLASS_FILL, out).astype(np.int8)
 
         res = xr.apply_ufunc(f, slope, hurst, dask="parallelized", output_dtypes=[np.int8])
         out = _class_da(res, (-2, -1, 0, 1, 2), PERSISTENCE_LABELS, "persistence_class")
@@ -227,9 +226,9 @@ def persistence_classes(slope, hurst: xr.DataArray, z=None, *, critical: float =
                 anti = h < thr
                 mag = np.where(persistent, np.where(sig, 3, 2),
                                np.where(anti, np.where(sig, 4, 1), 0))
-                out = (mag * sb).astype(np.int8)
-            out[np.isnan(b) | np.isnan(h) | np.isnan(zz)] = CLASS_FILL
-            return out
+                out = mag * sb
+            return np.where(np.isnan(b) | np.isnan(h) | np.isnan(zz), CLASS_FILL,
+                            out).astype(np.int8)
 
         res = xr.apply_ufunc(g, slope, hurst, z, dask="parallelized", output_dtypes=[np.int8])
         out = _class_da(res, (-4, -3, -2, -1, 0, 1, 2, 3, 4),

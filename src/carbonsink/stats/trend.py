@@ -40,7 +40,7 @@ MK_VARIANTS = {
     "trend_free_pre_whitening": K.MK_TFPW,
 }
 
-_EXACT_TABLE = K.mk_exact_table(10)
+_EXACT_TABLE = K.mk_exact_table(11)   # exact p for n <= 10
 
 
 def _ols_np(x, *, tt, min_valid, skipna, threads):
@@ -61,12 +61,19 @@ def ols_trend(da: xr.DataArray, dim: str = "time", *, min_valid: int | None = No
     da : DataArray with dimension ``dim``.
     dim : time dimension.
     min_valid : least number of valid years (default ``max(10, ceil(0.8 n))``, at least 3).
+        With the default a series shorter than 10 years raises
+        :class:`~carbonsink.errors.InsufficientDataError`; pass ``min_valid=`` (>= 3)
+        to fit shorter series.
     skipna : drop missing years (True) or make such pixels NaN (False).
 
     Returns
     -------
     Dataset with ``slope`` [units yr-1], ``intercept`` (value at the first time
     step), ``stderr``, ``t``, ``p``, ``r2`` and ``n`` (valid years).
+
+    A constant series (all valid values exactly equal, including all zeros) gives
+    slope 0, stderr 0, t 0, p 1 and r2 NaN (no variance to explain), whatever
+    its value; a perfect non-constant line gives t = ±inf and p = 0.
     """
     da = check_dataarray(da, "ols_trend")
     length = check_dim(da, dim, "ols_trend")
@@ -138,11 +145,15 @@ def mann_kendall(da: xr.DataArray, dim: str = "time", *, variant: str = "origina
     lag : number of lags used by the Hamed–Rao / Yue–Wang corrections (default all).
     alpha : significance level of the Hamed–Rao lag screening (``z = Φ⁻¹(1 − α/2)``).
     min_valid : least number of valid years (default ``max(10, ceil(0.8 n))``, at least 3).
+        With the default a series shorter than 10 years raises
+        :class:`~carbonsink.errors.InsufficientDataError`; pass ``min_valid=`` (>= 3).
     skipna : drop missing years (True) or make such pixels NaN (False).
-    small_n : ``"exact"`` (default): for tie-free series with n < 10 and the
-        original test, ``p`` is the exact two-sided p of S from its permutation
-        distribution; ``"normal"``: always the normal approximation.  With ties
-        and n < 10 the normal approximation is used (flagged in ``p.attrs``).
+    small_n : ``"exact"`` (default): for tie-free series with n <= 10 and the
+        original test, ``p`` is the exact two-sided p ``P(|S'| >= |S|)`` of S
+        from its permutation distribution (counts of permutations by number of
+        inversions); ``"normal"``: always the normal approximation.  With ties
+        (any n) the tie-corrected normal approximation is used (stated in
+        ``p.attrs["p_method"]``).
     mode : ``"standard"`` (default): the test as described above.  ``"paper"``:
         **for replication only** — seed paper 000's Eqs. 19–20 as printed:
         ``Var(S) = n(n−1)(2n+5)/18`` without the tie term, and
@@ -155,6 +166,11 @@ def mann_kendall(da: xr.DataArray, dim: str = "time", *, variant: str = "origina
     Returns
     -------
     Dataset ``slope, intercept, s, var_s, z, p, tau, n``.
+
+    A constant series (all valid values equal) gives slope 0, S 0, Var(S) 0
+    (every pair is tied), Z 0 and p 1 for every variant (the serial-correlation
+    corrections are skipped when the detrended series has no variance), so it
+    falls in the "unchanged" class of :func:`~carbonsink.stats.sen_mk_classes`.
 
     Notes
     -----
@@ -205,8 +221,8 @@ def mann_kendall(da: xr.DataArray, dim: str = "time", *, variant: str = "origina
     ds["z"].attrs.update(long_name="continuity-corrected Z", units="1")
     ds["p"].attrs.update(
         long_name="two-sided p-value", units="1",
-        p_method=("exact permutation distribution of S for tie-free series with n < 10, "
-                  "normal approximation otherwise"
+        p_method=("exact permutation distribution of S for tie-free series with n <= 10, "
+                  "normal approximation (tie-corrected variance) otherwise"
                   if small_n == "exact" and variant == "original" else "normal approximation"))
     ds["tau"].attrs.update(long_name="Kendall tau (S / (n(n-1)/2))", units="1")
     ds["n"].attrs.update(long_name="number of valid years", units="1")

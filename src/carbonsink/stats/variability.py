@@ -116,9 +116,8 @@ def _cv_flags(mean: xr.DataArray, n: xr.DataArray, threshold: float) -> xr.DataA
     def f(m, nn):
         with np.errstate(invalid="ignore"):
             out = np.where(np.isnan(m), 1, np.where(m <= 0, 2, np.where(
-                np.abs(m) < threshold, 3, 0))).astype(np.int8)
-        out[np.asarray(nn) == 0] = CLASS_FILL
-        return out
+                np.abs(m) < threshold, 3, 0)))
+        return np.where(np.asarray(nn) == 0, CLASS_FILL, out).astype(np.int8)
 
     res = xr.apply_ufunc(f, mean, n, dask="parallelized", output_dtypes=[np.int8])
     out = _class_da(res, range(len(CV_FLAG_LABELS)), CV_FLAG_LABELS, "cv_flag")
@@ -227,9 +226,7 @@ def _classify_np(values, breaks):
     values = np.asarray(values)
     b = np.asarray(breaks, dtype=np.float64)
     cls = np.searchsorted(b[1:-1], values, side="left") + 1
-    out = cls.astype(np.int8)
-    out[~np.isfinite(values)] = CLASS_FILL
-    return out
+    return np.where(np.isfinite(values), cls, CLASS_FILL).astype(np.int8)
 
 
 def classify(values, breaks, *, labels=None, name: str = "class"):

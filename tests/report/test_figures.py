@@ -1,0 +1,88 @@
+"""Figures of the report: categorical maps with class names and shares, time series with
+the fitted OLS line, area-share bars, print resolution and SVG."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from PIL import Image
+
+from carbonsink.errors import InvalidArgumentError
+from carbonsink.report.figures import (DPI, area_share_figure, categorical_map_figure,
+                                       map_figure, save_figure, trend_series_figure)
+from carbonsink.stats import ols_four_classes
+
+
+def _classes():
+    rng = np.random.default_rng(0)
+    slope = xr.DataArray(rng.normal(0, 1, (6, 8)), dims=("y", "x"),
+                         coords={"y": np.arange(6.0)[::-1], "x": np.arange(8.0)})
+    p = xr.full_like(slope, 0.01).where(slope.x < 4, 0.5)
+    return ols_four_classes(slope, p).rio.write_crs(4326)
+
+
+def test_categorical_legend_lists_every_class_with_its_share():
+    c = _classes()
+    shares = {-2: 12.5, -1: 37.5, 0: 0.0, 1: 30.0, 2: 20.0}
+    fig = categorical_map_figure(c, shares=shares, title="t")
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert texts == ["significant decrease (SD) (12.5 %)", "insignificant decrease (ID) (37.5 %)",
+                     "no change (0.0 %)", "insignificant increase (II) (30.0 %)",
+                     "significant increase (SI) (20.0 %)"]
+    # a class_area_shares-like table works the same way; labels override the map's
+    df = pd.DataFrame({"class": [-2, 2], "share_percent": [40.0, 60.0]})
+    fig = categorical_map_figure(c, shares=df, labels={-2: "down", 2: "up"})
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert texts == ["down (40.0 %)", "up (60.0 %)"]
+    with pytest.raises(InvalidArgumentError, match="flag_values"):
+        categorical_map_figure(xr.DataArray(np.zeros((2, 2)), dims=("y", "x"),
+                                            coords={"y": [1.0, 0.0], "x": [0.0, 1.0]}))
+
+
+def test_trend_series_figure_draws_the_ols_line_with_its_slope():
+    years = np.arange(2000, 2012)
+    rows = []
+    for zone, b in (("A", 2.0), ("B", -0.5)):
+        rows += [{"zone": zone, "year": y, "value": 10 + b * (y - 2000)} for y in years]
+    fig = trend_series_figure(pd.DataFrame(rows), panel="zone", units="g C m-2 yr-1")
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == ["A", "B"]
+    for ax, b in zip(axes, (2.0, -0.5)):
+        (fit,) = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+        x, y = fit.get_data()
+        assert (y[-1] - y[0]) / (x[-1] - x[0]) == pytest.approx(b)
+        label = ax.get_legend().get_texts()[0].get_text()
+        assert label.startswith(f"{b:+.3g} g C m-2 yr-2") and "p < 0.01" in label
+
+
+def test_area_share_bars_stack_to_100_percent():
+    rows = []
+    for zone, s in (("A", (10.0, 90.0)), ("B", (55.0, 45.0))):
+        rows += [{"zone": zone, "class": -1, "class_name": "source", "value": s[0]},
+                 {"zone": zone, "class": 1, "class_name": "sink", "value": s[1]}]
+    fig = area_share_figure(pd.DataFrame(rows))
+    ax = fig.axes[0]
+    widths = {}
+    for patch in ax.patches:
+        widths.setdefault(round(patch.get_y(), 6), []).append(patch.get_width())
+    assert sorted(sum(w) for w in widths.values()) == pytest.approx([100.0, 100.0])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["source", "sink"]
+
+
+def test_save_figure_print_resolution_and_svg(tmp_path):
+    fig = map_figure(_classes().astype(float).assign_attrs(units="1"))
+    out = save_figure(fig, tmp_path / "m.png", {"carbonsink_version": "x"},
+                      formats=("png", "svg"))
+    assert out == tmp_path / "m.png" and DPI >= 200
+    with Image.open(out) as im:
+        assert im.info["dpi"][0] == pytest.approx(DPI, abs=1)
+        assert im.info["carbonsink_version"] == "x"
+    svg = (tmp_path / "m.svg").read_text()
+    assert svg.lstrip().startswith("<?xml") and "carbonsink_version" in svg
+    # the older call (path and metadata only) still writes one PNG
+    save_figure(fig, tmp_path / "n.png", {"a": "b"})
+    assert (tmp_path / "n.png").exists() and not (tmp_path / "n.svg").exists()
+    with pytest.raises(InvalidArgumentError, match="unsupported format"):
+        save_figure(fig, tmp_path / "m.png", formats=("gif",))
