@@ -1,4 +1,4 @@
-"""Area-weighted regional and per-class summaries (METHODS §1.6).
+"""Area-weighted regional and per-class summaries (carbonsink docs/methods.md §1.6).
 
 * regional mean  = Σ F·A / Σ A over valid cells (F not NaN, inside the mask);
 * regional total = Σ F·A, converted from (units of F) × m² to e.g. ``Tg C``,

@@ -90,7 +90,7 @@ class Variable:
 
     @property
     def resampling(self) -> str:
-        """Spatial resampling method when coarsening (METHODS §1.5)."""
+        """Spatial resampling method when coarsening (carbonsink docs/methods.md §1.5)."""
         return "mode" if self.kind == "categorical" else "average"
 
 

@@ -77,6 +77,11 @@ def test_regional_and_zone_trends_recover_the_prescribed_slopes(result):
             row = sel[(sel.zone == zone) & (sel.statistic == stat)]
             assert row["value"].item() == pytest.approx(b, rel=1e-9)
             assert row["units"].item() == "g C m-2 yr-2"
+    # the regional series of the other fluxes are trended too (no maps for them)
+    npp = tab[(tab.variable == "npp") & (tab.season == "annual")
+                    & (tab.statistic == "ols_slope")].set_index("zone")["value"]
+    assert npp["West"] == pytest.approx(10.0) and npp["East"] == pytest.approx(-6.0)
+    assert "npp_trend_classes" not in result.tables
     gs = tab[(tab.variable == "nep") & (tab.season == "growing_season")
              & (tab.statistic == "ols_slope")].set_index("zone")["value"]
     assert gs["West"] == pytest.approx(2.0) and gs["East"] == pytest.approx(1.0)
@@ -169,7 +174,7 @@ def test_options_are_validated():
     with pytest.raises(InvalidArgumentError, match="unknown map"):
         run_analysis("trends", ctx, maps=["slope"])
     # the older single-variable form still works
-    res = run_analysis("trends", ctx, variable="npp", schemes=["ols4"])
+    res = run_analysis("trends", ctx, variable="npp", schemes=["ols4"], regional_fluxes=False)
     assert set(res.tables["regional_trends"]["variable"]) == {"npp"}
     assert set(res.tables) == {"regional_trends", "npp_trend_classes"}
 

@@ -238,7 +238,9 @@ def test_write_netcdf_cf_round_trip(tmp_path):
         assert nc.carbonsink_version == "0.1.0" and nc.study_hash == "abc123"
         assert nc.history == "carbonsink run x"
         v = nc["npp"]
-        assert v.units == "g C m-2 month-1" and v.grid_mapping == "spatial_ref"
+        # on disk: UDUNITS-parseable units ("C" would be the coulomb), carbonsink's label kept
+        assert v.units == "g m-2 month-1" and v.carbonsink_units == "g C m-2 month-1"
+        assert v.grid_mapping == "spatial_ref"
         assert json.loads(v.parameters) == {"eps_max": 0.389}
         assert "crs_wkt" in nc["spatial_ref"].ncattrs()
         assert nc["spatial_ref"].grid_mapping_name == "latitude_longitude"

@@ -114,9 +114,14 @@ def test_cli_lists_models_and_variables():
 def test_cli_validate_on_fluxnet_towers(shared_data, tmp_path):
     files = sorted((shared_data / "fluxnet2015" / "MM").glob("FLX_CN-*_MM_*.csv"))
     assert len(files) == 7
-    res = CliRunner().invoke(main, ["validate", *map(str, files[:2]), "--out",
-                                    str(tmp_path / "v"), "--sites",
-                                    str(shared_data / "fluxnet2015" / "sites_cn.csv")])
+    args = ["validate", *map(str, files[:2]), "--out", str(tmp_path / "v"), "--sites",
+            str(shared_data / "fluxnet2015" / "sites_cn.csv")]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    # without a SOC source the GSMSR chains are skipped, never run on a silent constant
+    assert "cue+pei" in res.output and "cue+gsmsr_bl" not in res.output
+    assert "skipped" in res.output
+    res = CliRunner().invoke(main, [*args, "--soc", "3.0"])
     assert res.exit_code == 0, res.output
     assert "cue+gsmsr_bl" in res.output and "written to" in res.output
     written = sorted(p.name for p in (tmp_path / "v").rglob("*") if p.is_file())

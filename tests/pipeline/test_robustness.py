@@ -609,7 +609,7 @@ def _case_study(folder: Path, case: str, monkeypatch) -> tuple[Path, str]:
         expect = "nope.gpkg"
     elif case == "option value":
         d["models"]["options"] = {"pei": {"mode": "papr"}}
-        expect = r"models.options.pei.mode: mode='papr' is not valid"
+        expect = r"models.options.pei(\.mode)?: mode='papr' is not valid"
     elif case == "scheduler":
         monkeypatch.setattr(pf, "SCHEDULER_TIMEOUT", "1s")
         d["dask"] = {"scheduler": "tcp://127.0.0.1:9"}

@@ -75,7 +75,9 @@ def modis_study(tmp_path_factory):
 
 
 def test_modis_tiles_are_mosaicked_decoded_and_reprojected(modis_study):
-    ds = xr.open_zarr(modis_study / "cubes" / "inputs_annual.zarr")
+    from carbonsink.io import read_cube
+
+    ds = read_cube(modis_study / "cubes" / "inputs_annual.zarr")
     npp = ds["npp_annual"]
     assert npp.attrs["units"] == "g C m-2 yr-1"
     assert npp.sizes == {"time": 2, "y": 4, "x": 14}
@@ -84,7 +86,7 @@ def test_modis_tiles_are_mosaicked_decoded_and_reprojected(modis_study):
     vals = npp.values
     assert np.isfinite(vals).all()
     np.testing.assert_allclose(vals, 365.0, rtol=1e-5)
-    g = xr.open_zarr(modis_study / "cubes" / "inputs_8day.zarr")["gpp_8day"]
+    g = read_cube(modis_study / "cubes" / "inputs_8day.zarr")["gpp_8day"]
     assert g.attrs["units"] == "g C m-2"
     assert g.sizes["time"] == 2 * 46
 

@@ -1,6 +1,6 @@
 """Helpers shared by the stability, persistence and correlation analyses: the zones of a study,
 area shares of class maps for the whole region and every zone in one pass (true pixel areas,
-METHODS §1.6 and §4.2), detrending, and the class-map and share figures."""
+carbonsink docs/methods.md §1.6 and §4.2), detrending, and the class-map and share figures."""
 
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def class_shares(classes: xr.DataArray, area: xr.DataArray, *,
 
 
 def detrend(da: xr.DataArray, dim: str = "time") -> xr.DataArray:
-    """``da`` minus its per-pixel OLS line on the time index (METHODS §6.1), NaN kept; the
+    """``da`` minus its per-pixel OLS line on the time index (docs/methods.md §6.1), NaN kept; the
     residuals are the interannual anomalies. Vectorised (lazy for dask input)."""
     t = xr.DataArray(np.arange(da.sizes[dim], dtype=np.float64), dims=dim)
     valid = da.notnull()

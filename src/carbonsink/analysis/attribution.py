@@ -1,12 +1,12 @@
 """Attribution of NEP trends to climate factors and human activity (seed paper 000).
 
-Trend decomposition (000 Eq. 21–22; METHODS §7.1), per pixel on annual or growing-season
+Trend decomposition (000 Eq. 21–22; docs/methods.md §7.1), per pixel on annual or growing-season
 series::
 
     dNEP/dt = Σ_k (∂NEP/∂X_k)·(dX_k/dt) + H_con
     X_con,k = (∂NEP/∂X_k)·(dX_k/dt),   C_con = Σ_k X_con,k,   H_con = dNEP/dt − C_con
 
-``dNEP/dt`` and ``dX_k/dt`` are OLS slopes in time (METHODS §6.1).
+``dNEP/dt`` and ``dX_k/dt`` are OLS slopes in time (carbonsink docs/methods.md §6.1).
 
 * ``mode="recommended"`` (default): ``∂NEP/∂X_k = b_k`` of the per-pixel multiple linear
   regression ``NEP_t = b_0 + Σ_k b_k X_k,t + e_t`` in raw units
@@ -116,7 +116,7 @@ def table2_classes(dnep_dt, c_con, h_con):
     ========  =====  =====  ==========================  =====
 
     Any exact zero (and the sign patterns a residual H_con cannot produce) gives class 0
-    "unclassified"; NaN gives :data:`carbonsink.stats.CLASS_FILL` (METHODS §7.1).
+    "unclassified"; NaN gives :data:`carbonsink.stats.CLASS_FILL` (carbonsink docs/methods.md §7.1).
 
     Parameters
     ----------
@@ -181,7 +181,7 @@ def climate_human_shares(dnep_dt, c_con, h_con):
 
 
 def contribution_rates(x_con: Mapping[str, object], h_con) -> dict:
-    """Contribution rates of the recommended (signed) decomposition (METHODS §7.1).
+    """Contribution rates of the recommended (signed) decomposition (docs/methods.md §7.1).
 
     With ``dNEP/dt = Σ_k X_con,k + H_con`` (exact), each term's rate is its share of the
     trend: ``rate_k = 100·X_con,k / (dNEP/dt)``, ``climate = 100·C_con/(dNEP/dt)`` with the
@@ -211,7 +211,7 @@ def paper_contribution_rates(x_con: Mapping[str, object], h_con) -> dict:
     """Contribution degrees and rates as seed paper 000's Table 3 computed them (replication).
 
     000 prints C_con as the signed sum (Eq. 21) but its Table 3 uses the **sum of absolute
-    values** of the factor contributions (METHODS §7.1)::
+    values** of the factor contributions (carbonsink docs/methods.md §7.1)::
 
         C_abs     = Σ_k |X_con,k|
         rate_k    = 100·X_con,k / C_abs
@@ -269,7 +269,7 @@ def attribute(nep: xr.DataArray, drivers, *, factors: Sequence[str] | None = Non
               ridge: float = 0.0) -> xr.Dataset:
     """Per-pixel trend decomposition of NEP into climate-factor and human contributions.
 
-    Seed paper 000 Eq. 21–22 (METHODS §7.1): ``X_con,k = (∂NEP/∂X_k)·(dX_k/dt)``,
+    Seed paper 000 Eq. 21–22 (carbonsink docs/methods.md §7.1): ``X_con,k = (∂NEP/∂X_k)·(dX_k/dt)``,
     ``C_con = Σ_k X_con,k``, ``H_con = dNEP/dt − C_con`` (residual); classes of 000's Table 2.
 
     Parameters
@@ -360,7 +360,7 @@ def attribute(nep: xr.DataArray, drivers, *, factors: Sequence[str] | None = Non
         ds[f"rate_{k}"] = r.assign_attrs(long_name=f"contribution rate of {k}", units="%")
     ds = ds.drop_vars([v for v in ("predictor",) if v in ds.coords])
     ds.attrs.update(method=("multiple-regression trend decomposition (000 Eq. 21-22, "
-                            "METHODS 7.1, recommended)" if mode == "recommended" else
+                            "docs/methods.md §7.1, recommended)" if mode == "recommended" else
                             "z-scores x Pearson r (000 as published, replication only)"),
                     mode=mode, factors=", ".join(xs), detrend=int(bool(detrend)),
                     ridge=float(ridge))
@@ -645,8 +645,8 @@ class Attribution(Analysis):
             sec.text("Per pixel, dNEP/dt and dX_k/dt are OLS trends and ∂NEP/∂X_k the "
                      "coefficients of the multiple regression of NEP on the factors (raw "
                      "units), so Σ X_con,k + H_con = dNEP/dt exactly (000 Eq. 21-22 with "
-                     "METHODS §7.1's correction). Regional rates: shares of the area-weighted "
-                     "mean trend (signed).")
+                     "docs/methods.md §7.1's correction). Regional rates: shares of the "
+                     "area-weighted mean trend (signed).")
         for n in notes:
             sec.text(f"Skipped {n}.")
         tab = res.tables.get("attribution_regional")

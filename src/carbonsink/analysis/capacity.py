@@ -1,4 +1,4 @@
-"""Carbon-sink carrying capacity (CSCC), peak year, potential and saturation (METHODS §8.1,
+"""Carbon-sink carrying capacity (CSCC), peak year, potential and saturation (docs/methods.md §8.1,
 paper 004) as functions and a registered analysis.
 
 Per pixel over the record (NaN-aware)::
@@ -11,7 +11,7 @@ Per pixel over the record (NaN-aware)::
 
 A pixel is excluded (NaN in every output) when fewer than ``min_valid_fraction`` of the
 years are valid or when NPP <= 0 in every valid year (not vegetated). Regional values are
-ratios of area-weighted totals (METHODS §1.6); the PCS share is stated against both
+ratios of area-weighted totals (docs/methods.md §1.6); the PCS share is stated against both
 denominators (of CSCC, and as an increase over current NPP).
 """
 
@@ -35,7 +35,7 @@ __all__ = ["carrying_capacity", "capacity_summary", "potential_npp", "saturation
 #: g C per g dry matter used to express the Miami / Thornthwaite Memorial NPP as carbon
 CARBON_FRACTION = 0.45
 
-#: share of valid years a pixel needs (METHODS §8.1)
+#: share of valid years a pixel needs (carbonsink docs/methods.md §8.1)
 MIN_VALID_FRACTION = 0.8
 
 
@@ -53,7 +53,7 @@ def _year_values(da: xr.DataArray, dim: str) -> xr.DataArray:
 
 def carrying_capacity(npp: xr.DataArray, *, min_valid_fraction: float = MIN_VALID_FRACTION,
                       dim: str = "time") -> xr.Dataset:
-    """Carrying capacity of annual ``npp`` (time, y, x) [g C m-2 yr-1] (METHODS §8.1).
+    """Carrying capacity of annual ``npp`` (time, y, x) [g C m-2 yr-1] (docs/methods.md §8.1).
 
     Returns a Dataset with
 
@@ -113,7 +113,7 @@ def carrying_capacity(npp: xr.DataArray, *, min_valid_fraction: float = MIN_VALI
     return xr.Dataset({"cscc": cscc, "peak_year": peak_year, "vegetated": vegetated,
                        "n_valid": n_valid, "pcs": pcs, "potential_percent": potential,
                        "saturation_percent": saturation},
-                      attrs={"method": "METHODS §8.1 (paper 004)",
+                      attrs={"method": "carbonsink docs/methods.md §8.1 (paper 004)",
                              "min_valid_fraction": float(min_valid_fraction),
                              "min_valid_years": int(need)})
 
@@ -184,7 +184,7 @@ def capacity_summary(ds: xr.Dataset, npp: xr.DataArray, area: xr.DataArray, *,
     yr-1] and area-weighted ``mean`` [units of npp] of ``cscc``, ``npp``, ``pcs`` (and the
     comparison layers); ``pcs``/``percent_of_cscc`` (potential = PCS_total / CSCC_total),
     ``pcs``/``percent_of_npp`` (increase over current NPP = PCS_total / NPP_total(y)) and
-    ``npp``/``percent_of_cscc`` (saturation) [%] (METHODS §8.1). For each year the pixel set
+    ``npp``/``percent_of_cscc`` (saturation) [%] (docs/methods.md §8.1). For each year the pixel set
     is the pixels with both a CSCC and a valid NPP(y), so every ratio has the same support.
     Computed by :func:`carbonsink.regions.summarise` (one pass for all zones).
     """
@@ -245,7 +245,7 @@ def _is_annual(da: xr.DataArray, dim: str) -> bool:
 
 def potential_npp(tas: xr.DataArray, pr: xr.DataArray, *,
                   carbon_fraction: float = CARBON_FRACTION, dim: str = "time") -> xr.Dataset:
-    """Miami and Thornthwaite Memorial potential NPP per year [g C m-2 yr-1] (METHODS §2.5),
+    """Miami and Thornthwaite Memorial potential NPP per year [g C m-2 yr-1] (docs/methods.md §2.5),
     the comparison layers of the carrying capacity (paper 004 §5.1).
 
     ``tas`` [degC] and ``pr`` [mm month-1 or mm yr-1] are monthly (aggregated with
@@ -310,7 +310,7 @@ class Capacity(Analysis):
     title = "Carbon-sink carrying capacity"
     description = ("Per-pixel carrying capacity (maximum annual NPP over the record), the first "
                    "year reaching it, the potential carbon sink and the saturation "
-                   "(METHODS §8.1, paper 004), with regional and per-zone totals and the "
+                   "(docs/methods.md §8.1, paper 004), with regional and per-zone totals and the "
                    "Miami / Thornthwaite Memorial potential NPP for comparison.")
     requires = ("annual", "area")
     order = 70
@@ -406,8 +406,9 @@ class Capacity(Analysis):
 
         sec.blocks.insert(0, Text(
             f"Per pixel, the carrying capacity (CSCC) is the maximum annual {v.upper()} over the "
-            f"record and the potential carbon sink PCS(y) = CSCC − {v.upper()}(y) (METHODS "
-            f"§8.1, paper 004); pixels with fewer than {options.min_valid_fraction:.0%} valid "
+            f"record and the potential carbon sink PCS(y) = CSCC − {v.upper()}(y) (carbonsink "
+            f"docs/methods.md §8.1, paper 004); pixels with fewer than "
+            f"{options.min_valid_fraction:.0%} valid "
             f"years or {v.upper()} ≤ 0 in every year are excluded. Regional and per-zone values "
             "are ratios of area-weighted totals; the PCS is stated both as a share of CSCC and "
             f"as an increase over {v.upper()}(y). Map percentages refer to {last}."

@@ -2,7 +2,7 @@
 p for each driver, partial correlation controlling the other drivers, optional FDR control, the
 positive / negative / significant area shares per driver and zone, the factor ranking of seed
 003 Table 2, the correlation of the regional series, and the dominant-driver map (largest
-|partial r|, seed 002 Fig. 7) with its shares (METHODS §6.6), as a registered analysis."""
+|partial r|, seed 002 Fig. 7) with its shares (docs/methods.md §6.6), as a registered analysis."""
 
 from __future__ import annotations
 
@@ -185,7 +185,7 @@ class Correlation(Analysis):
                    "controlling the other drivers, optional FDR control, positive / negative / "
                    "significant area shares per driver and zone, the factor ranking of seed 003, "
                    "the correlation of the regional series and the dominant-driver map "
-                   "(METHODS §6.6).")
+                   "(carbonsink docs/methods.md §6.6).")
     requires = ("annual", "drivers", "area")
     default = False
     order = 60
@@ -402,7 +402,7 @@ class Correlation(Analysis):
         sec.blocks.insert(0, Text(
             f"Correlation of the {sl} {options.variable.upper()} series ({nyears} years) with "
             f"the {sl} series of {', '.join(DRIVER_NAMES.get(k, k) for k in used)} per pixel "
-            "(METHODS §6.6): Pearson r (seed 000 Eq. 14–15), Spearman r_s (seed 003), and "
+            "(docs/methods.md §6.6): Pearson r (seed 000 Eq. 14–15), Spearman r_s (seed 003), and "
             "partial r controlling the other drivers (seed 001 Eq. 4; df = n − 2 − k). "
             + ("Series are detrended first (linear trend removed per pixel). "
                if options.detrend else "Raw series, as in the papers (shared trends add to r). ")

@@ -3,7 +3,7 @@ change of converted versus stable pixels, as a registered analysis.
 
 Land transfer matrix (seed 000, Table 4; seed 001, §3.2.4 and its Sankey diagram of the
 2000 → 2011 → 2022 maps after Cuba 2015): for two land-cover maps ``c₁``, ``c₂`` on one
-grid with true pixel areas ``A`` (METHODS §1.6),
+grid with true pixel areas ``A`` (carbonsink docs/methods.md §1.6),
 
     M[i, j] = Σ_x A_x · [c₁(x) = i] · [c₂(x) = j]          [km²]
 
@@ -819,8 +819,8 @@ class LandcoverChange(Analysis):
         cons = mats[: len(dates) - 1]
         full = mats[-1]
         sec.text(f"Land cover reclassified from {done['src']} to the {options.scheme} scheme; "
-                 f"transitions {chain} weighted by true pixel areas (METHODS §1.6) over the "
-                 "pixels classified on every date. Rows: class on the first date, columns: "
+                 f"transitions {chain} weighted by true pixel areas (docs/methods.md §1.6) "
+                 "over the pixels classified on every date. Rows: class on the first date, columns: "
                  "class on the second; row sums are the first date's class areas, column sums "
                  "the second's.")
         shares = ", ".join(f"{m.attrs['date_from']}–{m.attrs['date_to']}: "

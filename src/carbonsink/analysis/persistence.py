@@ -1,6 +1,6 @@
 """Persistence of NPP, Rh or NEP: per-pixel Hurst exponent by R/S analysis (optionally with the
 Anis–Lloyd small-sample correction), the share of the area with H > 0.5, and the trend × Hurst
-classes of seed 001 Fig. 7 with their area shares per zone (METHODS §6.5), as a registered
+classes of seed 001 Fig. 7 with their area shares per zone (docs/methods.md §6.5), as a registered
 analysis."""
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class Persistence(Analysis):
                    "analysis (expanding windows or blocks, levels or differences, optional "
                    "Anis–Lloyd small-sample correction), the share of the area with H > 0.5, "
                    "and the trend × Hurst classes of seed 001 with their true-area shares per "
-                   "zone (METHODS §6.5).")
+                   "zone (carbonsink docs/methods.md §6.5).")
     requires = ("annual", "area")
     default = False
     order = 55
@@ -191,7 +191,7 @@ class Persistence(Analysis):
 
         sec.blocks.insert(0, Text(
             f"Hurst exponent H of the {season_label(season)} {v.upper()} series ({nyears} "
-            f"years) per pixel by R/S analysis (seed 001 §2.4.4, METHODS §6.5): "
+            f"years) per pixel by R/S analysis (seed 001 §2.4.4, carbonsink docs/methods.md §6.5): "
             f"{options.method} windows on the {options.input}"
             + ("" if corr is None else f", {corr} small-sample correction") +
             f". H > {options.threshold:g}: persistent, H < {options.threshold:g}: "

@@ -1,4 +1,4 @@
-"""Carbon-sink resilience by probability attenuation (paper 004 Eq. 7–12, METHODS §8.2), as
+"""Carbon-sink resilience by probability attenuation (paper 004 Eq. 7–12, docs/methods.md §8.2), as
 public functions and a registered analysis.
 
 Steps (t0 initial year, t′ reference year, t_i evaluation years t′ < t_i ≤ last year)::
@@ -14,7 +14,7 @@ Steps (t0 initial year, t′ reference year, t_i evaluation years t′ < t_i ≤
     q(t) = λ · exp(−(t − t′) / τ)   fitted to q⁺ (τ_p) and to q⁻ (τ_n)      (004 Eq. 11)
     RS   = τ_p − τ_n  [yr]                                                   (004 Eq. 12)
 
-Grades (004 §4.4, boundaries closed as in METHODS §8.2): RS > 500 "extremely strong";
+Grades (004 §4.4, boundaries closed as in docs/methods.md §8.2): RS > 500 "extremely strong";
 100 < RS ≤ 500 "stronger"; 0 ≤ RS ≤ 100 "strong"; −100 ≤ RS < 0 "weak"; RS < −100 "weaker".
 
 The decay fit has three variants: ``"nls"`` (non-linear least squares on q with λ free,
@@ -23,7 +23,7 @@ free) and ``"lambda1"`` (non-linear least squares with λ = 1). Each reports λ,
 a flag; τ is NaN with the reason in the flag when the fit fails, τ ≤ 0 or q does not change.
 On the maintained-grid counts printed in 004 Table 2 they give τ_p / τ_n = 64.95 / 10.00 (NLS),
 66.96 / 13.26 (log-linear) and 52.81 / 7.35 (λ = 1); the paper's 196 / 7 yr could not be
-reproduced with any variant (METHODS §8.2).
+reproduced with any variant (carbonsink docs/methods.md §8.2).
 
 Reference: Wang et al. (2023), carbon-sink carrying capacity and resilience of China's
 ecosystems, paper 004 (§3.3, Table 2).
@@ -50,12 +50,12 @@ __all__ = ["resilience_windows", "slope_surface", "maintenance_surface", "mainta
            "decay_fits", "resilience_grade", "GRADES", "FIT_VARIANTS", "resilience_dataset",
            "default_reference_year", "Resilience"]
 
-#: decay-fit variants (METHODS §8.2 step 6)
+#: decay-fit variants (carbonsink docs/methods.md §8.2 step 6)
 FIT_VARIANTS = ("nls", "loglinear", "lambda1")
 _FIT_LABEL = {"nls": "NLS, λ free", "loglinear": "log-linear OLS, λ free",
               "lambda1": "NLS, λ = 1"}
 
-#: resilience grades (lower bound, inclusive?, label), highest first (METHODS §8.2 step 8)
+#: resilience grades (lower bound, inclusive?, label), highest first (docs/methods.md §8.2 step 8)
 GRADES = ("extremely strong", "stronger", "strong", "weak", "weaker")
 
 
@@ -75,7 +75,7 @@ def resilience_windows(years, *, t0: int | None = None, t_ref: int | None = None
 
     ``t0`` defaults to the first year, ``t_ref`` to :func:`default_reference_year`,
     ``eval_years`` to every year after ``t_ref``. ``window_start="t0"`` (default): every
-    window starts at t0 (expanding windows, METHODS §8.2 step 2); ``"tref"``: the reference
+    window starts at t0 (expanding windows, docs/methods.md §8.2 step 2); ``"tref"``: the reference
     window is [t0, t′] and the evaluation windows start at t′.
     """
     years = [int(y) for y in np.asarray(years)]
@@ -167,8 +167,9 @@ def resilience_dataset(npp: xr.DataArray, *, t0: int | None = None, t_ref: int |
     ds = ds.assign_coords(window_start=("year", np.array([st for st, _ in windows]),
                                         {"units": "year", "long_name": "first year of the "
                                                                         "slope window"}))
-    ds.attrs = {"method": "probability-attenuation resilience (paper 004 Eq. 7-12, METHODS "
-                          "8.2)", "t0": windows[0][0], "t_ref": windows[0][1],
+    ds.attrs = {"method": "probability-attenuation resilience (paper 004 Eq. 7-12, "
+                          "carbonsink docs/methods.md §8.2)", "t0": windows[0][0],
+                "t_ref": windows[0][1],
                 "window_start": window_start, "min_valid": int(min_valid)}
     return ds
 
@@ -233,7 +234,7 @@ def change_counts(n_positive, n_negative) -> tuple[np.ndarray, np.ndarray]:
     """Change count and its cumulative ratio of 004 Table 2 (reference year first).
 
     ``change(t_i) = [N⁺(t′) − N⁺(t_i)] + [N⁻(t′) − N⁻(t_i)]`` for t_i > t′, and
-    ``ratio(t_i) = 100 · cumsum(change)(t_i) / Σ change`` [%] (METHODS §8.2 step 5). Returns
+    ``ratio(t_i) = 100 · cumsum(change)(t_i) / Σ change`` [%] (docs/methods.md §8.2 step 5). Returns
     two arrays of the length of the evaluation years (NaN ratio when Σ change = 0).
     """
     p = np.asarray(n_positive, dtype=np.float64)
@@ -364,8 +365,8 @@ def fit_decay(years, q, t_ref: int, *, variant: str = "nls") -> dict:
 
 
 def resilience_grade(rs: float) -> str:
-    """Grade of RS = τ_p − τ_n [yr] (004 §4.4; METHODS §8.2 step 8): > 500 "extremely strong",
-    (100, 500] "stronger", [0, 100] "strong", [−100, 0) "weak", < −100 "weaker"; NaN
+    """Grade of RS = τ_p − τ_n [yr] (004 §4.4; docs/methods.md §8.2 step 8):
+    > 500 "extremely strong", (100, 500] "stronger", [0, 100] "strong", [−100, 0) "weak", < −100 "weaker"; NaN
     "undetermined"."""
     if rs is None or not np.isfinite(rs):
         return "undetermined"
@@ -488,8 +489,8 @@ class Resilience(Analysis):
     description = ("Expanding-window OLS slopes of annual NPP from t0 to each evaluation year, "
                    "slope and maintenance surfaces, maintained-pixel counts and ratios (004 "
                    "Table 2), exponential decay times τ_p, τ_n and the resilience RS = τ_p − τ_n "
-                   "with its grade, for the region and per zone (paper 004 Eq. 7–12, METHODS "
-                   "§8.2).")
+                   "with its grade, for the region and per zone (paper 004 Eq. 7–12, "
+                   "carbonsink docs/methods.md §8.2).")
     requires = ("annual", "area")
     order = 75
 

@@ -1,9 +1,10 @@
-"""Future scenarios by anomaly forcing and their period summaries — METHODS §9 (seed paper 002).
+"""Future scenarios by anomaly forcing and their period summaries (seed paper 002;
+carbonsink docs/methods.md §9).
 
 CTSM/CESM "anomaly forcing" superimposes monthly anomalies of a coupled (CMIP) simulation,
 relative to a present-day baseline, on a **repeating cycle of the observed present-day
 forcing**: additive for states (temperature), multiplicative for fluxes (precipitation,
-shortwave radiation). For scenario year y and calendar month m (METHODS §9.1)::
+shortwave radiation). For scenario year y and calendar month m (carbonsink docs/methods.md §9.1)::
 
     clim_B(m) = mean of X_GCM(·, m) over the baseline years B                     (1)
     ΔX(y, m)  = X_GCM(y, m) − clim_B(m)            states   (tas)                 (2)
@@ -17,7 +18,7 @@ before (2)–(3). Each scenario's forcing becomes an experiment of a study
 (:func:`write_scenario_inputs` writes the NetCDF files a study points at), so any NPP × Rh
 chain runs unchanged; the registered analysis ``scenarios`` then summarises every
 experiment over the near (2025–2050), mid (2051–2075) and long-term (2076–2100) periods
-(METHODS §9.2): mean annual NEP, OLS trend with p, range of the annual regional means and
+(docs/methods.md §9.2): mean annual NEP, OLS trend with p, range of the annual regional means and
 the sink-area share, plus period mean and trend maps and the multi-scenario NEP series
 (002 Fig. 9 analogue).
 
@@ -48,7 +49,7 @@ __all__ = ["make_anomaly_forcing", "gcm_anomalies", "cycle_base", "period_summar
 
 #: application of each variable (CTSM anomaly forcing: states additive, fluxes multiplicative)
 DEFAULT_HOW = {"tas": "additive", "pr": "multiplicative", "sol": "multiplicative"}
-#: 002's periods (METHODS §9.2)
+#: 002's periods (carbonsink docs/methods.md §9.2)
 DEFAULT_PERIODS = {"near": (2025, 2050), "mid": (2051, 2075), "long": (2076, 2100),
                    "full": (2025, 2100)}
 _HOWS = ("additive", "multiplicative")
@@ -394,7 +395,7 @@ def _clip_periods(periods: Mapping[str, Sequence[int]], first: int, last: int
 
 def period_summary(series: xr.DataArray, periods: Mapping[str, Sequence[int]] | None = None,
                    *, dim: str = "time") -> pd.DataFrame:
-    """Mean, OLS trend (slope, p) and range of an annual series per period (METHODS §9.2).
+    """Mean, OLS trend (slope, p) and range of an annual series per period (docs/methods.md §9.2).
 
     ``series``: annual values (one per year, ``time`` = 1 January), e.g. the area-weighted
     regional NEP [g C m-2 yr-1]. Periods default to :data:`DEFAULT_PERIODS`, cut to the
@@ -573,8 +574,9 @@ def _maps_figure(maps: dict[tuple[str, str], xr.DataArray], combo: str, variable
 class Scenarios(Analysis):
     name = "scenarios"
     title = "Future scenarios: NEP per scenario and period"
-    description = ("Every experiment as a scenario (anomaly-forced climate, METHODS §9): the "
-                   "regional annual NEP series with its OLS trend per scenario (002 Fig. 9), "
+    description = ("Every experiment as a scenario (anomaly-forced climate, "
+                   "carbonsink docs/methods.md §9): the regional annual NEP series with its "
+                   "OLS trend per scenario (002 Fig. 9), "
                    "mean, trend, range and sink-area share per period (near, mid, long, "
                    "full), period mean and trend maps.")
     requires = ("annual", "area", "experiments")
@@ -672,10 +674,10 @@ class Scenarios(Analysis):
             return res
         sec.text(f"Each experiment is a scenario: the observed base climate cycled over the "
                  f"scenario years with GCM anomalies (additive for temperature, multiplicative "
-                 f"for precipitation and radiation; METHODS §9.1). Per period: mean of the "
+                 f"for precipitation and radiation; docs/methods.md §9.1). Per period: mean of the "
                  f"area-weighted annual {v.upper()}, OLS trend with p, range of the annual "
                  f"regional means and the area share with a positive period mean "
-                 f"(sink, METHODS §9.2).")
+                 f"(sink, carbonsink docs/methods.md §9.2).")
         allser = pd.concat(series_rows, ignore_index=True)
         for combo, grp in allser.groupby("combination", sort=False):
             fname = f"{combo}_{v}_scenarios"

@@ -1,11 +1,12 @@
-"""Factorial hold-one-driver-constant sensitivity experiments (seed paper 002, METHODS §7.2).
+"""Factorial hold-one-driver-constant sensitivity experiments (seed paper 002,
+carbonsink docs/methods.md §7.2).
 
 A study with ``experiments:`` runs the whole chain once per experiment: a control run (S1, all
 drivers transient) and runs with one driver held at its calendar-month climatology (or its
 scalar mean, the literal reading of 002), e.g. S2 ``hold: {tas: climatology}``. Externally
 produced runs (e.g. four CLM5 outputs given as ``nep: given`` per experiment) work the same.
 
-Contribution of driver X (b = OLS trend of the annual series, METHODS §6.1):
+Contribution of driver X (b = OLS trend of the annual series, carbonsink docs/methods.md §6.1):
 
 * recommended, the difference method stated by 002::
 
@@ -60,7 +61,7 @@ def _f(x):
 
 
 def difference_contributions(b_control, b_runs: Mapping[str, object]) -> dict:
-    """Contributions by the difference method of 002 (METHODS §7.2, recommended).
+    """Contributions by the difference method of 002 (carbonsink docs/methods.md §7.2, recommended).
 
     ``Δ_X = b(S1) − b(S_X)``, ``RC_X = 100·|Δ_X| / Σ_Y |Δ_Y|`` [%],
     ``residual = b(S1) − Σ_X Δ_X`` (interactions and non-climate drivers).
@@ -89,7 +90,7 @@ def run_trend_contributions(b_runs: Mapping[str, object]) -> dict:
     """Relative contributions as 002's Table 3 computed them (``mode="paper"``, replication).
 
     ``RC_X = 100·|b(S_X)| / Σ_Y |b(S_Y)|``: each sensitivity run's own trend (the trend left
-    *without* the held driver's variation) is attributed to the held driver (METHODS §7.2).
+    *without* the held driver's variation) is attributed to the held driver (docs/methods.md §7.2).
     With 002's rounded trends T 0.5, P −0.1, SR 0.2: 62.5, 12.5, 25 %.
 
     Returns
@@ -167,7 +168,7 @@ def _slope_1d(years: np.ndarray, values: np.ndarray) -> float:
 
 def regional_trends(da: xr.DataArray, area: xr.DataArray, *, zones=None,
                     region: str = "study area") -> pd.DataFrame:
-    """OLS trend (METHODS §6.1) of the area-weighted mean series of ``da`` for the region
+    """OLS trend (docs/methods.md §6.1) of the area-weighted mean series of ``da`` for the region
     and each zone. Returns columns zone, value (per year)."""
     df = summarise(da, area, zones=zones, how=("mean",), region=region)
     rows = []
@@ -358,7 +359,7 @@ class Sensitivity(Analysis):
             sec.text(f"Control run {baseline}; {held}. Contribution of driver X: Δ_X = "
                      "b(control) − b(X held) with b the OLS trend; relative contribution "
                      "100·|Δ_X|/Σ|Δ|; the residual b(control) − ΣΔ holds interactions and "
-                     "non-climate drivers (002, METHODS §7.2).")
+                     "non-climate drivers (002, carbonsink docs/methods.md §7.2).")
         else:
             sec.text(f"Control run {baseline}; {held}. mode: paper — relative contribution "
                      "100·|b(X held)|/Σ|b(runs)|, the normalised trends of the sensitivity runs "

@@ -4,7 +4,7 @@
 its key columns, e.g. experiment × combination × zone × variable × statistic) and returns,
 per series: the multi-year mean, the lowest and highest values with their years, the
 cumulative sum, the OLS slope with its t-test p and the Theil–Sen slope with the
-Mann–Kendall p (METHODS §6.1–6.3 of the carbonsink docs; Sen 1968, Mann 1945, Kendall 1975),
+Mann–Kendall p (docs/methods.md §6.1–6.3 of the carbonsink docs; Sen 1968, Mann 1945, Kendall 1975),
 and the means of chosen periods (decades) with the differences between consecutive periods.
 The trend kernels run over all series at once (one array ``(series, year)``).
 """

@@ -1,4 +1,4 @@
-"""Carbon sink / source classes of NEP (METHODS §4.2) as a registered analysis, and the
+"""Carbon sink / source classes of NEP (docs/methods.md §4.2) as a registered analysis, and the
 per-zone class area shares shared by the class-map analyses.
 
 ``sink_classes`` classifies the multi-year mean annual NEP of every combination with one or
@@ -23,7 +23,7 @@ from .base import Analysis, AnalysisResult, register_analysis, tidy
 
 __all__ = ["SinkClasses", "class_share_table", "class_shares_by_zone", "SINK_SCHEMES"]
 
-#: the sink/source schemes of METHODS §4.2 and their descriptions
+#: the sink/source schemes of carbonsink docs/methods.md §4.2 and their descriptions
 SINK_SCHEMES = {
     "binary": "binary: source NEP < 0, neutral NEP = 0, sink NEP > 0 (000, 003)",
     "001": "001: source < 0, low sink [0, 200), medium [200, 400), high >= 400 g C m-2 yr-1",
@@ -52,7 +52,7 @@ def class_shares_by_zone(classes: xr.DataArray, area: xr.DataArray,
                          ) -> pd.DataFrame:
     """Area [km2] and area share [%] of each class, for the region and every zone, in one pass.
 
-    For class ``c`` of zone ``z`` (METHODS §1.6, §4.2): ``area = Σ A`` over the pixels of
+    For class ``c`` of zone ``z`` (docs/methods.md §1.6, §4.2): ``area = Σ A`` over the pixels of
     ``z`` whose class is ``c``; ``share = 100 · area / Σ A`` over the pixels of ``z`` that
     have a class (fill values and NaN excluded), so the shares of a zone sum to 100 % of its
     valid area. ``A`` are the true pixel areas (``area`` with ``units``, e.g. m2 from
@@ -167,7 +167,7 @@ class SinkClasses(Analysis):
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
         scheme: Literal["binary", "001", "002"] | list[Literal["binary", "001", "002"]] = Field(
-            "binary", description="class scheme(s) of METHODS §4.2 (one or a list)")
+            "binary", description="class scheme(s) of docs/methods.md §4.2 (one or a list)")
         per_year: bool = Field(True, description="also classify each year's NEP (yearly "
                                                  "area shares, e.g. the source share of 003)")
         maps: bool = Field(True, description="write the class maps of the multi-year mean "
@@ -237,7 +237,7 @@ class SinkClasses(Analysis):
             sec.text("No annual NEP cubes were found for this study.")
             return res
         where = ctx.zone + (f" and each {layer}" if layer else "")
-        sec.text(f"Schemes (METHODS §4.2): {'; '.join(SINK_SCHEMES[s] for s in schemes)}. "
+        sec.text(f"Schemes (docs/methods.md §4.2): {'; '.join(SINK_SCHEMES[s] for s in schemes)}. "
                  f"Classes of the multi-year mean annual NEP per pixel; area shares over "
                  f"{where} are of the area of pixels with a class, from true pixel areas. "
                  "Class maps: maps/<combination>/nep_sink_class_<scheme>.tif (colour table "

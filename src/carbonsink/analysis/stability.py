@@ -1,6 +1,6 @@
 """Stability of NPP, Rh or NEP: per-pixel coefficient of variation with a guard for near-zero
 means, Fisher–Jenks natural-break classes with their area shares per zone, and the regional
-mean CV (seed 001 §2.4.3 Eq. 3 and Fig. 4; METHODS §6.4), as a registered analysis."""
+mean CV (seed 001 §2.4.3 Eq. 3 and Fig. 4; docs/methods.md §6.4), as a registered analysis."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ class Stability(Analysis):
     description = ("Per-pixel coefficient of variation of annual or growing-season NPP, Rh or "
                    "NEP with a guard for near-zero means, Fisher–Jenks natural-break classes "
                    "(exact, breaks recorded) with their true-area shares per zone, and the "
-                   "regional mean CV (seed 001, METHODS §6.4).")
+                   "regional mean CV (seed 001, carbonsink docs/methods.md §6.4).")
     requires = ("annual", "area")
     default = False
     order = 50
@@ -204,7 +204,7 @@ class Stability(Analysis):
 
         sec.blocks.insert(0, Text(
             f"Coefficient of variation CV = s / mean of the {season_label(season)} series per "
-            f"pixel (seed 001 Eq. 3; s with ddof = {options.ddof}; METHODS §6.4) over "
+            f"pixel (seed 001 Eq. 3; s with ddof = {options.ddof}; docs/methods.md §6.4) over "
             f"{ctx.zone}"
             + (f" and per {layer}" if zones is not None else "") +
             f". Guard: no CV where the multi-year mean is <= 0 or below {options.min_mean:g} "

@@ -1,4 +1,4 @@
-"""Regional and per-land-cover-class summaries (METHODS §1.6) as registered analyses.
+"""Regional and per-land-cover-class summaries (docs/methods.md §1.6) as registered analyses.
 
 ``regional_summary``: area-weighted regional mean [g C m-2 yr-1] and total [Tg C yr-1] of
 annual NPP, Rh and NEP per year, and growing-season totals.
@@ -221,7 +221,7 @@ def class_series(ds, classes, area=None, *, variables=_VARS, zones=None, labels=
     Each year's flux is attributed to the class its pixel has *in that year* when
     ``classes`` has the time axis of ``ds`` (see :func:`carbonsink.cube.landcover.landcover_at`),
     else to the one map given. For class ``c`` and year ``t`` over the valid pixels
-    (METHODS §1.6): ``area = Σ A`` [km2], ``mean = Σ A·F / Σ A`` [units of F],
+    (carbonsink docs/methods.md §1.6): ``area = Σ A`` [km2], ``mean = Σ A·F / Σ A`` [units of F],
     ``total = Σ A·F`` [``total_units`` with the period of F].
 
     Parameters
@@ -335,7 +335,7 @@ def _multi_year(series: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
 
 
 def _class_trends(series: pd.DataFrame, min_valid: int | None) -> pd.DataFrame:
-    """OLS and Sen/Mann–Kendall trends (METHODS §6.1–6.3) of every per-class annual mean
+    """OLS and Sen/Mann–Kendall trends (docs/methods.md §6.1–6.3) of every per-class annual mean
     series of a :func:`class_series` table."""
     import numpy as np
     import xarray as xr
@@ -486,8 +486,9 @@ class LandcoverSummary(Analysis):
         how = ("each year's fluxes in that year's land-cover class" if attribution ==
                "year of each step" else f"classes of the {attribution}")
         sec.text(f"Land cover reclassified to the {options.scheme} scheme; {how}. Means are "
-                 "area-weighted over the valid pixels of each class (Σ F·A / Σ A, METHODS "
-                 "§1.6); multi-year means pool all years, totals are mean annual totals. "
+                 "area-weighted over the valid pixels of each class (Σ F·A / Σ A, "
+                 "carbonsink docs/methods.md §1.6); multi-year means pool all years, "
+                 "totals are mean annual totals. "
                  "Class 0 rows are aggregates over all classes and without "
                  f"{', '.join(options.exclude) or '(none)'}.")
         t = tab[(tab.zone == ctx.zone) & (tab.variable == "nep")]

@@ -1,6 +1,6 @@
 """Trends of NPP, Rh, NEP and the climate drivers, annual and growing season, as a registered
 analysis: per-pixel Theil–Sen slope with the Mann–Kendall test (any serial-correlation variant)
-and OLS with its t-test (METHODS §6.1–6.3), the class maps of seeds 001 (Sen/MK nine
+and OLS with its t-test (docs/methods.md §6.1–6.3), the class maps of seeds 001 (Sen/MK nine
 classes), 003 (OLS six classes) and 004 (SI/II/ID/SD) with their area shares per zone, and
 the trends of the area-weighted regional and per-zone series.
 """
@@ -28,7 +28,7 @@ from .sink_classes import class_share_table, class_shares_by_zone
 __all__ = ["Trends", "trend_dataset", "regional_trend_table", "regional_series_table",
            "series_trends", "TREND_SCHEMES", "FLUX_VARIABLES"]
 
-#: the Mann–Kendall test needs at least this many years (METHODS §1.3)
+#: the Mann–Kendall test needs at least this many years (carbonsink docs/methods.md §1.3)
 MIN_TREND_YEARS = 10
 #: variables of the flux cubes; every other variable is looked up in the driver series
 FLUX_VARIABLES = ("npp", "rh", "nep")
@@ -56,7 +56,7 @@ def trend_dataset(da: xr.DataArray, dim: str = "time", *, variant: str = "origin
     Variables ``sen_<k>`` from :func:`carbonsink.stats.mann_kendall` (``variant``: original,
     hamed_rao, yue_wang, pre_whitening, trend_free_pre_whitening), ``ols_<k>`` from
     :func:`carbonsink.stats.ols_trend` (slopes in the units of ``da`` per year) and
-    ``sen_mk_class`` (001 nine classes, METHODS §6.3), ``ols_class`` (003 six classes,
+    ``sen_mk_class`` (001 nine classes, docs/methods.md §6.3), ``ols_class`` (003 six classes,
     §6.1), ``ols4_class`` (004 SI/II/ID/SD, §6.1) for the schemes ``sen_mk``, ``ols6``,
     ``ols4``.
     """
@@ -83,8 +83,8 @@ def trend_dataset(da: xr.DataArray, dim: str = "time", *, variant: str = "origin
 
 def regional_series_table(da: xr.DataArray, area: xr.DataArray, *, zones=None,
                           region: str = "study area") -> pd.DataFrame:
-    """Area-weighted mean series (Σ F·A / Σ A per year, METHODS §1.6) of ``da`` for the region
-    and every zone: columns ``zone, year, units, value`` (zones in label order)."""
+    """Area-weighted mean series (Σ F·A / Σ A per year, docs/methods.md §1.6) of ``da`` for
+    the region and every zone: columns ``zone, year, units, value`` (zones in label order)."""
     df = summarise(da, area, zones=zones, how=("mean",), region=region)
     t = np.asarray(df.pop("time"))
     years = pd.DatetimeIndex(t).year.to_numpy(dtype=int) if \
@@ -180,6 +180,9 @@ class Trends(Analysis):
             default_factory=lambda: ["sen_mk", "ols6"],
             description="class schemes: sen_mk (001 nine classes), ols6 (003 six classes), "
                         "ols4 (004 SI/II/ID/SD)")
+        regional_fluxes: bool = Field(
+            True, description="also the trends of the regional series of the fluxes not in "
+                              "variables (npp, rh, nep), in regional_trends")
         min_years: int = Field(MIN_TREND_YEARS, ge=4,
                                description="fewer years in the study: the analysis is skipped")
         maps: list[str] | None = Field(
@@ -248,6 +251,10 @@ class Trends(Analysis):
                         self._notes.append(f"{combo} has no {v} ({_SEASON_TEXT[season]})")
                         continue
                     self._one(ctx, res, cube[v], v, season, exp, combo, options, zones)
+                if options.regional_fluxes:  # the regional series of the other fluxes too
+                    for v in (x for x in FLUX_VARIABLES if x not in flux and x in cube):
+                        self._regional(ctx, res, cube[v], v, season, exp, combo, options,
+                                       zones)
             for exp in ctx.experiments if drivers else []:
                 drv = ctx.drivers(season, exp)
                 if drv is None:
@@ -274,7 +281,7 @@ class Trends(Analysis):
 
     def _skip(self, ctx, res, sec, years, options):
         ctx.echo(f"trends skipped: the study period has {years} years, the "
-                 f"Mann–Kendall test needs at least {options.min_years} (METHODS §1.3)")
+                 f"Mann–Kendall test needs at least {options.min_years} (docs/methods.md §1.3)")
         sec.text(f"Skipped: the study period has {years} years; trends need at least "
                  f"{options.min_years}.")
         res.tables.clear()
@@ -315,13 +322,18 @@ class Trends(Analysis):
                                          cmap="RdBu", synthetic=ctx.synthetic))
         self._maps.append((fname, f"{label}: Theil–Sen slope of {what} "
                                   f"[{written['sen_slope'].attrs.get('units', '')}]"))
-        series = regional_series_table(da, area, zones=zones, region=ctx.zone)
+        series = self._regional(ctx, res, da, v, season, exp, combo, options, zones)
+        self._series.append(series.assign(experiment=exp, combination=combo, season=season,
+                                          variable=v, line=label))
+
+    def _regional(self, ctx, res, da, v, season, exp, combo, options, zones) -> pd.DataFrame:
+        """Trends of the regional and per-zone series of ``da`` into ``regional_trends``."""
+        series = regional_series_table(da, ctx.area, zones=zones, region=ctx.zone)
         trends = series_trends(series, variant=options.mk_variant)
         trends.insert(1, "variable", v)
         trends.insert(1, "season", season)
         res.add_table("regional_trends", tidy(trends, experiment=exp, combination=combo))
-        self._series.append(series.assign(experiment=exp, combination=combo, season=season,
-                                          variable=v, line=label))
+        return series
 
     def _report(self, ctx, res, sec, options, years, zones) -> None:
         from ..report.figures import area_share_figure, trend_series_figure
@@ -332,7 +344,7 @@ class Trends(Analysis):
         variant = options.mk_variant.replace("_", " ")
         sec.blocks.insert(0, Text(
             f"{years} years; region {where}. Per pixel: Theil–Sen slope with the Mann–Kendall "
-            f"test ({variant}) and OLS with its t-test (METHODS §6.1–6.3); classes: "
+            f"test ({variant}) and OLS with its t-test (docs/methods.md §6.1–6.3); classes: "
             + "; ".join(TREND_SCHEMES[s][1] for s in options.schemes)
             + ". Area shares are of the area of pixels with a class (true pixel areas). Maps "
               "in maps/<combination>/ (class maps with colour table and class names; driver "

@@ -1,4 +1,4 @@
-"""Validation of modelled NEP against eddy-covariance towers (METHODS.md §5).
+"""Validation of modelled NEP against eddy-covariance towers (carbonsink docs/methods.md §5).
 
 At each tower the Rh models are driven by the tower's own monthly
 meteorology (``TA_F`` → ``tas``, ``P_F`` → ``pr``), NPP is taken from one or
@@ -73,7 +73,7 @@ NPP = CUE × GPP clips negative partitioned GPP (night-time partitioning gives
 small negative monthly GPP in winter) at 0 before multiplying
 (``clip_negative_gpp=True``, default; the number of clipped months is recorded).
 
-Metrics (METHODS §5.2, model M vs observation O on paired months): ``n``,
+Metrics (carbonsink docs/methods.md §5.2, model M vs observation O on paired months): ``n``,
 ``bias`` = mean(M − O), ``rel_bias`` = Σ(M − O)/ΣO (a fraction), ``rmse``,
 ``r`` (Pearson), ``r2`` = r² (R²_r, what seed 000 most likely reported), ``nse``
 = 1 − Σ(O − M)²/Σ(O − Ō)² (R²_1:1, Nash–Sutcliffe), ``slope``/``intercept`` of
@@ -177,7 +177,7 @@ RANK_KEYS = {"nse": ("nse", False), "rmse": ("rmse", True), "r2": ("r2", False),
              "abs_bias": ("abs_bias", True), "ilamb": ("ilamb_overall", False)}
 #: name of the reference "Rh model": Rh = 0, NEP = NPP
 REFERENCE_RH = "no_rh"
-#: depth of the SOC layer GSMSR's Ds refers to [cm] (Yu et al. 2010; METHODS §3.2)
+#: depth of the SOC layer GSMSR's Ds refers to [cm] (Yu et al. 2010; docs/methods.md §3.2)
 GSMSR_SOC_DEPTH_CM = 20.0
 SOC_DEPTH_RULES = ("proportional", "exponential")
 POOLED = "all sites"
@@ -188,7 +188,7 @@ _NPP_UNITS = canonical_units("npp")  # g C m-2 month-1
 
 
 def metrics(model: Any, obs: Any, *, min_n: int = MIN_PAIRS) -> dict[str, float | int | str]:
-    """Agreement metrics of ``model`` (M) against ``obs`` (O), METHODS §5.2.
+    """Agreement metrics of ``model`` (M) against ``obs`` (O), carbonsink docs/methods.md §5.2.
 
     Pairs where either value is NaN are dropped. Returns a dict with ``n``,
     ``bias``, ``rel_bias``, ``rmse``, ``r``, ``r2`` (= r²), ``nse`` (R²_1:1),

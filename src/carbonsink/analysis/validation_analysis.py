@@ -1,4 +1,4 @@
-"""Tower validation (METHODS §5) as a registered analysis: ``analyses: {tower_validation:
+"""Tower validation (docs/methods.md §5) as a registered analysis: ``analyses: {tower_validation:
 {files: [...]}}``. The ``carbonsink validate`` command is the shortcut for the same
 :func:`carbonsink.analysis.validation.validate_towers`."""
 
@@ -53,7 +53,7 @@ class TowerValidation(Analysis):
     name = "tower_validation"
     title = "Validation against eddy-covariance towers"
     description = ("NEP of each Rh model with tower NPP (CUE × GPP) against tower NEP = −NEE "
-                   "from FLUXNET2015/ONEFlux files (METHODS §5).")
+                   "from FLUXNET2015/ONEFlux files (carbonsink docs/methods.md §5).")
     requires = ()
     order = 90
 

@@ -5,7 +5,7 @@ slice at a time. For dask-backed input the work is a ``dask.array.map_blocks``
 over chunks of the non-spatial dimensions (time), each chunk holding the full
 spatial extent of the source, so the result stays lazy until written.
 
-Methods (METHODS §1.5): ``"average"`` for continuous fields and ``"mode"`` for
+Methods (carbonsink docs/methods.md §1.5): ``"average"`` for continuous fields and ``"mode"`` for
 categorical ones by default; any :class:`rasterio.enums.Resampling` name
 (``"nearest"``, ``"bilinear"``, ``"max"``, ...) can be asked for.
 ``"average"`` is an **area-weighted** mean of the source cells that cover a

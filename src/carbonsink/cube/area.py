@@ -1,9 +1,10 @@
-"""Pixel areas in m² (METHODS §1.6).
+"""Pixel areas in m² (carbonsink docs/methods.md §1.6).
 
 * Geographic (lat/lon) grids: exact area of the lat/lon cell on the MODIS
   authalic sphere, ``A = R² · Δλ · (sin φ_n − sin φ_s)`` with
   R = 6 371 007.181 m (the datum of the CRS is deliberately not used, so that
-  areas agree with the MODIS products and with METHODS' reference values).
+  areas agree with the MODIS products and with the reference values of
+  carbonsink docs/methods.md §1.6).
 * Equal-area projected grids (Sinusoidal, Albers, Lambert azimuthal /
   cylindrical equal-area, Mollweide, Equal Earth, ...): the constant
   ``cell width × cell height``.

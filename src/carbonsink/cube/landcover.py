@@ -1,4 +1,4 @@
-"""Land-cover classes: reclassification and masks (METHODS §1.3, §1.4).
+"""Land-cover classes: reclassification and masks (carbonsink docs/methods.md §1.3, §1.4).
 
 The class tables are package data (``cube/data/landcover_classes.csv`` and
 ``landcover_targets.csv``) and can be replaced by a user CSV with the same
@@ -140,7 +140,7 @@ def reclassify(lc: xr.DataArray, scheme: str = "igbp", to: str = "7class",
     the land transfer matrix of seed 000, Table 4: forest, shrub, grassland, cropland,
     wetland, impervious, water, barren) or a column of a user ``table``.
     ``overrides`` maps source codes to target class names, e.g.
-    ``{8: "forest"}`` for woody savannas as forest (METHODS §1.4 option).
+    ``{8: "forest"}`` for woody savannas as forest (carbonsink docs/methods.md §1.4 option).
     The result is ``uint8`` with CF ``flag_values``/``flag_meanings``
     attributes, nodata 0 and the CRS of ``lc``; lazy for dask input.
     """
@@ -184,7 +184,7 @@ def landcover_mask(lc: xr.DataArray, mask_classes: Any = ("water", "snow_ice"),
     ``mask_classes`` holds group names (``"water"``, ``"snow_ice"``,
     ``"barren"``, ``"urban"``, ...), short IGBP names (``"BAR"``) or integer
     codes of ``scheme``. Codes absent from the table (fill, unclassified) are
-    not kept. METHODS §1.3: water and permanent snow/ice are always masked;
+    not kept. carbonsink docs/methods.md §1.3: water and permanent snow/ice are always masked;
     add ``"barren"`` and ``"urban"`` to mask those as well.
     """
     _check_int_codes(lc)

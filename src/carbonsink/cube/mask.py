@@ -1,4 +1,4 @@
-"""Region masks from vector files and clipping (METHODS §1.3).
+"""Region masks from vector files and clipping (carbonsink docs/methods.md §1.3).
 
 :func:`region_mask` rasterises polygons (GeoJSON, shapefile, GeoPackage, or
 anything :func:`geopandas.read_file` reads) onto a grid: a cell is inside

@@ -1,4 +1,4 @@
-"""Temporal aggregation (METHODS §1.2, §1.3) and period checks.
+"""Temporal aggregation (carbonsink docs/methods.md §1.2, §1.3) and period checks.
 
 All aggregations are weighted sums over the time axis written as a
 ``(time steps × output periods)`` weight matrix applied with :func:`xarray.dot`
@@ -318,7 +318,7 @@ def composites_to_monthly(da: xr.DataArray, dim: str = "time", how: str | None =
         composite of the composites overlapping the month. Default from the
         variable kind.
     split
-        ``"days"`` (recommended) or ``"start"`` (METHODS §2.1 paper mode: a
+        ``"days"`` (recommended) or ``"start"`` (carbonsink docs/methods.md §2.1 paper mode: a
         composite counts wholly for the month containing its start date).
     min_valid_fraction
         Share of the month's days that must be covered by valid composites.
@@ -486,7 +486,7 @@ def growing_season(da: xr.DataArray, months: Sequence[int] = (5, 6, 7, 8, 9),
     Fluxes: the total over the season months with units without a period
     (``g C m-2``) and attribute ``period`` (``"May-Sep"``); with
     ``per_month=True`` the total divided by the number of months, in
-    ``... month-1`` (METHODS §1.2: 000 reports growing-season values per
+    ``... month-1`` (carbonsink docs/methods.md §1.2: 000 reports growing-season values per
     month). States: the mean over the season's steps. Months are grouped by
     calendar year (seasons crossing New Year are not supported).
     """

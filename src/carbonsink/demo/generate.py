@@ -55,7 +55,7 @@ Variables (canonical units, ``carbonsink.units``)
     Hargreaves (1975) radiation formula
     ``PET = 0.0135·max(tas + 17.8, 0)·sol / 2.45`` (sol/2.45 is the
     evaporation equivalent in mm): consistent with ``tas`` and ``sol``, plays
-    the role of an external PET product (METHODS §2.2 ``mode="paper"``).
+    the role of an external PET product (carbonsink docs/methods.md §2.2 ``mode="paper"``).
 ``landcover`` ["1"], yearly (Jan 1), uint8, IGBP (MCD12Q1 LC_Type1) codes
     2001 map from quantiles of smooth scores: barren 16 (driest 6 %, west),
     open shrubland 7 (next 9 %), grassland 10 (rest), forest (top 13 % of

@@ -1,4 +1,4 @@
-"""Carbon fluxes: NPP models, Rh models, NEP and their combinations (METHODS §2–§4).
+"""Carbon fluxes: NPP models, Rh models, NEP and their combinations (docs/methods.md §2–§4).
 
 Modules
 -------

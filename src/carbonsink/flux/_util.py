@@ -32,7 +32,7 @@ from .._engine import float_dtype, is_dask, is_xr  # noqa: F401  (re-exported)
 from ..errors import InputError, InvalidArgumentError
 from ..units import ensure_units
 
-METHODS_REF = "carbonsink METHODS.md"
+METHODS_REF = "carbonsink docs/methods.md"
 
 
 def choice(name: str, value: Any, valid: Sequence[str]) -> str:

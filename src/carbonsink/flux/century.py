@@ -1,4 +1,5 @@
-"""CENTURY-type soil decomposition cascade of CLM5 as an Rh model driven by NPP — METHODS §3.5.
+"""CENTURY-type soil decomposition cascade of CLM5 as an Rh model driven by NPP
+(carbonsink docs/methods.md §3.5).
 
 Seven carbon pools (coarse woody debris CWD, litter L1–L3, soil organic matter S1–S3)
 receive litter from NPP and decompose at first-order rates scaled by temperature and
@@ -26,7 +27,7 @@ the month in years of ``days_per_year`` days).  The monthly Rh is the integral o
 the month, which by mass balance equals ``I − Δ(Σ C)`` exactly.  No explicit step can
 overshoot (k·Δt = 1.5 for L1 at a monthly step).
 
-Spin-up (``spinup``): ``"mean"`` (METHODS §3.5) solves the steady state of (1) for the
+Spin-up (``spinup``): ``"mean"`` (docs/methods.md §3.5) solves the steady state of (1) for the
 cycle-mean scalar ``r̄`` and litter input, ``C* = −(r̄ A)⁻¹ ū``; ``"periodic"`` solves the
 exact periodic steady state of the spin-up cycle (each eigen-mode's fixed point of one cycle).
 Either is followed by ``spinup_cycles`` (≥ 3 recommended) repetitions of the cycle — the
@@ -91,7 +92,7 @@ def normalisation_factor(q10: float | None = None) -> float:
 
     ``N = [catanf(15)/catanf(30)] / Q10^((15 − 25)/10)`` with the CENTURY arctangent function
     ``catanf(T) = 11.75 + (29.7/π)·atan(π·0.031·(T − 15.4))``, so that ``N·Q10^((T−25)/10)``
-    matches ``catanf(T)/catanf(30)`` at 15 °C (METHODS §3.5; CTSM decomposition module).
+    matches ``catanf(T)/catanf(30)`` at 15 °C (docs/methods.md §3.5; CTSM decomposition module).
     """
     c = PARAMETERS["catanf"]
     q = PARAMETERS["q10"] if q10 is None else float(q10)
@@ -108,7 +109,7 @@ def temperature_scalar(tas: Any, *, q10: float = 1.5, q10_frozen: float = 1.5,
     """CLM5 temperature scalar f_T [1] of soil (here: air) temperature ``tas`` [degC].
 
     ``f_T = N·Q10^((T − 25)/10)`` for T ≥ 0 °C and ``N·Q10^(−2.5)·Q10_frozen^(T/10)`` below,
-    ``N`` = :func:`normalisation_factor` (1 with ``normalise=False``). METHODS §3.5.
+    ``N`` = :func:`normalisation_factor` (1 with ``normalise=False``). docs/methods.md §3.5.
     """
     n = normalisation_factor(q10) if normalise else 1.0
     t = ensure_units(tas, "degC", "tas")
@@ -125,7 +126,7 @@ def water_scalar_psi(psi: Any, *, psi_min: float = -2.5, psi_max: float = -0.002
     """CLM5 water scalar from soil matric potential ``psi`` [MPa] → f_W [1].
 
     ``f_W = ln(ψ_min/ψ) / ln(ψ_min/ψ_max)`` for ψ_min < ψ < ψ_max, 0 below ψ_min, 1 above
-    ψ_max (ψ_min = −2.5 MPa, ψ_max = −0.002 MPa; METHODS §3.5).
+    ψ_max (ψ_min = −2.5 MPa, ψ_max = −0.002 MPa; carbonsink docs/methods.md §3.5).
     """
     if not (psi_min < psi_max < 0):
         raise InvalidArgumentError(f"water scalar: need psi_min < psi_max < 0 [MPa], got "
@@ -165,7 +166,7 @@ def water_scalar_ppt(pr: Any, pet: Any) -> Any:
 
 def s1_respired_fraction(sand: Any) -> Any:
     """Respired fraction t of the S1 transfers: ``t = 0.85 − 0.68·0.01·(100 − sand)`` [1],
-    ``sand`` in percent (sand 40 % → 0.442). METHODS §3.5."""
+    ``sand`` in percent (sand 40 % → 0.442). carbonsink docs/methods.md §3.5."""
     c = PARAMETERS["s1_texture"]
     s = np.asarray(sand, dtype=float) if not is_xr(sand) else sand
     if np.any(np.asarray(s) < 0) or np.any(np.asarray(s) > 100):
@@ -222,7 +223,7 @@ def steady_state(litter_input: float, r: float, *, sand: float = 40.0,
                  litter_fractions: Sequence[float] = (0.25, 0.5, 0.25),
                  cwd_fraction: float = 0.0) -> np.ndarray:
     """Steady-state pools ``C* = −(r·A)⁻¹·u`` [g C m-2] for a constant litter input
-    [g C m-2 yr-1] and a constant scalar ``r`` [1] (METHODS §3.5 spin-up)."""
+    [g C m-2 yr-1] and a constant scalar ``r`` [1] (carbonsink docs/methods.md §3.5 spin-up)."""
     if not r > 0:
         raise InvalidArgumentError(f"the decomposition scalar r must be > 0, got {r}")
     u = litter_input * litter_split(litter_fractions, cwd_fraction)
@@ -435,7 +436,7 @@ def century(tas: xr.DataArray, npp: xr.DataArray, *, pr: xr.DataArray | None = N
     psi_min, psi_max : float
         Matric-potential bounds of the water scalar [MPa].
     spinup : {"mean", "periodic"}
-        Initial pools: steady state for the cycle-mean scalar and input (METHODS §3.5), or
+        Initial pools: steady state for the cycle-mean scalar and input (docs/methods.md §3.5), or
         the exact periodic steady state of the spin-up cycle.
     spinup_years : int, optional
         Length of the spin-up cycle: the first ``spinup_years`` years of the forcing (default
@@ -463,7 +464,7 @@ def century(tas: xr.DataArray, npp: xr.DataArray, *, pr: xr.DataArray | None = N
     Equations (1)–(4) of the module docstring; exact update in the eigenbasis of ``A``;
     a month with NaN input has NaN Rh and leaves the pools unchanged; NaN in the spin-up
     cycle makes the pixel NaN. References: Lawrence et al. (2019) (CLM5); seed paper 002
-    Eq. 4 (corrected to respired fractions); METHODS §3.5.
+    Eq. 4 (corrected to respired fractions); carbonsink docs/methods.md §3.5.
     """
     choice("spinup", spinup, ("mean", "periodic"))
     if not is_xr(tas) or not is_xr(npp):
@@ -552,7 +553,7 @@ def century(tas: xr.DataArray, npp: xr.DataArray, *, pr: xr.DataArray | None = N
     rh.name = "rh"
     rh.attrs = {"units": "g C m-2 month-1", "long_name": "soil heterotrophic respiration",
                 "model": "century", "parameters": json.dumps(jsonable(params), sort_keys=True),
-                "reference": _REF, "methods_section": "carbonsink METHODS.md §3.5",
+                "reference": _REF, "methods_section": "carbonsink docs/methods.md §3.5",
                 "water_scalar": water_used, "spinup": json.dumps(spin, sort_keys=True)}
     out = {"rh": rh}
     if pool_outputs:
@@ -574,7 +575,7 @@ def century(tas: xr.DataArray, npp: xr.DataArray, *, pr: xr.DataArray | None = N
 @register_model("rh", "century", inputs=("tas",), optional_inputs=("pr", "pet", "psi", "sand"),
                 needs=("npp",), functions=(century,),
                 description="CLM5 CENTURY-type 7-pool decomposition cascade driven by NPP "
-                            "litter, with spin-up (METHODS §3.5)")
+                            "litter, with spin-up (carbonsink docs/methods.md §3.5)")
 def _century(inputs: Mapping[str, Any], *, needs: Mapping[str, Any], **options) -> xr.Dataset:
     options.pop("mode", None)
     return century(inputs["tas"], needs["npp"], pr=inputs.get("pr"), pet=inputs.get("pet"),

@@ -1,4 +1,4 @@
-"""The combination runner: every model once, in dependency order, then NEP — METHODS §4.1.
+"""The combination runner: every model once, in dependency order, then NEP — docs/methods.md §4.1.
 
 :func:`run_chain` is what users, the pipeline and the benchmarks call::
 
@@ -234,7 +234,7 @@ def _pair(name: str, npp_ds: xr.Dataset, rh_ds: xr.Dataset, npp_name: str,
     ds.attrs = {"combination": name, "npp_model": npp_name, "rh_model": rh_name,
                 "parameters": n.attrs["parameters"],
                 "time_step": "year" if annual else "month",
-                "methods_section": "carbonsink METHODS.md §4.1"}
+                "methods_section": "carbonsink docs/methods.md §4.1"}
     return ds
 
 
@@ -244,7 +244,7 @@ def _direct(name: str, nep_ds: xr.Dataset, nep_name: str) -> xr.Dataset:
     ds.attrs = {"combination": name, "nep_model": nep_name,
                 "parameters": json.dumps({"nep": _params(ds["nep"])}, sort_keys=True),
                 "time_step": "year" if per == "year" else "month",
-                "methods_section": "carbonsink METHODS.md §4.1"}
+                "methods_section": "carbonsink docs/methods.md §4.1"}
     return ds
 
 

@@ -1,4 +1,4 @@
-"""Built-in NPP and Rh models and the combination API — METHODS §4.1.
+"""Built-in NPP and Rh models and the combination API — carbonsink docs/methods.md §4.1.
 
 Models live in ONE registry (:mod:`carbonsink.flux.registry`) and combinations
 run through ONE runner (:func:`carbonsink.flux.chain.run_chain`); this module
@@ -156,7 +156,7 @@ def _get(inputs: Mapping[str, Any], name: str):
 
 @register_model("npp", "modis", inputs=("npp_annual", "gpp_8day"),
                 functions=(_npp.modis_monthly,),
-                description="MOD17A3HGF annual NPP downscaled by 8-day GPP (METHODS §2.1)")
+                description="MOD17A3HGF annual NPP downscaled by 8-day GPP (docs/methods.md §2.1)")
 def _modis(inputs, *, needs=None, **opts):
     (kw,) = _route("modis", (_npp.modis_monthly,), opts).values()
     return xr.Dataset({"npp": _npp.modis_monthly(inputs["npp_annual"], inputs["gpp_8day"], **kw)})
@@ -170,7 +170,7 @@ def _casa_water_inputs(available: set, options: Mapping[str, Any]) -> tuple[str,
 @register_model("npp", "casa", inputs=("ndvi", "tas", "sol", "landcover"),
                 optional_inputs=("pr", "eet", "pet"), functions=(_npp.casa,),
                 conditional_inputs=_casa_water_inputs,
-                description="CASA light-use efficiency (METHODS §2.2); water stress from "
+                description="CASA light-use efficiency (docs/methods.md §2.2); water stress from "
                             "eet+pet if given, else from pr")
 def _casa(inputs, *, needs=None, **opts):
     (kw,) = _route("casa", (_npp.casa,), opts).values()
@@ -194,7 +194,7 @@ def _annual_mean_sum(tas: xr.DataArray, pr: xr.DataArray):
 
 
 @register_model("rh", "pei", inputs=("tas", "pr"), functions=(_rh.pei2009,),
-                description="Pei et al. 2009 empirical Rh (METHODS §3.1); annual with "
+                description="Pei et al. 2009 empirical Rh (docs/methods.md §3.1); annual with "
                             "mode='paper'")
 def _pei(inputs, *, needs=None, **opts):
     (kw,) = _route("pei", (_rh.pei2009,), opts).values()
@@ -211,7 +211,7 @@ def _gsmsr(inputs, kw):
 
 @register_model("rh", "gsmsr_bl", inputs=("tas", "pr", "soc"),
                 functions=(_rh.gsmsr, _rh.bond_lamberty2004),
-                description="GSMSR Rs + Bond-Lamberty 2004 Rs->Rh (METHODS §3.2-3.3)")
+                description="GSMSR Rs + Bond-Lamberty 2004 Rs->Rh (docs/methods.md §3.2-3.3)")
 def _gsmsr_bl(inputs, *, needs=None, **opts):
     per = _route("gsmsr_bl", (_rh.gsmsr, _rh.bond_lamberty2004), opts)
     rs = _gsmsr(inputs, per[_rh.gsmsr])
@@ -219,7 +219,7 @@ def _gsmsr_bl(inputs, *, needs=None, **opts):
     out = xr.Dataset({"rh": rh, "rs": rs})
     if json.loads(rh.attrs["parameters"])["scaling"] == "direct":
         flag = rh > rs
-        flag.attrs = {"long_name": "Rh > Rs (direct monthly Bond-Lamberty, METHODS §3.3)",
+        flag.attrs = {"long_name": "Rh > Rs (direct monthly Bond-Lamberty, docs/methods.md §3.3)",
                       "units": "1"}
         out["rh_gt_rs"] = flag
     return out
@@ -227,7 +227,7 @@ def _gsmsr_bl(inputs, *, needs=None, **opts):
 
 @register_model("rh", "gsmsr_shi", inputs=("tas", "pr", "soc"),
                 functions=(_rh.gsmsr, _rh.shi2015),
-                description="GSMSR Rs + Shi 2015 quadratic Rs->Rh (METHODS §3.2, 3.4)")
+                description="GSMSR Rs + Shi 2015 quadratic Rs->Rh (docs/methods.md §3.2, 3.4)")
 def _gsmsr_shi(inputs, *, needs=None, **opts):
     per = _route("gsmsr_shi", (_rh.gsmsr, _rh.shi2015), opts)
     rs = _gsmsr(inputs, per[_rh.gsmsr])

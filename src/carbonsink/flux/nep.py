@@ -1,4 +1,4 @@
-"""Net ecosystem production NEP = NPP − Rh — METHODS §4.1.
+"""Net ecosystem production NEP = NPP − Rh — carbonsink docs/methods.md §4.1.
 
 NEP > 0 is uptake (sink). NEP is formed at the common time step of its inputs
 (monthly for the 000 combinations); annual NEP is the sum of monthly NEP.
@@ -42,7 +42,7 @@ def nep(npp: Any, rh: Any, *, time_dim: str = "time"):
     ``time_dim``); any other coordinate mismatch raises
     :class:`AlignmentError`.  The subtraction is exact (no rescaling), so
     ``nep + rh == npp`` bit for bit.  Attributes record ``npp_model``,
-    ``rh_model`` and both models' ``parameters``.  METHODS §4.1.
+    ``rh_model`` and both models' ``parameters``.  carbonsink docs/methods.md §4.1.
     """
     if not (is_xr(npp) or is_xr(rh)):
         return np.asarray(npp) - np.asarray(rh) if not hasattr(npp, "dask") else npp - rh
@@ -72,6 +72,6 @@ def nep(npp: Any, rh: Any, *, time_dim: str = "time"):
         "npp_model": str(npp.attrs.get("npp_model", npp.attrs.get("model", "unknown"))),
         "rh_model": str(rh.attrs.get("rh_model", rh.attrs.get("model", "unknown"))),
         "parameters": json.dumps(params, sort_keys=True),
-        "methods_section": "carbonsink METHODS.md §4.1",
+        "methods_section": "carbonsink docs/methods.md §4.1",
     }
     return out

@@ -1,4 +1,4 @@
-"""Net primary production (NPP) models — METHODS §2.1, §2.2, §2.5.
+"""Net primary production (NPP) models — carbonsink docs/methods.md §2.1, §2.2, §2.5.
 
 * :func:`modis_monthly` — MOD17A3HGF annual NPP downscaled to months with the
   seasonal shape of 8-day MOD17A2H(GF) GPP (paper 000 Eq. 1–2, §2.1).
@@ -162,7 +162,7 @@ def epsilon_max_from_landcover(landcover: Any, *, lc_table: Any = None,
 
     ``landcover`` integer codes [1] (IGBP by default, see :func:`landcover_table`);
     ``epsilon_max`` optionally overrides table values by vegetation type.
-    METHODS §2.2.3 (Zhu et al. 2006 table).
+    carbonsink docs/methods.md §2.2.3 (Zhu et al. 2006 table).
     """
     _, eps = _code_arrays(lc_table, epsilon_max)
     return _lookup(landcover, eps, np.nan)
@@ -231,7 +231,7 @@ def modis_monthly(npp_annual: Any, gpp_8day: Any, *, split: str | None = None,
     ``split="start"`` (``mode="paper"``): each composite goes wholly to the month
     of its start date.  Either way Σ_m NPP_m = NPP_y by construction.
 
-    Edge cases (METHODS §2.1): GPP_y = 0 → 0 if NPP_y = 0 else NaN; any NaN
+    Edge cases (carbonsink docs/methods.md §2.1): GPP_y = 0 → 0 if NPP_y = 0 else NaN; any NaN
     composite → NaN for that year; NPP_y < 0 → ``negative_npp="propagate"``
     (default; counted in ``attrs["n_negative_npp"]`` for in-memory input) or
     ``"zero"`` (treated as 0).
@@ -243,7 +243,7 @@ def modis_monthly(npp_annual: Any, gpp_8day: Any, *, split: str | None = None,
     The computation is one matrix product per year over the composite axis
     (vectorised over pixels; one dask task per spatial chunk).
 
-    METHODS §2.1, §10.
+    carbonsink docs/methods.md §2.1, §10.
     """
     check_mode(mode)
     if split is None:
@@ -359,7 +359,7 @@ def fpar_ndvi_sr(ndvi: Any, ndvi_min: Any, ndvi_max: Any, *, fpar_min: float = 0
     ``ndvi`` [1]; ``ndvi_min``/``ndvi_max`` [1] the bounds of the pixel's
     vegetation type (5th/95th percentiles, see :func:`ndvi_percentile_bounds`),
     broadcastable to ``ndvi``; SR bounds follow from them.  NaN in → NaN out.
-    References: Potter et al. (1993); Zhu et al. (2006, 2007). METHODS §2.2.2
+    References: Potter et al. (1993); Zhu et al. (2006, 2007). carbonsink docs/methods.md §2.2.2
     (NDVI 0.6, grassland 0.023/0.634 → FPAR 0.859).
     """
     n = prep(ndvi, "1", "ndvi")
@@ -374,7 +374,7 @@ def fpar_minmax(ndvi: Any, ndvi_min: Any, ndvi_max: Any):
     """FPAR by min–max NDVI scaling as in paper 000 (``mode="paper"``) [1].
 
     ``FPAR = clip((NDVI − NDVI_min)/(NDVI_max − NDVI_min), 0, 1)`` with
-    NDVI_min/max the study-area extremes. METHODS §2.2.2 (a).
+    NDVI_min/max the study-area extremes. carbonsink docs/methods.md §2.2.2 (a).
     """
     n = prep(ndvi, "1", "ndvi")
     out = elementwise(K.fpar_minmax_uf, n, ndvi_min, ndvi_max)
@@ -387,7 +387,7 @@ def apar(sol: Any, fpar: Any, *, par_fraction: float = 0.5):
     """Absorbed PAR ``APAR = SOL · FPAR · 0.5`` [MJ m-2 month-1].
 
     ``sol`` total incoming shortwave [MJ m-2 month-1]; ``fpar`` [1]; 0.5 = PAR
-    share of shortwave. Potter et al. (1993). METHODS §2.2.1.
+    share of shortwave. Potter et al. (1993). carbonsink docs/methods.md §2.2.1.
     """
     s = prep(sol, "MJ m-2 month-1", "sol")
     f = prep(fpar, "1", "fpar")
@@ -401,7 +401,7 @@ def apar(sol: Any, fpar: Any, *, par_fraction: float = 0.5):
 def tepsilon1(topt: Any):
     """Tε1 = 0.8 + 0.02·Topt − 0.0005·Topt² [1]; ``topt`` optimum temperature [degC].
 
-    Potter et al. (1993). METHODS §2.2.3 (Topt 20/0/30 → 1.000/0.800/0.950).
+    Potter et al. (1993). carbonsink docs/methods.md §2.2.3 (Topt 20/0/30 → 1.000/0.800/0.950).
     """
     t = prep(topt, "degC", "topt")
     out = elementwise(K.te1_uf, t)
@@ -426,7 +426,7 @@ def tepsilon2(tas: Any, topt: Any, *, c: float | None = None, half_rule: bool | 
     (Potter; recommended) or 1.184 (paper 000, ``mode="paper"``).  Half rule
     (``half_rule=True``, default in ``mode="paper"``; Piao et al. 2001): when
     T > Topt + ``above`` or T < Topt − ``below``, Tε2 = 0.5·Tε2(T = Topt).
-    Potter et al. (1993). METHODS §2.2.3, §10 (ratios to Tε2(Topt) at
+    Potter et al. (1993). carbonsink docs/methods.md §2.2.3, §10 (ratios to Tε2(Topt) at
     T − Topt = −13/−11.6/+10/+11: 0.422/0.501/0.585/0.500).
     """
     c, half = _te2_options(mode, c, half_rule)
@@ -448,7 +448,7 @@ def wepsilon(eet: Any, pet: Any, *, carry_forward: bool = True, first: float = 1
     (CASA bucket-model rule); before the first valid month Wε = ``first`` (1).
     A NaN month gives NaN and is not carried forward.  ``carry_forward=False``
     gives NaN where PET ≤ 0.  Potter et al. (1993); GTMM doSoilMoisture.
-    METHODS §2.2.3 (EET 43.18, PET 61.59 → 0.851).
+    carbonsink docs/methods.md §2.2.3 (EET 43.18, PET 61.59 → 0.851).
     """
     e = prep(eet, "mm month-1", "eet", time_dim=time_dim)
     p = prep(pet, "mm month-1", "pet", time_dim=time_dim)
@@ -477,7 +477,7 @@ def optimum_temperature(ndvi: Any, tas: Any, *, floor: float | None = 0.0,
     without any valid NDVI are skipped).  ``floor`` (default 0 °C, as CASA's
     doOptimumTemperature) floors the result; ``None`` disables it.
     ``ndvi`` [1] and ``tas`` [degC] monthly, time on axis 0 (numpy: ``time=``
-    or consecutive 12-month years from January). METHODS §2.2.3.
+    or consecutive 12-month years from January). carbonsink docs/methods.md §2.2.3.
     """
     n = prep(ndvi, "1", "ndvi", time_dim=time_dim)
     t = prep(tas, "degC", "tas", time_dim=time_dim)
@@ -500,7 +500,7 @@ def light_use_efficiency(tas: Any, topt: Any, wepsilon: Any, epsilon_max: Any, *
 
     ``tas`` [degC], ``topt`` [degC], ``wepsilon`` [1], ``epsilon_max``
     [g C MJ-1].  ``c``/``half_rule``/``mode`` as in :func:`tepsilon2`.
-    Potter et al. (1993); Piao et al. (2001). METHODS §2.2.3 (T 18, Topt 20,
+    Potter et al. (1993); Piao et al. (2001). carbonsink docs/methods.md §2.2.3 (T 18, Topt 20,
     Wε 0.8, ε_max 0.542 → 0.415).
     """
     cc, half = _te2_options(mode, c, half_rule)
@@ -568,7 +568,7 @@ def ndvi_percentile_bounds(ndvi: Any, landcover: Any, *, percentiles: tuple[floa
 
     Returns a DataArray (vegetation_type, bound=["min", "max"]), lazy for dask
     input; types without pixels are NaN.  Pass it as ``casa(ndvi_bounds=...)``.
-    METHODS §2.2.2 (Zhu et al. 2006/2007).
+    carbonsink docs/methods.md §2.2.2 (Zhu et al. 2006/2007).
     """
     n = prep(ndvi, "1", "ndvi", time_dim=time_dim)
     cls_by_code, _ = _code_arrays(lc_table, None)
@@ -690,7 +690,7 @@ def casa(ndvi: Any, tas: Any, sol: Any, landcover: Any, *, pr: Any = None, eet: 
       Non-vegetated classes (water, snow/ice, barren, urban, unclassified) give NaN.
 
     Reference: Potter et al. (1993); Piao et al. (2001); Zhu et al. (2006,
-    2007). METHODS §2.2, §10 (worked example NPP 106.9 g C m-2 month-1).
+    2007). carbonsink docs/methods.md §2.2, §10 (worked example NPP 106.9 g C m-2 month-1).
     """
     check_mode(mode)
     if fpar is None:
@@ -815,7 +815,7 @@ def miami(t: Any, r: Any, *, carbon_fraction: float | None = None):
 
     ``t`` annual mean temperature [degC]; ``r`` annual precipitation [mm yr-1].
     ``carbon_fraction`` (e.g. 0.45 or 0.475 g C per g DM) converts to
-    [g C m-2 yr-1]. METHODS §2.5 (t 10, r 600 → 985.8 g DM; 443.6 g C at 0.45).
+    [g C m-2 yr-1]. carbonsink docs/methods.md §2.5 (t 10, r 600 → 985.8 g DM; 443.6 g C at 0.45).
     """
     tt = prep(t, "degC", "t")
     rr = prep(r, "mm yr-1", "r")
@@ -832,7 +832,7 @@ def thornthwaite_memorial(t: Any, r: Any, *, carbon_fraction: float | None = Non
         NPP = 3000 · (1 − exp(−0.0009695·(v − 20)))     (clipped to ≥ 0)
 
     ``t`` annual mean temperature [degC]; ``r`` annual precipitation [mm yr-1];
-    ``carbon_fraction`` as in :func:`miami`. METHODS §2.5 (t 10, r 600 → 934.8).
+    ``carbon_fraction`` as in :func:`miami`. carbonsink docs/methods.md §2.5 (t 10, r 600 → 934.8).
     """
     tt = prep(t, "degC", "t")
     rr = prep(r, "mm yr-1", "r")

@@ -1,4 +1,4 @@
-"""The one registry of flux models (NPP, Rh, NEP) and their combinations — METHODS §4.1.
+"""The one registry of flux models (NPP, Rh, NEP) and their combinations — docs/methods.md §4.1.
 
 A *model* is one function plus one registry entry declaring its kind
 (``"npp"``, ``"rh"`` or ``"nep"``), the input roles it reads (canonical
@@ -25,8 +25,11 @@ listing models or their options.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
+import numbers
+import textwrap
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -37,7 +40,7 @@ from ..errors import InvalidArgumentError, UnknownModelError
 __all__ = ["KINDS", "Model", "Combination", "register_model", "unregister_model", "get_model",
            "model_names", "model_options", "validate_options", "missing_inputs",
            "get_combination", "combination_names", "describe_models", "RESERVED_OPTIONS",
-           "ModelView", "NEP_PREFIX"]
+           "ModelView", "NEP_PREFIX", "option_choices"]
 
 #: model kinds, in dependency order of a combination
 KINDS = ("npp", "rh", "nep")
@@ -229,7 +232,146 @@ def validate_options(kind: str, name: str, options: Mapping[str, Any] | None) ->
         raise InvalidArgumentError(
             f"unknown option{'s' if len(bad) > 1 else ''} {', '.join(repr(b) for b in bad)} "
             f"for {model.label}; valid options: {valid}")
+    _validate_values(model, options, accepted)
     return options
+
+
+# --------------------------------------------------------------------------- option values
+
+
+def _resolve_call(node: ast.Call, env: Mapping[str, Any]) -> Any:
+    """The object a call node refers to (``f(...)`` or ``mod.f(...)``), or None."""
+    func = node.func
+    if isinstance(func, ast.Name):
+        return env.get(func.id)
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+        return getattr(env.get(func.value.id), func.attr, None)
+    return None
+
+
+def _literal_strings(node: ast.AST) -> tuple[str, ...] | None:
+    try:
+        value = ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+    if isinstance(value, (tuple, list)) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    return None
+
+
+def _choice_calls(func: Callable, depth: int, seen: set) -> dict[str, tuple[str, ...]]:
+    """``{option: accepted values}`` of every ``choice("option", value, (...))`` call in the
+    body of ``func`` and of the carbonsink.flux functions it calls (``depth`` levels)."""
+    from . import _util
+
+    func = inspect.unwrap(func)
+    if func in seen or not inspect.isfunction(func):
+        return {}
+    seen.add(func)
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    env = func.__globals__
+    out: dict[str, tuple[str, ...]] = {}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        target = _resolve_call(node, env)
+        if target is _util.choice:
+            if len(node.args) >= 3 and isinstance(node.args[0], ast.Constant) and \
+                    isinstance(node.args[0].value, str):
+                values = _literal_strings(node.args[2])
+                if values is not None:
+                    out.setdefault(node.args[0].value, values)
+        elif depth > 0 and inspect.isfunction(target) and \
+                getattr(target, "__module__", "").startswith("carbonsink.flux"):
+            for k, v in _choice_calls(target, depth - 1, seen).items():
+                out.setdefault(k, v)
+    return out
+
+
+def option_choices(kind: str, name: str) -> dict[str, tuple[str, ...]]:
+    """Accepted values of the string options of a model, ``{option: (values, ...)}``.
+
+    Read from the model functions' own validation (their
+    ``carbonsink.flux._util.choice("option", value, (...))`` calls and those of the
+    flux helpers they call, e.g. ``check_mode``), so the registry and the functions
+    cannot disagree; nothing is computed.  Options validated otherwise are absent.
+    """
+    model = get_model(kind, name)
+    accepted = _option_params(model) or {}
+    out: dict[str, tuple[str, ...]] = {}
+    for f in model.functions or (model.func,):
+        for k, v in _choice_calls(f, 3, set()).items():
+            if k in accepted:
+                out.setdefault(k, v)
+    return out
+
+
+_SIMPLE_TYPES = {"float": "a number", "int": "an integer", "bool": "true or false",
+                 "str": "a string"}
+
+
+def _annotations(model: Model) -> dict[str, tuple[str, ...]]:
+    """Option -> annotation tokens (``"float | None"`` -> ``("float", "None")``)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for f in model.functions or (model.func,):
+        try:
+            params = inspect.signature(f).parameters
+        except (TypeError, ValueError):
+            continue
+        for pname, p in params.items():
+            ann = p.annotation
+            if ann is p.empty:
+                continue
+            text = ann if isinstance(ann, str) else getattr(ann, "__name__", str(ann))
+            out.setdefault(pname, tuple(t.strip() for t in text.split("|")))
+    return out
+
+
+def _type_ok(value: Any, tokens: tuple[str, ...]) -> bool:
+    if value is None:
+        return "None" in tokens
+    for t in tokens:
+        if t == "float" and isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return True
+        if t == "int" and isinstance(value, numbers.Real) and not isinstance(value, bool) and \
+                float(value).is_integer():
+            return True
+        if t == "bool" and isinstance(value, bool):
+            return True
+        if t == "str" and isinstance(value, str):
+            return True
+    return False
+
+
+def _validate_values(model: Model, options: Mapping[str, Any],
+                     accepted: Mapping[str, Any]) -> None:
+    """Check option values against the choices of the model functions and the simple types
+    (number, integer, bool, string) of their annotations, before anything is computed."""
+    choices = option_choices(model.kind, model.name)
+    types = _annotations(model)
+    for key, value in options.items():
+        default = accepted.get(key)
+        if value is None and default is None:
+            continue
+        if key in choices and isinstance(value, str):
+            if value not in choices[key]:
+                raise InvalidArgumentError(
+                    f"{key}={value!r} is not valid for {model.label}; choose one of: "
+                    + ", ".join(repr(v) for v in choices[key]))
+            continue
+        tokens = types.get(key, ())
+        simple = [t for t in tokens if t != "None"]
+        if not simple or any(t not in _SIMPLE_TYPES for t in simple):
+            continue  # Any, tuples, mappings ...: checked by the model function itself
+        if not _type_ok(value, tokens):
+            want = " or ".join(_SIMPLE_TYPES[t] for t in simple)
+            extra = (f"; choose one of: {', '.join(repr(v) for v in choices[key])}"
+                     if key in choices else "")
+            raise InvalidArgumentError(f"{key}={value!r} is not valid for {model.label}: "
+                                       f"expected {want}{extra}")
 
 
 # --------------------------------------------------------------------------- combinations

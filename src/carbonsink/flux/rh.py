@@ -1,4 +1,4 @@
-"""Soil heterotrophic respiration (Rh) models — METHODS §3.1–3.4.
+"""Soil heterotrophic respiration (Rh) models — carbonsink docs/methods.md §3.1–3.4.
 
 * :func:`pei2009` — empirical monthly Rh from air temperature and precipitation
   (:func:`pei2009_annual` reproduces the single annual evaluation of papers 001/003).
@@ -38,7 +38,7 @@ _REF_SHI = "Shi (2015) MSc thesis, Northwest A&F University (as used by seed pap
 BL_CROSSOVER_RS = float(np.exp(1.22 / 0.27))
 #: Rs [g C m-2 month-1] at the vertex of the Shi (2015) parabola
 SHI_VERTEX_RS = 0.6011 / (2 * 0.0009)
-#: status of the GSMSR β coefficient (METHODS §3.2)
+#: status of the GSMSR β coefficient (carbonsink docs/methods.md §3.2)
 GSMSR_BETA_STATUS = "unresolved (000 prints -0.0006; secondary sources -0.006)"
 
 
@@ -77,7 +77,7 @@ def pei2009(tas: Any, pr: Any, *, a: float = 0.22, b: float = 0.0912, c: float =
            = 0.22 · [exp(0.0912·T) + ln(0.3145·P + 1)] · 30 · 0.465
 
     ``tas`` monthly mean air temperature [degC]; ``pr`` monthly precipitation
-    [mm month-1] (negative values clipped to 0, METHODS §1.3).  The model is
+    [mm month-1] (negative values clipped to 0, carbonsink docs/methods.md §1.3).  The model is
     monthly: annual Rh is the sum of the 12 monthly values.
 
     ``b`` = 0.0912 in every mode: paper 003's printed 0.913 is a decimal-place
@@ -91,9 +91,9 @@ def pei2009(tas: Any, pr: Any, *, a: float = 0.22, b: float = 0.0912, c: float =
     *annual* (``pr`` in mm yr-1) and the result is in g C m-2 yr-1 — see
     :func:`pei2009_annual`, which this delegates to.  This under-estimates
     annual Rh by about an order of magnitude (example climate: 163.76 monthly
-    vs 19.70 annual, METHODS §3.1).
+    vs 19.70 annual, carbonsink docs/methods.md §3.1).
 
-    Reference: Pei et al. (2009). METHODS §3.1, §10.
+    Reference: Pei et al. (2009). carbonsink docs/methods.md §3.1, §10.
     """
     check_mode(mode)
     if mode == "paper":
@@ -122,7 +122,7 @@ def pei2009_annual(tas_annual: Any, pr_annual: Any, *, a: float = 0.22, b: float
     Same formula as :func:`pei2009`, evaluated once per year with
     ``tas_annual`` = annual mean temperature [degC] and ``pr_annual`` = annual
     total precipitation [mm yr-1].  Only for replication (``mode="paper"``):
-    the model is monthly and this under-estimates annual Rh (METHODS §3.1:
+    the model is monthly and this under-estimates annual Rh (carbonsink docs/methods.md §3.1:
     19.70 vs 163.76 g C m-2 yr-1 for the example climate).
     """
     t = prep(tas_annual, "degC", "tas")
@@ -154,7 +154,7 @@ def gsmsr_daily(tas: Any, pr: Any, soc: Any, *, beta: float = -0.0006, alpha: fl
     α = 1.83, β = −0.0006 °C-1 (unresolved: secondary sources give −0.006),
     P0 = 2.972 cm, K = 5.657 cm.
 
-    Reference: Yu et al. (2010). METHODS §3.2 (T 20, P 8 cm, Ds 3 →
+    Reference: Yu et al. (2010). carbonsink docs/methods.md §3.2 (T 20, P 8 cm, Ds 3 →
     2.474 with β −0.0006, 1.994 with β −0.006).
     """
     t = prep(tas, "degC", "tas")
@@ -184,13 +184,13 @@ def gsmsr(tas: Any, pr: Any, soc: Any, beta: float = -0.0006, *, alpha: float = 
     DataArray input, or for numpy from ``days_in_month=`` (scalar or per-step
     array along axis 0) or ``time=`` (period-start dates of axis 0).
 
-    **β is unresolved** (METHODS §3.2, §10): the default −0.0006 is what paper
+    **β is unresolved** (carbonsink docs/methods.md §3.2, §10): the default −0.0006 is what paper
     000 prints (``mode="paper"``); several secondary sources give −0.006, which
     yields the declining Q10 the model was designed for.  The output records
     ``attrs["beta_status"]``.  Example climate, Ds 3: annual Rs 406.9 (β
     −0.0006) vs 361.5 (β −0.006) g C m-2 yr-1.
 
-    Reference: Yu et al. (2010). METHODS §3.2.
+    Reference: Yu et al. (2010). carbonsink docs/methods.md §3.2.
     """
     t = prep(tas, "degC", "tas", time_dim=time_dim)
     p = prep(pr, "mm month-1", "pr", time_dim=time_dim)
@@ -247,7 +247,7 @@ def bond_lamberty2004(rs: Any, scaling: str | None = None, *, intercept: float =
     Annual input (``period="year"``, e.g. units g C m-2 yr-1) is evaluated
     directly whatever ``scaling``.  Rs ≤ 0 → Rh = 0; NaN → NaN.
 
-    Reference: Bond-Lamberty et al. (2004). METHODS §3.3, §10 (annual Rs 500 →
+    Reference: Bond-Lamberty et al. (2004). carbonsink docs/methods.md §3.3, §10 (annual Rs 500 →
     Rh 316.3; example year 249.6 / 239.1 / 467.7).
     """
     check_mode(mode)
@@ -262,7 +262,7 @@ def bond_lamberty2004(rs: Any, scaling: str | None = None, *, intercept: float =
         out = elementwise(K.bond_lamberty_uf, r, intercept, slope)
         if per == "month":
             extra["rh_gt_rs"] = (f"direct monthly application: Rh > Rs wherever Rs < "
-                                 f"{BL_CROSSOVER_RS:.2f} g C m-2 month-1 (METHODS §3.3)")
+                                 f"{BL_CROSSOVER_RS:.2f} g C m-2 month-1 (docs/methods.md §3.3)")
             _warn_count(r, (r > 0) & (r < BL_CROSSOVER_RS), extra, "n_rh_gt_rs",
                         "bond_lamberty2004 (direct): Rh > Rs in {n} values")
     elif scaling == "annualised_rate":
@@ -315,7 +315,7 @@ def shi2015(rs: Any, clip_to_rs: bool | None = None, *, a: float = -0.0009, b: f
     Values with Rs > 333.9 (outside the increasing branch) are counted in
     ``attrs["n_rs_above_vertex"]`` with a warning (in-memory inputs only).
 
-    Reference: Shi (2015). METHODS §3.4, §10 (Rs 0/100/333.94/500 →
+    Reference: Shi (2015). carbonsink docs/methods.md §3.4, §10 (Rs 0/100/333.94/500 →
     4.89/56.00/105.25/80.44).
     """
     check_mode(mode)
@@ -324,7 +324,7 @@ def shi2015(rs: Any, clip_to_rs: bool | None = None, *, a: float = -0.0009, b: f
     r = prep(rs, "g C m-2 month-1", "rs")
     out = elementwise(K.shi_uf, r, a, b, c, 1.0 if clip_to_rs else 0.0)
     extra: dict[str, Any] = {"rs_above_vertex": f"Rs > {SHI_VERTEX_RS:.1f} is outside the "
-                             "increasing branch of the parabola (METHODS §3.4)"}
+                             "increasing branch of the parabola (carbonsink docs/methods.md §3.4)"}
     _warn_count(r, r > SHI_VERTEX_RS, extra, "n_rs_above_vertex",
                 "shi2015: {n} values with Rs > 333.9 (decreasing branch of the parabola)")
     return finish(out, name="rh", units="g C m-2 month-1",

@@ -1,6 +1,6 @@
 """Water balance terms for CASA: Thornthwaite PET and the Zhou–Zhang regional EET.
 
-Implements METHODS §2.2.3 ("Water stress Wε"): the Thornthwaite (1948) local
+Implements carbonsink docs/methods.md §2.2.3 ("Water stress Wε"): the Thornthwaite (1948) local
 potential evapotranspiration E_p, optionally corrected for day length as in the
 original CASA, and the regional actual / potential evapotranspiration of Zhou &
 Zhang (1995) used by the Chinese CASA parameterisation (Zhu et al. 2007).
@@ -34,7 +34,7 @@ def thornthwaite_heat_index(tas: Any) -> Any:
     """Thornthwaite annual heat index ``I = Σ_{months, T>0} (T/5)^1.514`` [1].
 
     ``tas`` [degC]: the 12 monthly mean temperatures of one year (or a
-    climatology) on axis 0 (numpy) or along ``time`` (xarray). METHODS §2.2.3.
+    climatology) on axis 0 (numpy) or along ``time`` (xarray). carbonsink docs/methods.md §2.2.3.
     """
     t = prep(tas, "degC", "tas")
     if is_xr(t):
@@ -46,7 +46,7 @@ def thornthwaite_heat_index(tas: Any) -> Any:
 def thornthwaite_exponent(heat_index: Any) -> Any:
     """Thornthwaite exponent ``a = 6.75e-7·I³ − 7.71e-5·I² + 1.792e-2·I + 0.49239`` [1].
 
-    METHODS §2.2.3; Thornthwaite (1948).
+    carbonsink docs/methods.md §2.2.3; Thornthwaite (1948).
     """
     i = heat_index
     return 6.75e-7 * i ** 3 - 7.71e-5 * i ** 2 + 1.792e-2 * i + 0.49239
@@ -105,7 +105,7 @@ def thornthwaite_pet(tas: Any, *, lat: Any = None, daylength_correction: bool = 
         taken as consecutive months starting in January (length a multiple of 12).
 
     Any NaN month makes that year's I (annual) or the pixel's I (climatology)
-    NaN. Reference: Thornthwaite (1948). METHODS §2.2.3 (example climate:
+    NaN. Reference: Thornthwaite (1948). carbonsink docs/methods.md §2.2.3 (example climate:
     I = 32.06, a = 1.0099, July E_p = 101.6 mm, unadjusted).
     """
     choice("heat_index", heat_index, ("annual", "climatology"))
@@ -147,7 +147,7 @@ def zhou_zhang_rn(pr: Any, ep: Any):
 
     ``Rn = sqrt(E_p·P) · (0.369 + 0.598·sqrt(E_p/P))``; 0 when P = 0 or E_p = 0.
     ``pr`` precipitation [mm month-1], ``ep`` Thornthwaite E_p [mm month-1];
-    negative inputs are clipped to 0 (METHODS §1.3). METHODS §2.2.3.
+    negative inputs are clipped to 0 (docs/methods.md §1.3). docs/methods.md §2.2.3.
     """
     p = prep(pr, "mm month-1", "pr")
     e = prep(ep, "mm month-1", "ep")
@@ -168,7 +168,7 @@ def zhou_zhang_eet(pr: Any, ep: Any):
     ``pr`` precipitation [mm month-1]; ``ep`` Thornthwaite E_p [mm month-1].
     Edge cases: P = 0 → EET = 0 (the formula is 0/0); E_p = 0 → Rn = 0, EET = 0;
     negative inputs are clipped to 0; NaN propagates.
-    Reference: Zhou & Zhang (1995); Zhu et al. (2007). METHODS §2.2.3
+    Reference: Zhou & Zhang (1995); Zhu et al. (2007). carbonsink docs/methods.md §2.2.3
     (P 50, E_p 80 → Rn 71.18, EET 43.18).
     """
     p = prep(pr, "mm month-1", "pr")
@@ -183,7 +183,7 @@ def zhou_zhang_pet(pr: Any, ep: Any):
     """Zhou–Zhang potential evapotranspiration ``PET = (EET + E_p)/2`` [mm month-1].
 
     ``pr`` [mm month-1], ``ep`` Thornthwaite E_p [mm month-1]; EET from
-    :func:`zhou_zhang_eet`. Reference: Zhou & Zhang (1995). METHODS §2.2.3
+    :func:`zhou_zhang_eet`. Reference: Zhou & Zhang (1995). carbonsink docs/methods.md §2.2.3
     (P 50, E_p 80 → PET 61.59).
     """
     p = prep(pr, "mm month-1", "pr")

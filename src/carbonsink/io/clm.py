@@ -43,7 +43,7 @@ atmosphere). So NEP = −NEE: when a file has no ``NEP`` but has ``NEE``,
 ``nep`` is computed as −NEE (``carbonsink_derivation = "nep = -NEE"``).
 When ``nep`` is asked for explicitly and neither is present, it is computed as
 NPP − HR (they agree with CLM's NEP when fire, land-use and harvest fluxes are
-zero; METHODS §4.1).
+zero; carbonsink docs/methods.md §4.1).
 
 Grids
 -----

@@ -8,7 +8,7 @@ in the timestamp format (``TIMESTAMP`` = ``YYYY``, ``YYYYMM`` or ``YYYYMMDD``
 for YY, MM and DD; ``TIMESTAMP_START``/``TIMESTAMP_END`` = ``YYYYMMDDHHMM``
 for HH/HR). Missing values are ``-9999``.
 
-Units in the files (METHODS.md §5.1; FLUXNET2015 variable list):
+Units in the files (carbonsink docs/methods.md §5.1; FLUXNET2015 variable list):
 
 =================  ==========================  ===================  ==============
 variable           HH / HR                     DD / MM              YY
@@ -135,7 +135,7 @@ def umol_co2_to_g_c(flux, seconds: float):
     """Carbon amount (g C m-2) of a CO2 flux (µmol CO2 m-2 s-1) held for ``seconds``.
 
     ``flux × 12.011e-6 × seconds``: 0.0216198 g C m-2 per half hour (1800 s)
-    and 1.03775 g C m-2 per day of a constant 1 µmol m-2 s-1 (METHODS §5.1).
+    and 1.03775 g C m-2 per day of a constant 1 µmol m-2 s-1 (carbonsink docs/methods.md §5.1).
     """
     factor = MOLAR_MASS_C * 1e-6 * float(seconds)
     if isinstance(flux, xr.DataArray):
@@ -234,7 +234,7 @@ def read_fluxnet(path: str | Path, *, resolution: str | None = None, site: str |
         Override of the site id (required when the name holds none).
     nee
         NEE column (default ``NEE_VUT_REF``, the reference variable with
-        variable USTAR threshold, METHODS §5.1); its ``<nee>_QC`` column gives
+        variable USTAR threshold, carbonsink docs/methods.md §5.1); its ``<nee>_QC`` column gives
         ``nee_qc``.
     partitioning
         ``"NT"`` (night-time, Reichstein; default) or ``"DT"`` (daytime,

@@ -400,7 +400,7 @@ def class_palette(codes: Sequence[int], labels: Sequence[str] | None = None) -> 
     Signed schemes (codes below 0, e.g. the Sen/MK nine classes −4…4 or the OLS classes
     −3…3): decreasing classes in browns (darkest = most negative), ``0`` light grey,
     increasing classes in greens (darkest = most positive). Non-negative schemes whose
-    label contains "source" (the sink schemes of METHODS §4.2): the source class red, the
+    label contains "source" (the sink schemes of docs/methods.md §4.2): the source class red, the
     sink classes greens from light (weak) to dark (strong). Other non-negative schemes:
     greens from light to dark. Used by :func:`write_cog` for the colour table and by the
     report's categorical maps, so the file and the figure agree.

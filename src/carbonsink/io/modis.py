@@ -1,6 +1,6 @@
 """MODIS HDF4-EOS tiles (MOD17A3HGF, MOD17A2H/A2HGF, MOD13A3/A1/A2/Q1, MCD12Q1).
 
-Decoding follows METHODS §1.1: values equal to the SDS ``_FillValue`` or
+Decoding follows carbonsink docs/methods.md §1.1: values equal to the SDS ``_FillValue`` or
 outside the valid range (the product's rule intersected with the file's
 ``valid_range`` attribute) become NaN *before* the scale is applied; then the
 scale and offset are applied and carbon is converted to grams:
@@ -70,7 +70,7 @@ _HDF4_LOCK = SerializableLock("carbonsink-hdf4")
 
 @dataclass(frozen=True)
 class SdsSpec:
-    """How to decode one SDS of a MODIS product (METHODS §1.1)."""
+    """How to decode one SDS of a MODIS product (carbonsink docs/methods.md §1.1)."""
 
     alias: str                      # short name users give: "Npp", "Gpp", "NDVI"
     names: tuple[str, ...]          # SDS names as stored in the files
@@ -490,7 +490,7 @@ def read_modis_hdf(paths: PathLike | Iterable[PathLike], sds: str, product: str 
         or ``None`` (load into memory).
 
     Returns ``(time, y, x)`` float32 on the sinusoidal grid (metres, cell
-    centres), CRS set, units per METHODS §1.1 (``g C m-2 yr-1`` for annual
+    centres), CRS set, units per carbonsink docs/methods.md §1.1 (``g C m-2 yr-1`` for annual
     MOD17, ``g C m-2`` per composite for MOD17A2H, ``"1"`` for NDVI).
     """
     files = expand_paths(paths, suffixes=HDF_SUFFIXES)

@@ -18,6 +18,29 @@ Writing
 CF-1.8 attributes (``Conventions``, ``units``, ``long_name``, ``grid_mapping``
 with a ``spatial_ref`` CRS variable, coordinate attributes), provenance
 attributes given by the caller, atomic temp + rename.
+
+CF units at the write boundary
+------------------------------
+Inside carbonsink, carbon fluxes carry units such as ``"g C m-2 month-1"``
+where the ``C`` token means "of carbon".  UDUNITS (and so cf-units, Iris,
+ILAMB, ESMValTool) reads that ``C`` as the coulomb, so the writers store
+UDUNITS-parseable units instead (:func:`cf_units_string`):
+
+* ``units`` without the carbon token (``"g m-2 month-1"``, ``"Tg yr-1"``,
+  ``"kg m-2"``), the carbonsink units in ``carbonsink_units`` and "(as carbon)"
+  appended to ``long_name``;
+* the CF / CMIP ``standard_name`` where one exists for the variable and its
+  units are compatible (:data:`CF_STANDARD_NAMES`: npp, gpp, rh, nep, soc,
+  tas, pr, sol, hurs, ndvi, area; the ``..._expressed_as_carbon`` names make
+  the carbon explicit);
+* a ``time_bnds`` variable (``time: bounds``, each step from its start to the
+  next period start) when the time steps are regular days, months or years, and
+  ``cell_methods = "time: sum"`` on period totals (units "per month" on a
+  monthly axis, "per year" on an annual axis).
+
+:func:`read_cube` (and the readers) undo this: ``units`` is restored from
+``carbonsink_units`` and the time bounds are dropped, so a round trip returns
+the units the rest of carbonsink works with.
 """
 
 from __future__ import annotations
@@ -40,7 +63,7 @@ from ._common import (ChunksLike, PathLike, attach_crs, chunk_sizes, decode_time
 from .atomic import atomic_write
 
 __all__ = ["read_netcdf", "read_zarr", "read_cube", "write_netcdf", "write_zarr",
-           "NETCDF_SUFFIXES", "CONVENTIONS"]
+           "NETCDF_SUFFIXES", "CONVENTIONS", "CF_STANDARD_NAMES", "cf_units_string"]
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".he5")
 CONVENTIONS = "CF-1.8"
@@ -243,6 +266,7 @@ def _standardise(ds: xr.Dataset, name: str, *, source: str, units: str | None, c
     da.attrs.pop("grid_mapping", None)
     da = attach_crs(da, target)
     # units, name
+    _restore_carbonsink_attrs(da.attrs)
     if units is not None:
         if "units" in da.attrs and da.attrs["units"] != units:
             da.attrs["units_in_file"] = da.attrs["units"]
@@ -376,7 +400,7 @@ def read_cube(path: PathLike, *, chunks: ChunksLike = "auto", crs: Any = None) -
     variables).
     """
     (p,) = expand_paths(path)
-    ds = _open_dataset(p, "zarr" if _is_zarr(p) else None)
+    ds = _undo_cf_write(_open_dataset(p, "zarr" if _is_zarr(p) else None))
     rename: dict[str, str] = {}
     lat_lon = False
     for d in ds.dims:
@@ -435,6 +459,178 @@ def read_cube(path: PathLike, *, chunks: ChunksLike = "auto", crs: Any = None) -
     for n in ds.variables:
         for k in ("chunks", "preferred_chunks", "chunksizes", "contiguous", "original_shape"):
             ds[n].encoding.pop(k, None)
+    return ds
+
+
+# --------------------------------------------------------------------------- CF units
+
+#: CF standard names written for carbonsink variables, with the CF canonical units
+#: their ``units`` must be convertible to (else no standard name is written).  Carbon
+#: fluxes follow the CMIP6 Lmon table (npp, gpp, rh, nep) and cSoil for soc.
+CF_STANDARD_NAMES: dict[str, tuple[str, str]] = {
+    "npp": ("net_primary_productivity_of_biomass_expressed_as_carbon", "kg m-2 s-1"),
+    "gpp": ("gross_primary_productivity_of_biomass_expressed_as_carbon", "kg m-2 s-1"),
+    "rh": ("heterotrophic_respiration_carbon_flux", "kg m-2 s-1"),
+    "nep": ("surface_net_downward_mass_flux_of_carbon_dioxide_expressed_as_carbon_due_to_"
+            "all_land_processes_excluding_anthropogenic_land_use_change", "kg m-2 s-1"),
+    "soc": ("soil_mass_content_of_carbon", "kg m-2"),
+    "tas": ("air_temperature", "K"),
+    "pr": ("lwe_precipitation_rate", "m s-1"),
+    "sol": ("surface_downwelling_shortwave_flux_in_air", "W m-2"),
+    "hurs": ("relative_humidity", "1"),
+    "ndvi": ("normalized_difference_vegetation_index", "1"),
+    "area": ("cell_area", "m2"),
+}
+
+#: canonical units of further CF standard names carbonsink inputs may carry; a standard
+#: name whose canonical units do not match the variable's units is not written
+_CF_CANONICAL: dict[str, str] = {
+    **{std: canon for std, canon in CF_STANDARD_NAMES.values()},
+    "precipitation_amount": "kg m-2",
+    "water_potential_evaporation_amount": "kg m-2",
+    "water_evapotranspiration_amount": "kg m-2",
+    "duration_of_sunshine": "s",
+}
+_CF_STRING_VALUED = {"area_type"}   # CF names for string-valued (not coded) variables
+
+#: tokens that name the element a mass refers to ("g C m-2"), not a unit
+_SUBSTANCE_TOKENS = {"C", "CO2", "N"}
+_CARBON_LABEL = " (as carbon)"
+
+
+def cf_units_string(units: str) -> str:
+    """UDUNITS-parseable form of a carbonsink unit string.
+
+    Drops the substance token of "mass of carbon" units (``"g C m-2 month-1"`` →
+    ``"g m-2 month-1"``, ``"Tg C yr-1"`` → ``"Tg yr-1"``, ``"µmol CO2 m-2 s-1"`` →
+    ``"umol m-2 s-1"``): in UDUNITS ``C`` is the coulomb.  Other strings are returned
+    unchanged (``"degC"``, ``"%"``, ``"mm month-1"`` already parse).
+    """
+    toks = str(units).split()
+    keep = [t for i, t in enumerate(toks) if not (i > 0 and t in _SUBSTANCE_TOKENS)]
+    return " ".join(t.replace("µ", "u") for t in keep)
+
+
+def _has_substance(units: str) -> bool:
+    toks = str(units).split()
+    return any(i > 0 and t in _SUBSTANCE_TOKENS for i, t in enumerate(toks))
+
+
+def _compatible(units: str, canonical: str) -> bool:
+    """Same physical dimension (a ``month-1``/``yr-1`` period counts as time-1)."""
+    from .. import units as cu
+
+    try:
+        pu = cu.parse_units(units)
+        dim = pu.dimensionality
+        if pu.period is not None:
+            dim = dim / cu.ureg.second.dimensionality
+        return dim == cu.parse_units(canonical).dimensionality
+    except Exception:  # unreadable units: no standard name, nothing else changes
+        return False
+
+
+def _time_step(time: xr.DataArray) -> str | None:
+    """``"day"``, ``"month"`` or ``"year"`` when the starts are regular periods."""
+    import pandas as pd
+
+    try:
+        idx = pd.DatetimeIndex(time.values)
+    except (TypeError, ValueError):
+        return None
+    if idx.size < 2:
+        return None
+    for step, off in (("month", pd.DateOffset(months=1)), ("year", pd.DateOffset(years=1)),
+                      ("day", pd.DateOffset(days=1))):
+        if (idx[:-1] + off).equals(idx[1:]):
+            return step
+    return None
+
+
+_PERIOD_OF_STEP = {"day": ("d-1", "day-1"), "month": ("month-1", "mon-1"),
+                   "year": ("yr-1", "a-1", "year-1")}
+
+
+def _time_bounds(time: xr.DataArray, step: str) -> np.ndarray:
+    import pandas as pd
+
+    idx = pd.DatetimeIndex(time.values)
+    off = {"day": pd.DateOffset(days=1), "month": pd.DateOffset(months=1),
+           "year": pd.DateOffset(years=1)}[step]
+    return np.stack([idx.values, (idx + off).values], axis=1).astype("datetime64[ns]")
+
+
+def _apply_cf_write(ds: xr.Dataset) -> xr.Dataset:
+    """UDUNITS units, standard names, time bounds and cell methods (see module notes)."""
+    step = _time_step(ds["time"]) if "time" in ds.coords and ds["time"].ndim == 1 else None
+    for name in list(ds.data_vars):
+        a = dict(ds[name].attrs)
+        units = a.get("units")
+        if isinstance(units, str) and units:
+            cf = cf_units_string(units)
+            if cf != units:
+                a["carbonsink_units"] = units
+                a["units"] = cf
+                if _has_substance(units) and "carbon" not in str(a.get("long_name", "")):
+                    a["long_name"] = str(a.get("long_name", name)) + _CARBON_LABEL
+            entry = CF_STANDARD_NAMES.get(str(name))
+            std = a.get("standard_name")
+            if entry is not None and _compatible(units, entry[1]):
+                a["standard_name"] = entry[0]
+            elif std in _CF_STRING_VALUED or (
+                    std in _CF_CANONICAL and not _compatible(units, _CF_CANONICAL[std])):
+                # e.g. a trend of npp (g C m-2 yr-2) or an 8-day total (g C m-2) is not
+                # the flux the name describes; precipitation in mm is not kg m-2
+                a.pop("standard_name")
+            if step is not None and "time" in ds[name].dims and \
+                    "time:" not in str(a.get("cell_methods", "")) and \
+                    units.split()[-1] in _PERIOD_OF_STEP[step]:
+                prev = a.get("cell_methods")
+                a["cell_methods"] = f"{prev} time: sum" if prev else "time: sum"
+        ds[name].attrs = a
+    totals = step is not None and any(
+        "time" in v.dims and str(v.attrs.get("carbonsink_units", v.attrs.get("units", "")))
+        .split()[-1:] and str(v.attrs.get("carbonsink_units", v.attrs.get("units", "")))
+        .split()[-1] in _PERIOD_OF_STEP[step] for v in ds.data_vars.values())
+    # bounds only where the data say what the period is (per-month data on a monthly
+    # axis ...): a growing-season total on an annual axis does not cover the whole year
+    if totals and "time_bnds" not in ds.variables:
+        ds = ds.assign_coords(time_bnds=(("time", "bnds"), _time_bounds(ds["time"], step)))
+        ds["time"].attrs["bounds"] = "time_bnds"
+        ds["time_bnds"].attrs = {}
+        # one encoding for time and its bounds (CF: the bounds share the time units)
+        if not ds["time"].encoding.get("units"):
+            ds["time"].encoding["units"] = "days since 1970-01-01"
+        ds["time"].encoding.setdefault("calendar", "proleptic_gregorian")
+    return ds
+
+
+def _restore_carbonsink_attrs(a: dict) -> None:
+    """In place: ``units`` from ``carbonsink_units``, long_name without "(as carbon)"."""
+    cs_units = a.pop("carbonsink_units", None)
+    if cs_units:
+        a["units"] = cs_units
+        ln = a.get("long_name")
+        if isinstance(ln, str) and ln.endswith(_CARBON_LABEL):
+            a["long_name"] = ln[: -len(_CARBON_LABEL)]
+
+
+def _undo_cf_write(ds: xr.Dataset) -> xr.Dataset:
+    """Read boundary: carbonsink units again, time bounds dropped."""
+    for name in ds.variables:
+        a = dict(ds[name].attrs)
+        _restore_carbonsink_attrs(a)
+        ds[name].attrs = a
+    if "time" in ds.variables:
+        bnd = ds["time"].attrs.get("bounds") or ds["time"].encoding.get("bounds")
+        if bnd and str(bnd) in ds.variables:
+            ds = ds.drop_vars(str(bnd))
+            # the writer's period-total marker; carbonsink's own aggregations add theirs
+            for name in ds.data_vars:
+                if ds[name].attrs.get("cell_methods") == "time: sum":
+                    ds[name].attrs.pop("cell_methods")
+        ds["time"].attrs.pop("bounds", None)
+        ds["time"].encoding.pop("bounds", None)
     return ds
 
 
@@ -511,7 +707,7 @@ def _prepare_cf(obj: xr.Dataset | xr.DataArray, attrs: Mapping[str, Any] | None)
         g["history"] = history
     g["Conventions"] = CONVENTIONS
     ds.attrs = g
-    return ds
+    return _apply_cf_write(ds)
 
 
 def write_netcdf(obj: xr.Dataset | xr.DataArray, path: PathLike, *,

@@ -277,6 +277,15 @@ class DaskConfig(_Strict):
     chunks: dict[str, int] = Field(default_factory=lambda: {"y": 256, "x": 256})
 
 
+class ChecksConfig(_Strict):
+    """How ``check`` and ``run`` treat implausible input values (carbonsink.plausibility)."""
+
+    plausibility: Literal["raise", "warn", "off"] = Field(
+        "raise", description="raise: stop with an error; warn: report and go on; off: skip")
+    plausibility_sample: int = Field(
+        200_000, ge=1000, description="largest number of values read per input for the checks")
+
+
 class StudyConfig(_Strict):
     name: str
     description: str = ""
@@ -293,6 +302,7 @@ class StudyConfig(_Strict):
                           "default: the default analyses whose inputs exist")
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
     dask: DaskConfig = Field(default_factory=DaskConfig)
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
 
     # set by load_study, not by the user
     base_dir: Path = Field(default=Path("."), exclude=True)

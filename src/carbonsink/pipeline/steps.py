@@ -200,6 +200,7 @@ def read_input_role(cfg: StudyConfig, role: str, inp: InputConfig) -> xr.DataArr
             raise ConfigError(f"inputs.{role}: a static input must have one time step, "
                               f"found {da.sizes['time']}; set frequency accordingly")
         da = da.isel(time=0, drop=True)
+    source_units = inp.units or da.attrs.get("units")
     da = to_canonical(da, variable, period=_FREQ_PERIOD[freq],
                       units=inp.units if inp.units else None)
     if freq == "8day":
@@ -207,6 +208,8 @@ def read_input_role(cfg: StudyConfig, role: str, inp: InputConfig) -> xr.DataArr
         if da.attrs["units"] != expected:
             da = to_canonical(da, variable, period=None)
     da.attrs["carbonsink_input"] = str(inp.path)
+    if source_units:  # what the stored values were declared in (plausibility fixes)
+        da.attrs["carbonsink_source_units"] = str(source_units)
     return _time_slice(da, cfg, freq, role)
 
 
@@ -241,6 +244,34 @@ def check_study(cfg: StudyConfig) -> list[str]:
     missing = _missing_for_models(cfg, set(arrays))
     if missing:
         raise ConfigError(missing)
+    if cfg.checks.plausibility != "off":  # sampled values vs each variable's plausible range
+        from ..cube.landcover import landcover_table
+        from ..errors import InputError
+        from ..plausibility import check_values
+
+        checked = [(f"inputs.{r}", r, cfg.inputs[r], da) for r, da in arrays.items()] + [
+            (f"experiments.{n}.inputs.{r}", r, i, read_input_role(cfg, r, i))
+            for n, e in (cfg.experiments or {}).items() for r, i in e.inputs.items()]
+        lines = []
+        for key, role, inp, da in checked:
+            codes = None
+            if INPUT_ROLES[role][0] == "landcover":  # + the no-class codes of cube.landcover
+                scheme = inp.scheme or "igbp"
+                codes = [row["code"] for row in landcover_table(scheme)] + \
+                    list({"igbp": (0, 255), "mcd12c1": (255,)}.get(scheme, ()))
+            try:
+                rep = check_values(da, INPUT_ROLES[role][0], name=key, key=key, codes=codes,
+                                   how=cfg.checks.plausibility,
+                                   sample=cfg.checks.plausibility_sample)
+            except InputError as exc:
+                raise ConfigError(f"{exc}\n(checks.plausibility: warn reports this and goes "
+                                  "on)") from None
+            lines.append(rep.summary().replace("inputs.", "", 1) if key == f"inputs.{role}"
+                         else rep.summary())
+            if not rep.ok:
+                messages.append(f"WARNING {rep.message()}")
+        messages.append("plausibility (share of sampled values outside the plausible range): "
+                        + "; ".join(lines))
     if cfg.region is not None:
         mask = _check_region(cfg, grid)
         messages += _check_coverage(cfg, arrays, grid, mask)

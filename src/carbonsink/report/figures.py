@@ -226,7 +226,7 @@ def categorical_map_figure(classes: xr.DataArray, path: str | Path | None = None
 
 
 def _ols_fit(t: np.ndarray, v: np.ndarray):
-    """OLS line of ``v`` on ``t`` (METHODS §6.1): slope, intercept and two-sided t-test p."""
+    """OLS line of ``v`` on ``t`` (docs/methods.md §6.1): slope, intercept, two-sided t-test p."""
     from scipy import stats as st
 
     ok = np.isfinite(t) & np.isfinite(v)
@@ -260,7 +260,7 @@ def trend_series_figure(table: pd.DataFrame, path: str | Path | None = None, *,
 
     One panel per value of ``panel`` (e.g. ``zone``; the whole table in one panel when
     None), one line per value of ``by`` (e.g. ``combination``) in each panel. Each series is
-    drawn with markers and its least-squares line ``y = a + b·t`` (METHODS §6.1; b from
+    drawn with markers and its least-squares line ``y = a + b·t`` (docs/methods.md §6.1; b from
     ``scipy.stats.linregress``), and the legend gives ``b`` in ``units`` per year with the
     t-test p.
     """
@@ -285,8 +285,10 @@ def trend_series_figure(table: pd.DataFrame, path: str | Path | None = None, *,
             b, a, p = _ols_fit(t, v)
             name = "" if g is None else f"{g}: "
             if np.isfinite(b):
+                ptext = _p_text(p)
                 ax.plot(t, a + b * t, ls="--", lw=1.0, color=colour,
-                        label=f"{name}{b:+.3g}{slope_units} ({_p_text(p)})")
+                        label=f"{name}{b:+.3g}{slope_units}" + (f" ({ptext})" if ptext
+                                                                  else ""))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title("" if key is None else str(key), fontsize=9)
         ax.set_xlabel(x, fontsize=8)

@@ -1,4 +1,4 @@
-"""Pixel statistics engine (METHODS §6): trends, significance classes, stability,
+"""Pixel statistics engine (carbonsink docs/methods.md §6): trends, significance classes, stability,
 persistence, correlation, partial correlation and
 multiple regression.
 

@@ -111,7 +111,7 @@ def _signed_classes(slope, stat, magnitude, values, labels, name):
 
 
 def sen_mk_classes(trend, z=None, *, critical: Sequence[float] = (1.645, 1.960, 2.576)):
-    """Nine trend classes of seed 001 (METHODS §6.3) from the Sen slope and MK |Z|.
+    """Nine trend classes of seed 001 (docs/methods.md §6.3) from the Sen slope and MK |Z|.
 
     ``+4`` slope > 0 and |Z| > c3; ``+3`` c2 < |Z| <= c3; ``+2`` c1 < |Z| <= c2;
     ``+1`` |Z| <= c1; ``0`` slope == 0 (any Z); ``−1..−4`` mirror for slope < 0.
@@ -138,7 +138,7 @@ OLS6_LABELS = ("extremely significant decrease", "significant decrease",
 
 
 def ols_six_classes(trend, p=None, *, levels: Sequence[float] = (0.01, 0.05)):
-    """Six OLS trend classes of seed 003 (METHODS §6.1) plus ``0`` for slope == 0.
+    """Six OLS trend classes of seed 003 (docs/methods.md §6.1) plus ``0`` for slope == 0.
 
     ``±3`` p < l1 (extremely significant), ``±2`` l1 <= p < l2 (significant),
     ``±1`` p >= l2 (non-significant), sign from the slope; ``levels = (l1, l2)``
@@ -163,7 +163,7 @@ OLS4_LABELS = ("significant decrease (SD)", "insignificant decrease (ID)", "no c
 
 
 def ols_four_classes(trend, p=None, *, alpha: float = 0.05):
-    """SI / II / ID / SD classes of seed 004 (METHODS §6.1).
+    """SI / II / ID / SD classes of seed 004 (carbonsink docs/methods.md §6.1).
 
     ``2`` SI (slope > 0, p < alpha), ``1`` II (slope > 0, p >= alpha),
     ``−1`` ID (slope < 0, p >= alpha), ``−2`` SD (slope < 0, p < alpha),
@@ -189,7 +189,7 @@ _SINK_SCHEMES = {
 def sink_source_classes(nep: xr.DataArray, scheme: str = "binary", *,
                         thresholds: Sequence[float] | None = None,
                         labels: Sequence[str] | None = None) -> xr.DataArray:
-    """Carbon sink/source classes of NEP (METHODS §4.2).
+    """Carbon sink/source classes of NEP (carbonsink docs/methods.md §4.2).
 
     ``scheme="binary"`` (000, 003): ``−1`` source (NEP < 0), ``0`` neutral
     (NEP == 0), ``1`` sink (NEP > 0).

@@ -54,7 +54,7 @@ def _correlation(x, y, dim, min_valid, skipna, rank, fdr, what):
     p.attrs.update(long_name="two-sided p-value (t distribution, df = n - 2)", units="1")
     n.attrs.update(long_name="number of complete pairs", units="1")
     ds = xr.Dataset({"r": r, "p": p, "n": n},
-                    attrs={"method": f"{kind} correlation (METHODS 6.6)", "dim": dim,
+                    attrs={"method": f"{kind} correlation (docs/methods.md §6.6)", "dim": dim,
                            "min_valid": mv, "skipna": int(bool(skipna))})
     if rank:
         ds.attrs["ties"] = "average ranks"
@@ -201,7 +201,7 @@ def partial_correlation(y: xr.DataArray, drivers, dim: str = "time", *, controls
                 f"partial_correlation: {ncol} of {st.size} pixel(s) have collinear variables "
                 f"({', '.join(nm for nm, _ in drv + ctl)}); their r and p are NaN (status 3). "
                 "Drop the redundant driver or control.", UserWarning, stacklevel=2)
-    ds.attrs.update(method="partial correlation from the precision matrix (METHODS 6.6)",
+    ds.attrs.update(method="partial correlation from the precision matrix (docs/methods.md §6.6)",
                     dim=dim, controlled_per_driver=k, min_valid=mv, skipna=int(bool(skipna)),
                     controls=", ".join(nm for nm, _ in ctl) or "none")
     if y.name is not None:

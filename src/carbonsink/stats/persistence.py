@@ -20,7 +20,7 @@ HURST_CORRECTIONS = ("anis-lloyd", "peters")
 
 
 def expected_rs(n, *, peters: bool = True) -> np.ndarray:
-    """Expected rescaled range E[R/S](n) of n independent normal values (METHODS §6.5).
+    """Expected rescaled range E[R/S](n) of n independent normal values (docs/methods.md §6.5).
 
     Anis & Lloyd (1976)::
 
@@ -88,7 +88,7 @@ def _hurst_np(x, *, min_valid, skipna, method, tau_min, differences, threads):
 def hurst_rs(da: xr.DataArray, dim: str = "time", *, method: str = "expanding",
              tau_min: int | None = None, input: str = "levels", min_valid: int | None = None,
              skipna: bool = True, full: bool = False, correction: str | None = None):
-    """Hurst exponent per pixel by R/S analysis (METHODS §6.5).
+    """Hurst exponent per pixel by R/S analysis (carbonsink docs/methods.md §6.5).
 
     ``method="expanding"`` (default; the formulation of the Chinese
     remote-sensing literature): for τ = ``tau_min`` .. n the prefix ξ(1..τ) gives
@@ -109,7 +109,7 @@ def hurst_rs(da: xr.DataArray, dim: str = "time", *, method: str = "expanding",
     Lloyd (1976) (``"anis-lloyd"``) or with Peters' (1994) factor (``"peters"``):
     ``H = 0.5 + slope of [ln(R/S)(τ) − ln E[R/S](τ)] on ln τ`` over the same τ, with
     E[R/S] from :func:`expected_rs`, so that white noise gives H ≈ 0.5 also for the
-    20–40-year series of the papers (uncorrected R/S gives about 0.6 there, METHODS §6.5).
+    20–40-year series of the papers (uncorrected R/S gives about 0.6 there, docs/methods.md §6.5).
     The OLS slope is linear in the response, so this equals
     ``H + 0.5 − slope(ln E[R/S] on ln τ)`` with the correction term taken for the τ of a
     series of the pixel's number of valid values; it is exact unless a window is skipped
@@ -181,7 +181,7 @@ PERSISTENCE_SIG_LABELS = (
 
 def persistence_classes(slope, hurst: xr.DataArray, z=None, *, critical: float = 1.96,
                         threshold: float = 0.5) -> xr.DataArray:
-    """Trend × Hurst persistence classes (seed 001 Fig. 7, METHODS §6.5).
+    """Trend × Hurst persistence classes (seed 001 Fig. 7, carbonsink docs/methods.md §6.5).
 
     Without ``z``:
     ``2`` persistent increase (slope > 0, H > 0.5), ``1`` increase then decrease

@@ -11,7 +11,7 @@ the fitted line at the **first time step** of the series (``t - t[0] = 0``),
 which is what ``pymannkendall`` reports for index time and what
 ``scipy.stats.linregress`` / ``theilslopes`` report for ``x = t - t[0]``.
 
-NaN policy (METHODS §1.3): missing years are dropped pairwise; a pixel needs at
+NaN policy (carbonsink docs/methods.md §1.3): missing years are dropped pairwise; a pixel needs at
 least ``min_valid`` valid years (default ``max(10, ceil(0.8 n))``), otherwise
 all its statistics are NaN (``n`` still counts its valid years).  With
 ``skipna=False`` any missing year makes the pixel NaN.
@@ -51,7 +51,7 @@ def _ols_np(x, *, tt, min_valid, skipna, threads):
 
 def ols_trend(da: xr.DataArray, dim: str = "time", *, min_valid: int | None = None,
               skipna: bool = True) -> xr.Dataset:
-    """Ordinary least-squares trend per pixel with its two-sided t-test (METHODS §6.1).
+    """Ordinary least-squares trend per pixel with its two-sided t-test (docs/methods.md §6.1).
 
     ``b = Σ(t−t̄)(y−ȳ)/Σ(t−t̄)²``, ``SE = sqrt(SSE/(n−2)/Σ(t−t̄)²)``, ``t = b/SE``,
     ``p = 2(1 − F_t(|t|; n−2))``, ``r2`` = squared Pearson r of y and t.
@@ -95,7 +95,7 @@ def ols_trend(da: xr.DataArray, dim: str = "time", *, min_valid: int | None = No
     ds["p"].attrs.update(long_name="two-sided p-value (t distribution, df = n - 2)", units="1")
     ds["r2"].attrs.update(long_name="coefficient of determination", units="1")
     ds["n"].attrs.update(long_name="number of valid years", units="1")
-    ds.attrs.update(method="ordinary least squares trend with t-test (METHODS 6.1)",
+    ds.attrs.update(method="ordinary least squares trend with t-test (docs/methods.md §6.1)",
                     dim=dim, min_valid=mv, skipna=int(bool(skipna)),
                     intercept_at=time_origin(da, dim))
     if da.name is not None:
@@ -123,7 +123,7 @@ def mann_kendall(da: xr.DataArray, dim: str = "time", *, variant: str = "origina
                  lag: int | None = None, alpha: float = 0.05, min_valid: int | None = None,
                  skipna: bool = True, small_n: str = "exact",
                  mode: str = "standard") -> xr.Dataset:
-    """Theil–Sen slope and Mann–Kendall trend test per pixel (METHODS §6.2–6.3).
+    """Theil–Sen slope and Mann–Kendall trend test per pixel (carbonsink docs/methods.md §6.2–6.3).
 
     * ``slope`` — median of ``(y_j − y_i)/(t_j − t_i)`` over all pairs i < j of
       valid years (true time distance across gaps), per year.
@@ -226,7 +226,7 @@ def mann_kendall(da: xr.DataArray, dim: str = "time", *, variant: str = "origina
                   if small_n == "exact" and variant == "original" else "normal approximation"))
     ds["tau"].attrs.update(long_name="Kendall tau (S / (n(n-1)/2))", units="1")
     ds["n"].attrs.update(long_name="number of valid years", units="1")
-    ds.attrs.update(method="Theil-Sen slope and Mann-Kendall test (METHODS 6.2-6.3)",
+    ds.attrs.update(method="Theil-Sen slope and Mann-Kendall test (docs/methods.md §6.2-6.3)",
                     variant=variant, dim=dim, min_valid=mv, skipna=int(bool(skipna)),
                     intercept_at=time_origin(da, dim))
     if variant != "original":

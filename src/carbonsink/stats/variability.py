@@ -1,4 +1,4 @@
-"""Stability: coefficient of variation and Fisher–Jenks natural breaks (METHODS §6.4)."""
+"""Stability: coefficient of variation and Fisher–Jenks natural breaks (docs/methods.md §6.4)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def coefficient_of_variation(da: xr.DataArray, dim: str = "time", *, ddof: int =
                              eps: float = 1e-12, min_valid: int | None = None,
                              skipna: bool = True, full: bool = False,
                              min_mean: float | None = None, min_mean_units: str | None = None):
-    """Coefficient of variation ``CV = s / mean`` per pixel (seed 001 Eq. 3, METHODS §6.4).
+    """Coefficient of variation ``CV = s / mean`` per pixel (seed 001 Eq. 3, docs/methods.md §6.4).
 
     ``s`` is the standard deviation with ``ddof`` (default 1, the sample s.d.).
     CV is only meaningful for positive means: it is NaN where ``mean <= 0`` or
@@ -82,7 +82,8 @@ def coefficient_of_variation(da: xr.DataArray, dim: str = "time", *, ddof: int =
     out = {"cv": cv, "mean": mean, "std": std, "n": n}
     if threshold is not None:
         out["flag"] = _cv_flags(mean, n, max(float(eps), threshold))
-    return xr.Dataset(out, attrs={"method": "coefficient of variation (METHODS 6.4)", "dim": dim})
+    return xr.Dataset(out, attrs={"method": "coefficient of variation (carbonsink "
+                                            "docs/methods.md §6.4)", "dim": dim})
 
 
 def _min_mean_threshold(da: xr.DataArray, min_mean, min_mean_units) -> float | None:

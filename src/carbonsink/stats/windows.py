@@ -1,6 +1,6 @@
-"""OLS slopes over many time windows at once (expanding windows of paper 004, METHODS §8.2).
+"""OLS slopes over many time windows at once (expanding windows of paper 004, docs/methods.md §8.2).
 
-For a window of years [s, e] the OLS slope of y on t (METHODS §6.1, 004 Eq. 6) is::
+For a window of years [s, e] the OLS slope of y on t (docs/methods.md §6.1, 004 Eq. 6) is::
 
     b = (Σty − Σt·Σy / n) / (Σt² − (Σt)² / n)        (sums over the valid years of the window)
 
@@ -13,7 +13,7 @@ is counted from the start year of the window group and y is shifted by its first
 in the window (the slope is invariant to both shifts).
 
 Reference: Wang et al. (2023) paper 004, §3.3.2 (slopes from the initial year t0 to each
-evaluation year); METHODS §8.2 step 2.
+evaluation year); carbonsink docs/methods.md §8.2 step 2.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def _window_slopes_np(x, *, tt, groups, nwin, min_valid, out_dtype, threads=None
 
 def window_slopes(da: xr.DataArray, windows: Iterable[tuple[int, int]], dim: str = "time", *,
                   min_valid: int = 3) -> xr.DataArray:
-    """OLS slope of an annual series over each window of calendar years (METHODS §6.1).
+    """OLS slope of an annual series over each window of calendar years (docs/methods.md §6.1).
 
     Parameters
     ----------
@@ -170,7 +170,7 @@ def window_slopes(da: xr.DataArray, windows: Iterable[tuple[int, int]], dim: str
     su = slope_units(da.attrs.get("units"))
     out.attrs = {"long_name": f"OLS slope of {da.attrs.get('long_name', da.name or 'series')} "
                               "over the window", **({"units": su} if su else {}),
-                 "method": "OLS slope per window from running sums (METHODS 6.1, 8.2)",
+                 "method": "OLS slope per window from running sums (docs/methods.md §6.1, 8.2)",
                  "min_valid": int(min_valid)}
     out.name = "slope"
     return out

@@ -1,0 +1,519 @@
+"""Plausibility checks of input data against each variable's plausible range.
+
+Every canonical variable (:data:`carbonsink.units.VARIABLES`) has a plausible
+range in canonical units (``valid_range``, per month for fluxes). Values far
+outside it are rarely real: they are mostly a *unit slip* or an *undeclared
+fill value*. :func:`check_values` reads a sample of a (lazy) input already
+converted to canonical units and looks for, in this order:
+
+* **non-finite values** (±inf): every one breaks sums and means;
+* **an empty input**: no valid value at all (all NaN);
+* **unknown class codes** (categorical inputs, e.g. land cover, given the
+  codes of the scheme);
+* **undeclared fill values**: one exact value repeated outside the range, either a
+  common fill value (``-9999``, ``32767``, ``65535``, ``-3.4e38`` ... in the file's
+  units) or farther from the range than its width while the other values are in it;
+* **negative values** of a variable that cannot be negative (lower bound 0:
+  precipitation, radiation, PET, GPP, Rh, SOC ...; NPP and NEP may be negative);
+* **a unit slip**: the robust magnitude of the sample (1st/99th percentiles)
+  lies outside the range, or in a vanishing part of it, and one typical factor
+  brings 99 % of the values into range with a magnitude close to the
+  variable's typical one::
+
+      f* = argmin_f |log10(f·m / m_typ)| + penalty_f   s.t.   share_in_range(f·x) ≥ 0.99
+
+  plus a small penalty for the less common slips, with ``m = max(|q01|, |q99|)``
+  and the candidates ×10^±1,2,3,4,6 (scale factors applied twice or not at all,
+  m vs mm, kg vs g, J vs MJ), ×30.4375^±1 (per day vs per month), ×2.63e6 (per
+  second vs per month) and, for temperature, ∓273.15 (K vs °C, always first);
+* **other out-of-range values** above a tolerated share, or values implausibly
+  small that no typical factor explains.
+
+The sample is a few time steps spread over the record times a strided spatial
+subset (at most ``sample`` values), so the check costs a small read whatever
+the input size. Each problem becomes a :class:`Finding` naming the offending
+share of values, what was found and the fix; :func:`check_values` raises
+:class:`~carbonsink.errors.InputError` (``how="raise"``), warns with
+:class:`PlausibilityWarning` (``how="warn"``) or only reports.
+
+Reference for the ranges: the ``valid_range`` of each variable in
+:mod:`carbonsink.units`; for the fill values, the CF conventions (``_FillValue``
+defaults) and the GDAL/MODIS product conventions.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+import xarray as xr
+
+from .errors import InputError, InvalidArgumentError
+from .units import get_variable, parse_units, to_units
+
+__all__ = ["check_values", "PlausibilityReport", "Finding", "PlausibilityWarning",
+           "TYPICAL_MAGNITUDE", "FILL_VALUES", "DEFAULT_SAMPLE"]
+
+#: default largest number of values read per input
+DEFAULT_SAMPLE = 200_000
+#: default largest number of time steps read per input
+MAX_STEPS = 12
+
+#: fill values products commonly leave undeclared (in the file's units)
+FILL_VALUES = (-9999.0, -999.0, -99.0, 9999.0, -99999.0, 99999.0, -32768.0, -32767.0, 32767.0,
+               65535.0, 65534.0, 255.0, -3.4028234663852886e38, 3.4028234663852886e38,
+               -1.0e20, 1.0e20, 9.969209968386869e36, -1.0e30, 1.0e30)
+
+#: typical magnitude (about the 99th percentile of a year of monthly values over a region) and
+#: the least plausible one, per canonical variable in canonical monthly units; a sample whose
+#: magnitude is below the least one is taken to be scaled down (e.g. metres labelled mm).
+#: Temperature has no least magnitude (0 degC is common).
+TYPICAL_MAGNITUDE: dict[str, tuple[float, float | None]] = {
+    "pr": (200.0, 2.0), "pet": (150.0, 2.0), "eet": (100.0, 1.0), "sol": (600.0, 20.0),
+    "sund": (250.0, 5.0), "hurs": (80.0, 2.0), "ndvi": (0.6, 0.01), "soc": (10.0, 0.05),
+    "npp": (150.0, 0.5), "gpp": (300.0, 1.0), "rh": (60.0, 0.5), "rs": (100.0, 0.5),
+    "nep": (60.0, 0.5), "tas": (25.0, None),
+}
+
+_IN_RANGE = 0.99          # share of values a slip correction must bring into range
+_MAX_OUT = 0.01           # tolerated share of out-of-range values without a finding
+_DAYS = 30.4375           # mean days per month
+
+
+class PlausibilityWarning(UserWarning):
+    """An input failed a plausibility check and the study asked for a warning only."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One plausibility problem of an input.
+
+    ``kind`` is ``"non_finite"``, ``"empty"``, ``"unknown_codes"``, ``"fill_value"``,
+    ``"negative"``, ``"unit_slip"``, ``"too_small"`` (no typical slip explains it) or
+    ``"out_of_range"``; ``share`` the offending share of
+    the sampled values [1]; ``found`` what was found; ``fix`` how to correct it.
+    """
+
+    kind: str
+    share: float
+    found: str
+    fix: str
+
+    def text(self) -> str:
+        return f"{100 * self.share:.1f} % of the sampled values: {self.found}. Fix: {self.fix}"
+
+
+@dataclass(frozen=True)
+class PlausibilityReport:
+    """What :func:`check_values` found in the sample of one input.
+
+    Shares are of the sampled values [1]: ``share_missing`` NaN, ``share_out_of_range``
+    finite values outside the plausible range (fill values and negatives included).
+    ``quantiles`` are the 1st, 50th and 99th percentiles of the finite values [units].
+    """
+
+    name: str
+    variable: str
+    units: str
+    valid_range: tuple[float, float]
+    n_sampled: int
+    n_steps: int
+    share_missing: float
+    share_out_of_range: float
+    quantiles: tuple[float, float, float] | None
+    findings: tuple[Finding, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def summary(self) -> str:
+        """One line: the out-of-range share, the median and the sample size."""
+        lo, hi = self.valid_range
+        med = (f", median {_fmt(self.quantiles[1])} {self.units}"
+               if self.quantiles is not None else "")
+        return (f"{self.name}: {100 * self.share_out_of_range:.1f} % of {self.n_sampled} sampled "
+                f"values outside [{_fmt(lo)}, {_fmt(hi)}] {self.units}{med}, "
+                f"{100 * self.share_missing:.1f} % missing")
+
+    def message(self) -> str:
+        """The findings as one message naming the input (empty when ``ok``)."""
+        if self.ok:
+            return ""
+        head = (f"{self.name} ({self.variable} in {self.units}, plausible range "
+                f"[{_fmt(self.valid_range[0])}, {_fmt(self.valid_range[1])}]) fails the "
+                f"plausibility checks")
+        if len(self.findings) == 1:
+            return f"{head}: {self.findings[0].text()}"
+        return head + ":\n  - " + "\n  - ".join(f.text() for f in self.findings)
+
+
+def _fmt(v: float) -> str:
+    if v == 0 or not math.isfinite(v):
+        return str(v)
+    if 1e-3 <= abs(v) < 1e6:
+        return f"{v:.4g}"
+    return f"{v:.3g}"
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def _sample(da: xr.DataArray, sample: int, time_dim: str) -> tuple[np.ndarray, int]:
+    """A few time steps spread over the record times a strided spatial subset, as numpy."""
+    sel = da
+    n_steps = 1
+    if time_dim in da.dims:
+        nt = da.sizes[time_dim]
+        k = min(nt, MAX_STEPS)
+        idx = np.unique(np.linspace(0, nt - 1, k).round().astype(int))
+        sel = sel.isel({time_dim: idx})
+        n_steps = idx.size
+    spatial = [d for d in sel.dims if d != time_dim]
+    cells = int(np.prod([sel.sizes[d] for d in spatial])) if spatial else 1
+    budget = max(sample // max(n_steps, 1), 1)
+    if cells > budget and spatial:
+        stride = math.ceil((cells / budget) ** (1.0 / len(spatial)))
+        sel = sel.isel({d: slice(None, None, stride) for d in spatial})
+    # a small, bounded read: synchronous, so no thread pool is started for it
+    values = sel.compute(scheduler="synchronous") if sel.chunks is not None else sel
+    return np.asarray(values.values, dtype=np.float64).ravel(), n_steps
+
+
+def _any_valid(da: xr.DataArray) -> bool:
+    """Whether the whole input holds any finite value (used only when the sample holds none)."""
+    valid = np.isfinite(da).any()
+    return bool(valid.compute(scheduler="synchronous") if valid.chunks is not None else valid)
+
+
+# --------------------------------------------------------------------------- detectors
+
+
+def _range_for(var, units: str) -> tuple[float, float, float]:
+    """Plausible range and period factor for the units of the data (monthly range × 12 for
+    annual totals; an 8-day or daily total is bounded by the monthly range)."""
+    lo, hi = var.valid_range
+    if not var.is_flux:
+        return lo, hi, 1.0
+    try:
+        period = parse_units(units).period
+    except ValueError:
+        period = "month"
+    if period == "year":
+        return lo * 12.0, hi * 12.0, 12.0
+    if period is None:
+        return lo, hi, 8.0 / _DAYS
+    return lo, hi, 1.0
+
+
+def _raw_of(values: np.ndarray, units: str, source: str | None,
+            variable: str) -> np.ndarray | None:
+    """Values back in the file's units (None when the conversion needs the time axis)."""
+    if not source or source == units:
+        return values
+    try:
+        ab = to_units(np.array([0.0, 1.0]), units, found=source, variable=variable)
+    except (ValueError, InputError):
+        return None
+    a, b = float(ab[1] - ab[0]), float(ab[0])
+    if a == 0:
+        return None
+    return (values - b) / a
+
+
+def _is_fill(raw: float) -> bool:
+    return any(math.isclose(raw, f, rel_tol=1e-6) for f in FILL_VALUES)
+
+
+def _fill_values(fin: np.ndarray, lo: float, hi: float, units: str, source: str | None,
+                 variable: str) -> tuple[np.ndarray, list[float]]:
+    """Exact values repeated outside the range that look like fill values."""
+    out = fin[(fin < lo) | (fin > hi)]
+    if out.size < 2:
+        return np.zeros(0), []
+    vals, counts = np.unique(out, return_counts=True)
+    cand = vals[counts >= max(2, int(1e-4 * fin.size))]
+    if cand.size == 0:
+        return np.zeros(0), []
+    raw = _raw_of(cand, units, source, variable)
+    fills = []
+    for i, v in enumerate(cand):
+        rest = fin[fin != v]
+        rest_ok = rest.size > 0 and np.mean((rest >= lo) & (rest <= hi)) >= 0.9
+        known = _is_fill(float(v)) or (raw is not None and _is_fill(float(raw[i])))
+        far = v < lo - (hi - lo) or v > hi + (hi - lo)
+        if known or (rest_ok and far):
+            fills.append(float(v))
+    if not fills:
+        return np.zeros(0), []
+    return np.isin(fin, fills), fills
+
+
+def _magnitude(x: np.ndarray) -> float:
+    q = np.percentile(x, [1, 99])
+    return float(max(abs(q[0]), abs(q[1])))
+
+
+def _candidates(variable: str) -> list[tuple[str, float, float, float, str]]:
+    """(label, multiply, add, penalty, explanation) of the typical unit slips, where the
+    correct value is ``found·multiply + add``; ``penalty`` [decades] ranks the less common
+    slips behind the common ones when both bring the values into range."""
+    common = {3: 0.0, 1: 0.0, 2: 0.3, 4: 0.5, 6: 0.5}
+    if variable == "ndvi":  # MODIS NDVI: the scale factor 0.0001 is the usual suspect
+        common.update({4: 0.0, 3: 0.5})
+    why = {1: "a scale factor 0.1 applied twice or not at all",
+           2: "a scale factor 0.01 applied twice or not at all, or % vs fraction",
+           3: "m vs mm, kg vs g, or a scale factor 0.001 applied twice or not at all",
+           4: "a scale factor 0.0001 applied twice or not at all (e.g. MODIS NDVI)",
+           6: "J vs MJ, or g vs t"}
+    out = []
+    for k, pen in common.items():
+        out.append((f"x{10 ** k:g}", 10.0 ** k, 0.0, pen,
+                    f"values {10 ** k:g} times too small: {why[k]}"))
+        out.append((f"/{10 ** k:g}", 10.0 ** -k, 0.0, pen,
+                    f"values {10 ** k:g} times too large: {why[k]}"))
+    if get_variable(variable).is_flux:
+        out.append(("x30", _DAYS, 0.0, 0.0, "values about 30 times too small: a daily rate "
+                                            "labelled as a monthly total"))
+        out.append(("/30", 1 / _DAYS, 0.0, 0.0, "values about 30 times too large: a monthly "
+                                                "total labelled as a daily rate"))
+        out.append(("x2.63e6", _DAYS * 86400.0, 0.0, 0.3, "values about 2.6e6 times too "
+                    "small: a rate per second labelled as a monthly total"))
+    if variable == "tas":
+        out.append(("-273.15", 1.0, -273.15, -10.0,
+                    "values 273.15 too high: kelvin labelled as degC"))
+        out.append(("+273.15", 1.0, 273.15, -10.0,
+                    "values 273.15 too low: degC labelled as kelvin"))
+    return out
+
+
+def _fixed_units(source: str | None, mult: float, add: float) -> str | None:
+    """Units that make the stored values right, from the declared ones (None if unknown)."""
+    if not source:
+        return None
+    try:
+        p = parse_units(source)
+    except ValueError:
+        return None
+    text = source.strip()
+    if add:
+        kelvin = str(p.units) == "kelvin"
+        if add < 0 and not kelvin:
+            return "K"
+        if add > 0 and kelvin:
+            return "degC"
+        return None
+    rest = text
+    parts = text.split(None, 1)
+    try:
+        float(parts[0])
+        rest = parts[1] if len(parts) > 1 else ""
+    except (ValueError, IndexError):
+        pass
+    tokens = rest.split()
+    swaps = {1e3: {"mm": "m", "g": "kg"}, 1e-3: {"m": "mm", "kg": "g"}}
+    for f, table in swaps.items():
+        if math.isclose(mult, f) and p.factor == 1.0:
+            for i, t in enumerate(tokens):
+                base = t.rstrip("-0123456789")
+                if base in table and (i == 0 or base != "C"):
+                    new = tokens.copy()
+                    new[i] = table[base] + t[len(base):]
+                    return " ".join(new)
+    if math.isclose(mult, _DAYS) and "month-1" in tokens:
+        return " ".join("d-1" if t == "month-1" else t for t in tokens)
+    if math.isclose(mult, 1 / _DAYS) and "d-1" in tokens:
+        return " ".join("month-1" if t == "d-1" else t for t in tokens)
+    factor = p.factor * mult
+    if math.isclose(factor, 1.0):
+        return rest or "1"
+    return f"{factor:g} {rest}".strip()
+
+
+def _unit_slip(x: np.ndarray, variable: str, lo: float, hi: float, typical: float,
+               least: float | None, source: str | None, units: str, key: str
+               ) -> Finding | None:
+    """A typical factor that brings the sample into range, if the sample is out of it."""
+    if x.size == 0:
+        return None
+    inside = np.mean((x >= lo) & (x <= hi))
+    mag = _magnitude(x)
+    shrunk = least is not None and 0 < mag < least
+    if inside >= 1 - _MAX_OUT and not shrunk:
+        return None
+    best = None
+    for label, mult, add, penalty, why in _candidates(variable):
+        y = x * mult + add
+        share_in = np.mean((y >= lo) & (y <= hi))
+        m = _magnitude(y)
+        if share_in < _IN_RANGE or (least is not None and m < least) or m == 0:
+            continue
+        # closeness to the typical magnitude [decades] + how uncommon the slip is (K vs degC
+        # first: a tenfold slip can also land 250..310 K in the range of degC)
+        score = abs(math.log10(m / typical)) + penalty
+        if best is None or score < best[0]:
+            best = (score, label, mult, add, why)
+    declared = f"declared units {source!r}" if source else "the file's units"
+    if best is None:
+        if not shrunk:
+            return None
+        return Finding("too_small", 1.0, f"the 99th percentile of |values| is {_fmt(mag)} "
+                       f"{units}, below the least plausible {_fmt(least)} for {variable} "
+                       f"(median {_fmt(float(np.median(x)))})",
+                       f"give {key}.units: the units the stored values are really in "
+                       f"({declared} make them implausibly small; check the scale factor)")
+    _, label, mult, add, why = best
+    med = float(np.median(x))
+    share = float(1 - inside) if not shrunk else 1.0
+    what = (f"median {_fmt(med)} and 99th percentile of |values| {_fmt(mag)} {units} for "
+            f"{variable} ({why})")
+    new = _fixed_units(source, mult, add)
+    if new is not None:
+        fix = (f"give {key}.units: \"{new}\" (the units the stored values are in; "
+               f"{declared} say otherwise)")
+    else:
+        fix = (f"give {key}.units: the units the stored values are really in (they look "
+               f"{label} off from {declared})")
+    return Finding("unit_slip", share, what, fix)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def check_values(da: xr.DataArray, variable: str, *, name: str | None = None,
+                 sample: int = DEFAULT_SAMPLE, how: str = "raise",
+                 codes: Iterable[int] | None = None, source_units: str | None = None,
+                 key: str | None = None, time_dim: str = "time") -> PlausibilityReport:
+    """Check a sample of ``da`` (canonical units of ``variable``) for implausible values.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        The input, lazy or in memory, in the canonical units of ``variable``
+        (``da.attrs["units"]``; a flux may be per month, per year or per composite).
+    variable : str
+        Canonical variable (``"tas"``, ``"pr"``, ``"ndvi"``, ``"landcover"`` ...).
+    name : str, optional
+        How messages name the input (e.g. ``"inputs.tas"``); default ``variable``.
+    sample : int
+        Largest number of values read: at most 12 time steps spread over the
+        record times a strided spatial subset [values].
+    how : {"raise", "warn", "report"}
+        Raise :class:`~carbonsink.errors.InputError`, warn with
+        :class:`PlausibilityWarning`, or only return the report.
+    codes : iterable of int, optional
+        Valid class codes of a categorical input (land cover: the scheme's codes).
+    source_units : str, optional
+        The units the file was declared in (for the fix and to recognise fill
+        values in the file's units); default ``da.attrs["carbonsink_source_units"]``.
+    key : str, optional
+        The study key of the input used in fixes (default ``name``).
+
+    Returns
+    -------
+    PlausibilityReport
+        Shares of missing and out-of-range values, quantiles and the findings.
+
+    Notes
+    -----
+    Tests follow the module docstring: the unit-slip correction ``f*`` minimises
+    ``|log10(f·m / m_typ)|`` over the typical factors among those that bring 99 % of
+    the sampled values into the plausible range.
+    """
+    if how not in ("raise", "warn", "report"):
+        raise InvalidArgumentError(f"how must be 'raise', 'warn' or 'report', got {how!r}")
+    if not isinstance(sample, (int, np.integer)) or sample < 1:
+        raise InvalidArgumentError(f"sample must be a positive number of values, got {sample!r}")
+    var = get_variable(variable)
+    name = name or var.name
+    key = key or name
+    units = str(da.attrs.get("units", var.units))
+    source = source_units if source_units is not None else da.attrs.get("carbonsink_source_units")
+    lo, hi, scale = _range_for(var, units)
+    values, n_steps = _sample(da, int(sample), time_dim)
+    n = values.size
+    findings: list[Finding] = []
+    nan = np.isnan(values)
+    inf = np.isinf(values)
+    fin = values[np.isfinite(values)]
+    if inf.any():
+        findings.append(Finding(
+            "non_finite", float(inf.mean()),
+            f"{int(inf.sum())} of {n} sampled values are +inf or -inf",
+            "declare the value as nodata (_FillValue in NetCDF, nodata in GeoTIFF) or replace "
+            "it by NaN in the file"))
+    quantiles = None
+    share_out = 0.0
+    if fin.size == 0 and not inf.any():
+        if n == 0 or not _any_valid(da):
+            findings.append(Finding(
+                "empty", 1.0, f"the input holds no valid value (all {da.size} values are "
+                              "missing)",
+                f"check {key}.path and {key}.variable, and that the file's nodata is not its "
+                "data value"))
+    elif fin.size:
+        quantiles = tuple(float(q) for q in np.percentile(fin, [1, 50, 99]))
+        share_out = float(np.mean((fin < lo) | (fin > hi)) * fin.size / n)
+        if var.kind == "categorical":
+            if codes is not None:
+                valid = np.asarray(sorted({int(c) for c in codes}), dtype=np.float64)
+                bad = ~np.isin(fin, valid)
+                if bad.any():
+                    found = np.unique(fin[bad])
+                    shown = ", ".join(_fmt(float(c)) for c in found[:10]) + \
+                        (" ..." if found.size > 10 else "")
+                    findings.append(Finding(
+                        "unknown_codes", float(bad.sum() / n),
+                        f"class codes {shown} are not codes of the land-cover scheme "
+                        f"(valid: {', '.join(str(int(c)) for c in valid)})",
+                        f"give {key}.scheme matching the product, or declare the fill code as "
+                        "the file's nodata"))
+        else:
+            fill_mask, fills = _fill_values(fin, lo, hi, units, source, var.name)
+            ok = fin
+            if fills:
+                raw = _raw_of(np.asarray(fills), units, source, var.name)
+                shown = ", ".join(_fmt(v) for v in (raw if raw is not None else fills))
+                where = "in the file's units" if raw is not None else units
+                findings.append(Finding(
+                    "fill_value", float(fill_mask.sum() / n),
+                    f"the exact value(s) {shown} ({where}) repeat outside the plausible range: "
+                    "undeclared fill values treated as data",
+                    "declare them as nodata (_FillValue attribute in NetCDF, nodata in GeoTIFF, "
+                    f"e.g. gdal_edit.py -a_nodata {shown.split(',')[0]} FILE) or set them to NaN"))
+                ok = fin[~fill_mask]
+            tol = 1e-6 * (hi - lo)
+            if lo >= 0 and ok.size:
+                neg = ok < -tol
+                if neg.any():
+                    findings.append(Finding(
+                        "negative", float(neg.sum() / n),
+                        f"{int(neg.sum())} negative values (least {_fmt(float(ok.min()))} "
+                        f"{units}) of {var.name}, which cannot be negative",
+                        f"correct the sign convention of {key}, or set negative values to 0 or "
+                        "NaN in the file"))
+                    ok = ok[~neg]
+            typical, least = TYPICAL_MAGNITUDE.get(var.name, (max(abs(lo), abs(hi)) / 10, None))
+            slip = _unit_slip(ok, var.name, lo, hi, typical * scale,
+                              least * scale if least is not None else None, source, units, key)
+            if slip is not None:
+                findings.append(slip)
+            elif ok.size:
+                out = (ok < lo - tol) | (ok > hi + tol)
+                if out.mean() > _MAX_OUT:
+                    findings.append(Finding(
+                        "out_of_range", float(out.sum() / n),
+                        f"values from {_fmt(float(ok.min()))} to {_fmt(float(ok.max()))} "
+                        f"{units} (median {_fmt(float(np.median(ok)))}) for {var.name}",
+                        f"check {key}.units and the file's scale factor and nodata"))
+    report = PlausibilityReport(name, var.name, units, (lo, hi), n, n_steps,
+                                float(nan.mean()) if n else 1.0, share_out, quantiles,
+                                tuple(findings))
+    if findings and how == "raise":
+        raise InputError(report.message())
+    if findings and how == "warn":
+        warnings.warn(report.message(), PlausibilityWarning, stacklevel=2)
+    return report
