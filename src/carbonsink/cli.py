@@ -96,14 +96,26 @@ def main(ctx: click.Context, debug: bool) -> None:
               help="results folder (default: outputs.dir of the study, relative to the file)")
 @click.option("--force", is_flag=True, help="rerun every step even if its outputs are current, "
               "and write into a non-empty folder that is not a carbonsink results folder")
+@click.option("--quiet", "-q", is_flag=True,
+              help="print only errors and the final line (for scripts)")
 @_debug_option
-def run(study: Path, out_dir: Path | None, force: bool, debug: bool) -> None:
+def run(study: Path, out_dir: Path | None, force: bool, quiet: bool, debug: bool) -> None:
     """Run STUDY (a YAML study file) and write a results folder with index.html."""
     from .pipeline import run_study
 
     t0 = time.perf_counter()
-    ctx = _guarded(lambda: run_study(study, out_dir, force=force, echo=click.echo), debug=debug)
+    echo = (lambda s: None) if quiet else click.echo
+    ctx = _guarded(lambda: run_study(study, out_dir, force=force, echo=echo), debug=debug)
+    _summary(ctx, quiet)
     click.echo(f"finished in {time.perf_counter() - t0:.1f} s; open {ctx.out_dir / 'index.html'}")
+
+
+def _summary(ctx, quiet: bool) -> None:
+    from .pipeline.runner import summary_table
+
+    if ctx.stats and not quiet:
+        click.echo("run summary (steps run now):")
+        click.echo(summary_table(ctx))
 
 
 @main.command()
@@ -130,14 +142,17 @@ def check(study: Path, out_dir: Path | None, force: bool, debug: bool) -> None:
               help="folder for the synthetic inputs and the results")
 @click.option("--force", is_flag=True, help="rerun every step")
 @click.option("--scheduler", default=None, help="dask.distributed scheduler address (optional)")
+@click.option("--quiet", "-q", is_flag=True, help="print only errors and the final line")
 @_debug_option
-def demo(out_dir: Path, force: bool, scheduler: str | None, debug: bool) -> None:
+def demo(out_dir: Path, force: bool, scheduler: str | None, quiet: bool, debug: bool) -> None:
     """Run the built-in demo (synthetic data, all six NPP x Rh combinations; no downloads)."""
     from .pipeline import run_demo
 
     t0 = time.perf_counter()
-    ctx = _guarded(lambda: run_demo(out_dir, echo=click.echo, force=force, scheduler=scheduler),
+    echo = (lambda s: None) if quiet else click.echo
+    ctx = _guarded(lambda: run_demo(out_dir, echo=echo, force=force, scheduler=scheduler),
                    debug=debug)
+    _summary(ctx, quiet)
     click.echo(f"demo finished in {time.perf_counter() - t0:.1f} s; open "
                f"{ctx.out_dir / 'index.html'}")
 

@@ -473,6 +473,8 @@ def _decay_figure(counts: pd.DataFrame, fits: pd.DataFrame, zone: str, fit: str,
                     label=f"fit: λ={par['lambda']:.3f}, τ={par['tau']:.2f} yr, "
                           f"R²={par['r2']:.3f}")
     ax.set_xlabel("year")
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("maintained pixels [% of reference year]")
     ax.set_ylim(bottom=0)
     ax.set_title(title, fontsize=10)

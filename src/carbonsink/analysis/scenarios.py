@@ -533,6 +533,8 @@ def _trend_figure(series: pd.DataFrame, combo: str, variable: str, units: str,
                     label=f"{exp} trend {b:+.2f} {units.replace('yr-1', 'yr-2')}")
     ax.axhline(0, color="0.6", lw=0.8)
     ax.set_xlabel("year")
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(f"{variable.upper()} [{units}]")
     ax.set_title(f"{combo}: regional annual {variable.upper()} per scenario", fontsize=10)
     ax.legend(fontsize=7, ncol=2, frameon=False)

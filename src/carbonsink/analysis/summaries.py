@@ -542,6 +542,8 @@ class LandcoverSummary(Analysis):
                         a0 = vv[ok].mean() - b * yy[ok].mean()
                         ax.plot(yy, a0 + b * yy, ls="--", lw=0.8, color=line.get_color())
             ax.set_xlabel("year")
+            from matplotlib.ticker import MaxNLocator
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel("NEP [g C m$^{-2}$ yr$^{-1}$]")
             ax.legend(fontsize=7, ncol=3, frameon=False)
             ax.set_title(f"Annual NEP per land-cover class ({first}), OLS trends dashed",

@@ -112,6 +112,19 @@ def _ensure_builtins() -> None:
             importlib.import_module(mod)
 
 
+def _ordered(kind: str) -> list[str]:
+    """Names of ``kind``: built-ins in the order of their modules in ``_BUILTINS`` (whatever
+    module was imported first), then the others in registration order."""
+    items = list(_REGISTRY[kind].items())
+
+    def rank(pair):
+        i, (_, m) = pair
+        mod = getattr(m.func, "__module__", "")
+        return (_BUILTINS.index(mod) if mod in _BUILTINS else len(_BUILTINS), i)
+
+    return [name for _, (name, _) in sorted(enumerate(items), key=rank)]
+
+
 def _check_kind(kind: str) -> str:
     if kind not in KINDS:
         raise InvalidArgumentError(f"model kind must be one of {', '.join(KINDS)}; got {kind!r}")
@@ -181,7 +194,7 @@ def model_names(kind: str) -> list[str]:
     """Names of the registered models of ``kind``, in registration order."""
     _check_kind(kind)
     _ensure_builtins()
-    return list(_REGISTRY[kind])
+    return _ordered(kind)
 
 
 # --------------------------------------------------------------------------- options
@@ -380,8 +393,8 @@ def _validate_values(model: Model, options: Mapping[str, Any],
 def combination_names() -> list[str]:
     """Every valid combination: ``npp+rh`` for all NPP × Rh models, then ``nep_<X>``."""
     _ensure_builtins()
-    pairs = [f"{n}+{r}" for n in _REGISTRY["npp"] for r in _REGISTRY["rh"]]
-    return pairs + [f"{NEP_PREFIX}{x}" for x in _REGISTRY["nep"]]
+    pairs = [f"{n}+{r}" for n in _ordered("npp") for r in _ordered("rh")]
+    return pairs + [f"{NEP_PREFIX}{x}" for x in _ordered("nep")]
 
 
 def get_combination(name: str | Combination) -> Combination:
@@ -450,7 +463,7 @@ def describe_models() -> list[dict[str, Any]]:
     _ensure_builtins()
     out = []
     for kind in KINDS:
-        for name, m in _REGISTRY[kind].items():
+        for name, m in ((n, _REGISTRY[kind][n]) for n in _ordered(kind)):
             accepted = _option_params(m)
             out.append({"kind": kind, "name": name, "inputs": list(m.inputs),
                         "optional_inputs": list(m.optional_inputs), "needs": list(m.needs),
@@ -492,7 +505,7 @@ class ModelView(MutableMapping):
 
     def __iter__(self) -> Iterator[str]:
         _ensure_builtins()
-        return iter(list(_REGISTRY[self.kind]))
+        return iter(_ordered(self.kind))
 
     def __len__(self) -> int:
         _ensure_builtins()

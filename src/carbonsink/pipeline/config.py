@@ -258,6 +258,9 @@ class OutputsConfig(_Strict):
     formats: list[Literal["zarr", "netcdf", "cog", "csv", "parquet"]] = Field(
         default_factory=lambda: ["zarr", "cog", "csv", "parquet"])
     figures: bool = True
+    figure_formats: list[Literal["png", "svg", "pdf"]] = Field(
+        default_factory=lambda: ["png", "svg"],
+        description="formats of every figure (PNG at 200 dpi for the report; SVG/PDF vector)")
     growing_season_months: list[int] = Field(default_factory=lambda: [5, 6, 7, 8, 9])
     monthly: Literal["none", "models", "all"] = Field(
         "models", description="monthly cubes kept: none; models (NPP per NPP model, Rh per Rh "

@@ -61,6 +61,8 @@ class RunContext:
     skipped: list[str] = field(default_factory=list)
     outputs: dict[str, list[Path]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, dict[str, float]] = field(default_factory=dict)  # step -> run summary
+    progress: bool = True  # dask progress lines with ETA during long steps
     sections: dict[str, list[Any]] = field(default_factory=dict)  # step -> report sections
     step_names: list[str] = field(default_factory=list)
     catalog: Any = None  # the product catalog (carbonsink.pipeline.catalog.Catalog)
@@ -237,6 +239,80 @@ def _remove_outputs(paths: list[Path]) -> None:
                 p.unlink()
 
 
+def _size(paths: list[Path]) -> int:
+    total = 0
+    for p in paths:
+        p = Path(p)
+        try:
+            if p.is_dir():
+                total += sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+            elif p.exists():
+                total += p.stat().st_size
+        except OSError:
+            pass
+    return total
+
+
+def _peak_rss_gb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # kB on Linux
+
+
+class _Progress:
+    """Dask (local scheduler) progress lines with an ETA, at most one every ``every`` s."""
+
+    def __init__(self, echo: Callable[[str], None], every: float = 10.0):
+        from dask.callbacks import Callback
+
+        outer = self
+
+        class _CB(Callback):
+            def _start_state(self, dsk, state):
+                outer.total += len(state["ready"]) + len(state["waiting"]) + \
+                    len(state["running"]) + len(state["finished"])
+
+            def _posttask(self, key, result, dsk, state, worker_id):
+                outer.done += 1
+                outer.tick()
+
+        self.echo, self.every = echo, every
+        self.total = self.done = 0
+        self.t0 = self.last = time.perf_counter()
+        self.cb = _CB()
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        if now - self.last < self.every or self.total == 0:
+            return
+        self.last = now
+        frac = min(self.done / self.total, 1.0)
+        eta = (now - self.t0) * (1 - frac) / frac if frac > 0 else float("nan")
+        self.echo(f"      {100 * frac:.0f} % of {self.total} tasks so far, "
+                  f"{now - self.t0:.0f} s elapsed, about {eta:.0f} s left in these")
+
+    def __enter__(self):
+        self.cb.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.cb.__exit__(*exc)
+
+
+def summary_table(ctx: RunContext) -> str:
+    """The run summary: time, cores busy, peak memory and output size per step."""
+    lines = [f"{'step':28s} {'time [s]':>9s} {'cores busy':>10s} {'peak RSS [GB]':>13s} "
+             f"{'outputs [MB]':>12s}"]
+    for name, st in ctx.stats.items():
+        lines.append(f"{name[:28]:28s} {st['seconds']:9.1f} {st['cores_busy']:10.2f} "
+                     f"{st['peak_rss_gb']:13.2f} {st['output_mb']:12.1f}")
+    total = sum(st["output_mb"] for st in ctx.stats.values())
+    lines.append(f"{'total':28s} {sum(st['seconds'] for st in ctx.stats.values()):9.1f} "
+                 f"{'':10s} {max([st['peak_rss_gb'] for st in ctx.stats.values()] or [0]):13.2f}"
+                 f" {total:12.1f}")
+    return "\n".join(lines)
+
+
 def run_steps(ctx: RunContext, steps: list[Step]) -> RunContext:
     """Run ``steps`` in order with progress messages, skipping current ones.
 
@@ -274,14 +350,25 @@ def run_steps(ctx: RunContext, steps: list[Step]) -> RunContext:
                 mp.unlink()
             ctx.echo(f"[{i}/{n}] {step.title} ...")
             t0 = time.perf_counter()
+            c0 = time.process_time()
+            progress = _Progress(ctx.echo) if (ctx.progress and client is None) else None
             with track_commits() as committed:
                 try:
-                    outputs = step.func(ctx)
+                    if progress is not None:
+                        with progress:
+                            outputs = step.func(ctx)
+                    else:
+                        outputs = step.func(ctx)
                 except BaseException:
                     _remove_outputs(committed)
                     raise
             dt = time.perf_counter() - t0
             ctx.timings[step.name] = dt
+            ctx.stats[step.name] = {
+                "seconds": dt,
+                "cores_busy": (time.process_time() - c0) / dt if dt > 0 else 0.0,
+                "peak_rss_gb": _peak_rss_gb(),
+                "output_mb": _size(outputs) / 1e6}
             ctx.outputs[step.name] = outputs
             try:
                 _write_manifest(ctx, step, key, outputs, dt)

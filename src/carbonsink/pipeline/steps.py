@@ -696,7 +696,10 @@ def _cache_key(*parts: Any) -> str:
 
 def _cached(ctx: RunContext, name: str, key: str, *, combination: str | None = None,
             experiment: str | None = None) -> xr.Dataset | None:
-    """The written cube ``name`` if it was made with cache key ``key``, else None."""
+    """The written cube ``name`` if it was made with cache key ``key``, else None (always None
+    with ``--force``)."""
+    if ctx.force:
+        return None
     ds = open_cube(ctx, name, combination=combination, experiment=experiment)
     if ds is not None and ds.attrs.get("carbonsink_cache_key") == key:
         return ds
@@ -918,7 +921,9 @@ def run_analysis_step(ctx: RunContext, name: str) -> list[Path]:
         for fname, fig in result.figures.items():
             p = ctx.catalog.figure(fname)
             p.parent.mkdir(parents=True, exist_ok=True)
-            save_figure(fig, p, meta)
+            save_figure(fig, p, meta, formats=ctx.cfg.outputs.figure_formats)
+            outs += [p.with_suffix(f".{f}") for f in ctx.cfg.outputs.figure_formats
+                     if f != "png"]
             outs.append(p)
             figure_paths[fname] = ctx.catalog.rel(p)
     ctx.sections[name] = [_resolve_section(s, figure_paths, written_tables, an)
@@ -994,7 +999,10 @@ def step_maps(ctx: RunContext) -> list[Path]:
                 fig = map_figure(means["nep_mean_annual"].compute(),
                                  title=f"{label}: mean annual NEP", synthetic=cfg.synthetic)
                 p = ctx.catalog.figure(f"{name}_nep_mean_map", experiment=e)
-                save_figure(fig, p, {**meta, "carbonsink_combination": name})
+                save_figure(fig, p, {**meta, "carbonsink_combination": name},
+                            formats=cfg.outputs.figure_formats)
+                outs += [p.with_suffix(f".{f}") for f in cfg.outputs.figure_formats
+                         if f != "png"]
                 outs.append(p)
                 sec.figure(p.stem, caption=f"{label}: multi-year mean annual NEP")
                 sec.blocks[-1].path = ctx.catalog.rel(p)
@@ -1008,6 +1016,22 @@ def _grid_text(cfg: StudyConfig) -> str:
         return f"{g.shape[0]} × {g.shape[1]} cells, CRS {g.crs}, resolution {g.resolution}"
     except CarbonsinkError:  # grid.like needs the inputs; the report does not re-read them
         return f"the grid of input '{cfg.grid.like}'"
+
+
+def _summary_text(ctx: RunContext) -> str:
+    from .runner import summary_table
+
+    return summary_table(ctx) if ctx.stats else "(every step was up to date)"
+
+
+def _sizes_by_kind(ctx: RunContext, rel: list[str]) -> dict[str, float]:
+    from .runner import _size
+
+    out: dict[str, float] = {}
+    for r in rel:
+        kind = Catalog.kind_of(r)
+        out[kind] = out.get(kind, 0.0) + _size([ctx.out_dir / r]) / 1e6
+    return {k: round(v, 2) for k, v in out.items()}
 
 
 def step_report(ctx: RunContext) -> list[Path]:
@@ -1031,12 +1055,15 @@ def step_report(ctx: RunContext) -> list[Path]:
              "period": f"{cfg.period.start} – {cfg.period.end}", "grid": _grid_text(cfg),
              "zone": zone_label(cfg), "combinations": selected_combinations(cfg),
              "experiments": cfg.experiment_names,
-             "methods": "carbonsink docs/ARCHITECTURE.md and the model docstrings"}
+             "methods": "carbonsink docs/methods.md (equations, units, defaults, references) "
+                        "and the model docstrings"}
     run_info = {
         "models and parameters": json.dumps({"combinations": selected_combinations(cfg),
                                              "options": cfg.models.options}, sort_keys=True),
         "analyses": json.dumps(selected_analyses(cfg), sort_keys=True),
         "step timings [s]": json.dumps({k: round(v, 2) for k, v in ctx.timings.items()}),
+        "run summary (steps run now)": _summary_text(ctx),
+        "output size by kind [MB]": json.dumps(_sizes_by_kind(ctx, rel), sort_keys=True),
     }
     if cfg.experiments:
         run_info["experiments"] = json.dumps(
