@@ -1,0 +1,138 @@
+"""Whole-study benchmark: ``carbonsink run`` at several sizes, beside the I/O floor.
+
+For each size N (N x N pixels, monthly 2001-2021 = 252 months, the demo's synthetic inputs
+made by ``carbonsink.demo``, six NPP x Rh combinations, the default analyses, report) this
+runs, in one process after the other on the same machine:
+
+* **floor** — a plain xarray script that reads every input once and writes the same volume
+  of Zarr the run writes (the speed limit set by reading and writing);
+* **run** — ``carbonsink.pipeline.run_study`` exactly as ``carbonsink run`` executes it.
+
+Reported per size: wall time, per-step time, cores busy (process CPU / wall), peak RSS of
+the run's process, output size and file count. Each measurement runs in a fresh
+subprocess so peak RSS is per run. Results: ``benchmarks/results/study.md`` (+ .json).
+
+Usage: ``python benchmarks/bench_study.py --sizes 150 300 600``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+OUT = Path(__file__).parent / "results"
+
+_RUN = r"""
+import json, resource, sys, time
+from pathlib import Path
+from carbonsink.pipeline import run_study
+t0 = time.perf_counter(); c0 = time.process_time()
+ctx = run_study(sys.argv[1], sys.argv[2], echo=lambda s: None)
+wall = time.perf_counter() - t0
+files = [p for p in Path(sys.argv[2]).rglob("*") if p.is_file()]
+print(json.dumps({"wall": wall, "cpu": time.process_time() - c0,
+                  "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+                  "steps": {k: round(v["seconds"], 2) for k, v in ctx.stats.items()},
+                  "cores": {k: round(v["cores_busy"], 2) for k, v in ctx.stats.items()},
+                  "bytes": sum(p.stat().st_size for p in files), "files": len(files)}))
+"""
+
+_FLOOR = r"""
+import json, resource, sys, time
+from pathlib import Path
+import xarray as xr, yaml
+from carbonsink.io import read_input
+study = yaml.safe_load(Path(sys.argv[1]).read_text())
+base = Path(sys.argv[1]).parent
+target = int(sys.argv[3])
+out = Path(sys.argv[2]); out.mkdir(parents=True, exist_ok=True)
+t0 = time.perf_counter(); c0 = time.process_time()
+arrays = {}
+for role, inp in study["inputs"].items():
+    da = read_input(base / inp["path"], variable=inp.get("variable"), units=inp.get("units"),
+                    date_pattern=inp.get("date_pattern"), band_dates=inp.get("band_dates"),
+                    frequency=inp.get("frequency"),
+                    crs=inp.get("crs"), chunks={"y": 256, "x": 256})
+    arrays[role] = da.astype("float32")
+written, i = 0, 0
+names = [r for r in arrays if "time" in arrays[r].dims]
+while written < target:
+    role = names[i % len(names)]
+    ds = arrays[role].to_dataset(name=role).drop_vars("spatial_ref", errors="ignore")
+    p = out / f"copy_{i}.zarr"
+    ds.to_zarr(p, mode="w")
+    written += sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    i += 1
+print(json.dumps({"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0,
+                  "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+                  "bytes": written}))
+"""
+
+
+def _subprocess(code: str, *args: str) -> dict:
+    res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(res.stderr[-3000:])
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _inputs(folder: Path, n: int) -> Path:
+    import yaml
+
+    from carbonsink.demo import generate, write_demo_inputs
+    from carbonsink.pipeline.demo_study import demo_study_dict
+
+    data = generate(ny=n, nx=n)
+    inputs = write_demo_inputs(folder, data=data, write_truth=False)
+    study = demo_study_dict(inputs)
+    from carbonsink.demo.generate import RES, SOUTH, WEST
+
+    study["grid"]["bounds"] = [WEST, SOUTH, round(WEST + n * RES, 6), round(SOUTH + n * RES, 6)]
+    study["outputs"]["dir"] = "results"
+    p = folder / "study.yaml"
+    p.write_text(yaml.safe_dump(study, sort_keys=False))
+    return p
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[150, 300, 600])
+    args = ap.parse_args()
+    rows = []
+    for n in args.sizes:
+        with tempfile.TemporaryDirectory(prefix=f"bench_study_{n}_") as tmp:
+            t0 = time.perf_counter()
+            study = _inputs(Path(tmp) / "inputs", n)
+            gen = time.perf_counter() - t0
+            run = _subprocess(_RUN, str(study), str(Path(tmp) / "results"))
+            floor = _subprocess(_FLOOR, str(study), str(Path(tmp) / "floor"), str(run["bytes"]))
+            rows.append({"pixels": n * n, "n": n, "generate_s": round(gen, 1), "run": run,
+                         "floor": floor})
+            print(json.dumps(rows[-1]))
+    (OUT / "study.json").write_text(json.dumps(rows, indent=1))
+    lines = ["# Whole study: `carbonsink run` vs the read-inputs-write-outputs floor", "",
+             f"Synthetic demo inputs (monthly 2001-2021), six combinations, default analyses "
+             f"and report; {platform.machine()}, 2 cores, measured one after the other.", "",
+             "| pixels | run wall [s] | floor wall [s] | run / floor | cores busy | peak RSS "
+             "[GB] | output [GB] | files |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        run, fl = r["run"], r["floor"]
+        lines.append(f"| {r['pixels']:,} | {run['wall']:.1f} | {fl['wall']:.1f} | "
+                     f"{run['wall'] / fl['wall']:.2f} | {run['cpu'] / run['wall']:.2f} | "
+                     f"{run['peak_rss_gb']:.2f} | {run['bytes'] / 1e9:.2f} | {run['files']} |")
+    lines += ["", "Per step [s] (cores busy):", ""]
+    for r in rows:
+        steps = ", ".join(f"{k} {v} ({r['run']['cores'][k]})" for k, v in r["run"]["steps"].items())
+        lines.append(f"* {r['pixels']:,} pixels: {steps}")
+    (OUT / "study.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
