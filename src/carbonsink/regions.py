@@ -268,6 +268,9 @@ def summarise(da: xr.DataArray, area: xr.DataArray | None = None, *,
     whole = pd.concat(frames, ignore_index=True)
     if zones is None:
         return _order(whole)
+    if "zone" in zones.dims:
+        return _order(pd.concat([whole, _fraction_blocks(data, w, dims, zones, how, factor,
+                                                         units_of)], ignore_index=True))
     names: dict[Any, str]
     if "zone_names" in zones.attrs:
         names = {int(k): str(v) for k, v in json.loads(zones.attrs["zone_names"]).items()}
@@ -291,6 +294,39 @@ def summarise(da: xr.DataArray, area: xr.DataArray | None = None, *,
             z.loc[per["area_km2"].values == 0, "value"] = np.nan
         zframes.append(z)
     return _order(pd.concat([whole, *zframes], ignore_index=True))
+
+
+def _fraction_blocks(data, w, dims, fractions, how, factor, units_of) -> pd.DataFrame:
+    """Per-zone statistics with fractional cell coverage (``fractions``: zone × y × x, e.g.
+    :func:`carbonsink.cube.polygon_fractions` with ``by_value=True``): each cell counts with
+    its area times the share of it inside the zone."""
+    import json
+
+    import dask
+
+    names = {int(k): str(v) for k, v in json.loads(fractions.attrs.get("zone_names", "{}"))
+             .items()}
+    f = match_grid(fractions, data.isel({d: 0 for d in data.dims if d not in dims}), "zones")
+    f = f.drop_vars("spatial_ref", errors="ignore").fillna(0)
+    valid = data.notnull().astype(f.dtype).drop_vars("spatial_ref", errors="ignore")
+    ww = w.drop_vars("spatial_ref", errors="ignore")
+    wf = (data.fillna(0) * w).drop_vars("spatial_ref", errors="ignore")
+    a = xr.dot(f, ww * valid, dim=list(dims))
+    parts = {}
+    if "mean" in how:
+        parts["mean"] = xr.dot(f, wf, dim=list(dims)) / a.where(a > 0)
+    if "total" in how:
+        parts["total"] = (xr.dot(f, wf, dim=list(dims)) * factor).where(a > 0)
+    if "area" in how:
+        parts["area"] = a / 1e6
+    (parts,) = dask.compute(parts)
+    frames = []
+    for stat, arr in parts.items():
+        df = arr.rename("value").to_dataframe().reset_index()
+        df["zone"] = [names.get(int(z), str(int(z))) for z in df["zone"]]
+        df["statistic"], df["units"] = stat, units_of[stat]
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
 
 
 def _order(df: pd.DataFrame) -> pd.DataFrame:

@@ -126,3 +126,38 @@ def test_cli_validate_on_fluxnet_towers(shared_data, tmp_path):
     assert "cue+gsmsr_bl" in res.output and "written to" in res.output
     written = sorted(p.name for p in (tmp_path / "v").rglob("*") if p.is_file())
     assert any(n.endswith(".csv") for n in written) and any(n.endswith(".png") for n in written)
+
+
+def test_demo_cubes_are_cf_compliant(demo_run):
+    """Every cube the demo writes opens with cf-xarray; units parse in UDUNITS (no coulomb);
+    standard names where CF has them; annual NPP converts to kg m-2 s-1 with cf-units."""
+    cf_units = pytest.importorskip("cf_units")
+    pytest.importorskip("cf_xarray")
+    out, _ = demo_run
+    cubes = sorted((out / "results" / "cubes").rglob("*.zarr"))
+    assert len(cubes) > 20
+    std_seen, checked = set(), 0
+    for p in cubes:
+        ds = xr.open_zarr(p, decode_coords="all")
+        assert "synthetic" in ds.attrs.get("carbonsink_synthetic", ""), p
+        for name, v in ds.variables.items():
+            u = v.attrs.get("units")
+            if u is None:
+                continue
+            unit = cf_units.Unit(u)
+            assert not unit.is_unknown(), (p, name, u)
+            assert "A" not in unit.definition.replace("mA", ""), (p, name, u)  # no coulomb
+            checked += 1
+            if v.attrs.get("standard_name"):
+                std_seen.add(v.attrs["standard_name"])
+    assert checked > 100
+    assert "net_primary_productivity_of_biomass_expressed_as_carbon" in std_seen
+    assert "heterotrophic_respiration_carbon_flux" in std_seen
+    annual = xr.open_zarr(out / "results" / "cubes" / "modis+pei" / "annual.zarr",
+                          decode_coords="all")
+    assert annual.cf["net_primary_productivity_of_biomass_expressed_as_carbon"].name == "npp"
+    npp = annual["npp"].isel(time=0).values.astype("float64")
+    flux = cf_units.Unit(annual["npp"].attrs["units"]).convert(npp, cf_units.Unit("kg m-2 s-1"))
+    # g m-2 yr-1 -> kg m-2 s-1 with UDUNITS' year (365.242198781 d)
+    np.testing.assert_allclose(flux, npp * 1e-3 / (365.242198781 * 86400), rtol=1e-9,
+                               equal_nan=True)

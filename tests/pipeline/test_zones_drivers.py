@@ -141,3 +141,47 @@ def test_provinces_in_one_pass_on_the_real_boundaries(shared_data):
     total = df[(df.zone != "study area") & (df.statistic == "area")]["value"].sum()
     assert total == pytest.approx(float(area.where(zones > 0).sum()) / 1e6, rel=1e-9)
     assert elapsed < 60  # sanity only; speed is measured in benchmarks/
+
+
+def test_fractional_region_and_zones_count_border_cells_by_their_share(hetero_inputs,
+                                                                        tmp_path):
+    """A region and zones whose border splits a column of cells in half: with
+    ``fractional: true`` the half cells count half in the totals."""
+    for item in hetero_inputs.iterdir():
+        (shutil.copytree if item.is_dir() else shutil.copy)(item, tmp_path / item.name)
+    x0, y0, x1, y1 = GRID["bounds"]
+    feats = []
+    for name, (a, b) in (("A", (x0, 110.55)), ("B", (110.55, 110.85))):
+        ring = [[a, y0], [b, y0], [b, y1], [a, y1], [a, y0]]
+        feats.append({"type": "Feature", "properties": {"name": name},
+                      "geometry": {"type": "Polygon", "coordinates": [ring]}})
+    (tmp_path / "zones.geojson").write_text(json.dumps({"type": "FeatureCollection",
+                                                        "features": feats}))
+    d = study_dict(models={"combinations": ["modis+pei"]},
+                   analyses={"regional_summary": {}},
+                   region={"path": "zones.geojson", "fractional": True, "min_coverage": 0.5},
+                   zones={"path": "zones.geojson", "attribute": "name", "fractional": True})
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(d, sort_keys=False))
+    run_study(tmp_path / "study.yaml", echo=lambda s: None)
+    out = tmp_path / "results"
+    static = xr.open_zarr(out / "cubes" / "inputs_static.zarr")
+    area = static["area"].values
+    rf = static["region_fraction"].values
+    # the union of A and B ends at 110.85 E: column 8 (110.8-110.9) is half inside
+    np.testing.assert_allclose(rf[:, :8], 1.0)
+    np.testing.assert_allclose(rf[:, 8], 0.5, atol=0.11)   # 5 x 5 sub-cells per cell
+    np.testing.assert_allclose(rf[:, 9], 0.0)
+    tab = pd.read_parquet(out / "tables" / "regional_annual.parquet")
+    npp = tab[(tab.variable == "npp") & (tab.statistic == "total")]
+    region = npp[npp.zone == "A, B" if "A, B" in set(npp.zone) else npp.zone == "zones"]
+    expected = 365.0 * float((area * rf).sum()) / 1e12
+    np.testing.assert_allclose(region["value"], expected, rtol=1e-5)
+    za = npp[npp.zone == "A"]["value"].values
+    zb = npp[npp.zone == "B"]["value"].values
+    np.testing.assert_allclose(za + zb, region["value"].values, rtol=1e-6)
+    zf = static["zone_fractions"].values
+    # the A/B border at 110.55 E splits column 5: both zones share it, nothing is lost
+    np.testing.assert_allclose(zf[0, :, 5], 0.5, atol=0.11)
+    np.testing.assert_allclose(zf[0, :, 5] + zf[1, :, 5], rf[:, 5], atol=1e-6)
+    za_expected = 365.0 * float((area * zf[0]).sum()) / 1e12
+    np.testing.assert_allclose(za, za_expected, rtol=1e-5)

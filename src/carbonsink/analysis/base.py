@@ -202,6 +202,11 @@ class AnalysisContext:
         """Labelled zones (y, x; int, 0 = none; names in attr ``zone_names``) or None."""
         return self.inputs().get("zones")
 
+    def zone_fractions(self) -> xr.DataArray | None:
+        """Shares (zone, y, x) of each cell inside each zone when the study asks for
+        fractional zones, else None; :func:`carbonsink.regions.summarise` takes either."""
+        return self.inputs().get("zone_fractions")
+
     def drivers(self, product: str = "annual", experiment: str | None = None
                 ) -> xr.Dataset | None:
         """Annual (``product="annual"``) or growing-season (``"growing_season"``) series of the

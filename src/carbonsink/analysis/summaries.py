@@ -115,7 +115,8 @@ class RegionalSummary(Analysis):
             annual = ctx.cube("annual", combo, exp)
             if annual is None:
                 continue
-            zones = ctx.zones()
+            zones = ctx.zone_fractions()
+            zones = ctx.zones() if zones is None else zones
             if keep is not None:
                 annual = annual.where(keep[(exp, combo)] if isinstance(keep, dict) else keep)
             df = regional_series(annual, area, variables=options.variables,

@@ -50,7 +50,7 @@ _SEASON_TEXT = {"annual": "annual", "growing_season": "growing-season"}
 
 
 def trend_dataset(da: xr.DataArray, dim: str = "time", *, variant: str = "original",
-                  schemes=("sen_mk", "ols6")) -> xr.Dataset:
+                  schemes=("sen_mk", "ols6"), min_valid: int | None = None) -> xr.Dataset:
     """Sen/MK and OLS trend statistics of ``da`` with the class maps of ``schemes`` (lazy).
 
     Variables ``sen_<k>`` from :func:`carbonsink.stats.mann_kendall` (``variant``: original,
@@ -58,7 +58,8 @@ def trend_dataset(da: xr.DataArray, dim: str = "time", *, variant: str = "origin
     :func:`carbonsink.stats.ols_trend` (slopes in the units of ``da`` per year) and
     ``sen_mk_class`` (001 nine classes, docs/methods.md §6.3), ``ols_class`` (003 six classes,
     §6.1), ``ols4_class`` (004 SI/II/ID/SD, §6.1) for the schemes ``sen_mk``, ``ols6``,
-    ``ols4``.
+    ``ols4``. ``min_valid``: pixels with fewer valid years are NaN in every map (default:
+    the statistics' own default, max(10, ceil(0.8 n)) for Mann–Kendall).
     """
     unknown = sorted(set(schemes) - set(TREND_SCHEMES))
     if unknown:
@@ -66,8 +67,8 @@ def trend_dataset(da: xr.DataArray, dim: str = "time", *, variant: str = "origin
 
         raise InvalidArgumentError(f"trend_dataset: unknown scheme(s) {unknown}; valid: "
                                    f"{', '.join(TREND_SCHEMES)}")
-    mk = mann_kendall(da, dim, variant=variant)
-    ols = ols_trend(da, dim)
+    mk = mann_kendall(da, dim, variant=variant, min_valid=min_valid)
+    ols = ols_trend(da, dim, min_valid=min_valid)
     out = {**{f"sen_{k}": v for k, v in mk.data_vars.items()},
            **{f"ols_{k}": v for k, v in ols.data_vars.items()}}
     if "sen_mk" in schemes:
@@ -183,6 +184,9 @@ class Trends(Analysis):
         regional_fluxes: bool = Field(
             True, description="also the trends of the regional series of the fluxes not in "
                               "variables (npp, rh, nep), in regional_trends")
+        min_valid_share: float = Field(
+            1.0, gt=0, le=1, description="pixels valid in fewer than this share of the years get "
+                                         "no trend (masked in every map; the n layer counts)")
         min_years: int = Field(MIN_TREND_YEARS, ge=4,
                                description="fewer years in the study: the analysis is skipped")
         maps: list[str] | None = Field(
@@ -294,7 +298,11 @@ class Trends(Analysis):
 
         tag = _SEASON_TAG[season]
         area = ctx.area
-        ds = trend_dataset(da, variant=options.mk_variant, schemes=options.schemes)
+        import math
+
+        need = max(4, math.ceil(options.min_valid_share * da.sizes["time"] - 1e-9))
+        ds = trend_dataset(da, variant=options.mk_variant, schemes=options.schemes,
+                           min_valid=need)
         maps = options.maps if options.maps is not None else \
             ["sen_slope", "ols_slope", "ols_p"] + [TREND_SCHEMES[s][0] for s in options.schemes]
         written = ctx.store(CubeProduct(f"{v}_{tag}trend", ds, combination=combo,

@@ -20,7 +20,8 @@ from .align import RESAMPLING_METHODS, align_all, regrid, valid_area, valid_frac
 from .area import R_AUTHALIC, is_equal_area, pixel_area
 from .grid import GridSpec, as_grid
 from .landcover import class_labels, landcover_mask, landcover_table, reclassify
-from .mask import clip, read_regions, region_mask, zone_labels, zone_names
+from .mask import (clip, polygon_fractions, read_regions, region_mask, zone_labels,
+                   zone_names)
 from .temporal import (anomalies, check_period, climatology, composite_starts,
                        composites_to_monthly, growing_season, hold_constant, to_annual,
                        to_monthly)
@@ -29,7 +30,8 @@ __all__ = [
     "GridSpec", "as_grid", "regrid", "align_all", "valid_fraction", "valid_area",
     "RESAMPLING_METHODS",
     "pixel_area",
-    "is_equal_area", "R_AUTHALIC", "region_mask", "zone_labels", "zone_names", "clip",
+    "is_equal_area", "R_AUTHALIC", "region_mask", "zone_labels", "zone_names",
+    "polygon_fractions", "clip",
     "read_regions", "landcover_mask",
     "reclassify", "landcover_table", "class_labels", "composites_to_monthly", "to_monthly",
     "to_annual", "growing_season", "check_period", "composite_starts", "climatology",

@@ -141,6 +141,10 @@ class RegionConfig(_Strict):
     min_coverage: float = Field(0.95, ge=0.0, le=1.0, description=(
         "least share of the region's area every input must cover with valid data; check and "
         "run fail below it"))
+    fractional: bool = Field(False, description=(
+        "border cells count with the share of their area inside the region (totals along "
+        "borders); default: a cell is in the region when its centre is"))
+    oversample: int = Field(5, ge=1, le=20, description="sub-cells per side for fractional")
 
     @field_validator("values", mode="before")
     @classmethod
@@ -157,6 +161,9 @@ class ZonesConfig(_Strict):
     values: list[str] | None = Field(None, description="keep only these zones")
     label: str = Field("zone", description="what a zone is, e.g. province")
     all_touched: bool = False
+    fractional: bool = Field(False, description=(
+        "zone totals count border cells with the share of their area inside each zone"))
+    oversample: int = Field(5, ge=1, le=20)
 
     @field_validator("values", mode="before")
     @classmethod

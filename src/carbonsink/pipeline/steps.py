@@ -224,6 +224,14 @@ def check_study(cfg: StudyConfig) -> list[str]:
     """Validate inputs, grids, units, period coverage, models and analyses (computes nothing)."""
     messages = []
     arrays = read_inputs(cfg)
+    synthetic = sorted(r for r, da in arrays.items()
+                       if str(da.attrs.get("synthetic", "")).lower().startswith("true"))
+    if synthetic and not cfg.synthetic:
+        # synthetic inputs (e.g. written by carbonsink.demo) label every output SYNTHETIC, as
+        # `synthetic: true` in the study would; the study object is frozen, so set it directly
+        object.__setattr__(cfg, "synthetic", True)
+        messages.append(f"inputs {', '.join(synthetic)} are synthetic (carbonsink.demo): every "
+                        "output is labelled SYNTHETIC")
     grid = target_grid(cfg, arrays)
     messages.append(f"target grid: {grid.shape[0]} x {grid.shape[1]} cells, CRS {grid.crs}")
     for role, da in arrays.items():
@@ -499,6 +507,10 @@ class PipelineContext(AnalysisContext):
             return valid_area(inp["area"], inp["valid_fraction"])
         return inp["area"]
 
+    def zone_fractions(self):
+        """Zone × y × x shares of each cell inside each zone (``zones.fractional``), or None."""
+        return self.inputs().get("zone_fractions")
+
     def store(self, product):
         self.outputs += _write_product(self._ctx, product, self._step, self._parameters)
         exp = self._exp(product.experiment)
@@ -565,7 +577,15 @@ def step_prepare(ctx: RunContext) -> list[Path]:
     if missing:
         raise ConfigError(missing)
     mask = None
-    if cfg.region is not None:
+    region_frac = None
+    if cfg.region is not None and cfg.region.fractional:
+        from ..cube import polygon_fractions
+
+        region_frac = polygon_fractions(grid, cfg.resolve(cfg.region.path),
+                                        cfg.region.attribute, cfg.region.values,
+                                        oversample=cfg.region.oversample)
+        mask = (region_frac > 0).assign_attrs(long_name="cells that overlap the region")
+    elif cfg.region is not None:
         mask = region_mask(grid, cfg.resolve(cfg.region.path), attribute=cfg.region.attribute,
                            values=cfg.region.values)
     groups = _align(cfg, arrays, cfg.inputs, grid, mask)
@@ -582,11 +602,34 @@ def step_prepare(ctx: RunContext) -> list[Path]:
             description="share of the cell area covered by valid data of every input; "
                         "regional means and totals weight by area x valid_fraction",
             inputs=", ".join(fractions))
+    if region_frac is not None:
+        vf = static.get("valid_fraction")
+        rf = region_frac.drop_vars("spatial_ref", errors="ignore")
+        static["region_fraction"] = region_frac
+        static["valid_fraction"] = (rf if vf is None else vf * rf).assign_attrs(
+            units="1", long_name="valid-area fraction times the share of the cell inside the "
+                                 "region", description="regional means and totals weight by "
+                                                       "area x valid_fraction")
     if mask is not None:
         static["region_mask"] = mask.astype("uint8").assign_attrs(
             long_name="1 inside the study region", units="1")
     if cfg.zones is not None:
         static["zones"] = _zones(cfg, grid, mask)
+        if cfg.zones.fractional:
+            from ..cube import polygon_fractions
+
+            z = cfg.zones
+            zf = polygon_fractions(grid, cfg.resolve(z.path), z.attribute, z.values,
+                                   by_value=True, oversample=z.oversample, label=z.label)
+            zattrs = dict(zf.attrs)
+            if region_frac is not None:
+                # the weights already hold the region fraction (valid_fraction): store the
+                # share of the cell's in-region part that lies in each zone
+                rf = region_frac.drop_vars("spatial_ref", errors="ignore")
+                zf = (np.minimum(zf, rf) / rf.where(rf > 0)).fillna(0)
+            elif mask is not None:
+                zf = zf.where(mask, 0)
+            static["zone_fractions"] = zf.astype("float32").assign_attrs(zattrs)
     outs: list[Path] = []
     for g in INPUT_GROUPS:
         if groups[g]:
@@ -819,10 +862,12 @@ def _masked(cfg: StudyConfig, inputs: dict[str, xr.DataArray], cube: xr.Dataset)
     keep = _vegetation_mask(cfg, inputs, cube["time"])
     if keep is None:
         return cube
+    # mask the time-resolved fluxes only: flags (rh_gt_rs) and static layers (soil pools
+    # after spin-up) are kept as they are, not broadcast over time
     with xr.set_options(keep_attrs=True):
-        if "rh_gt_rs" not in cube:
-            return cube.where(keep)
-        return cube.drop_vars("rh_gt_rs").where(keep).assign(rh_gt_rs=cube["rh_gt_rs"])
+        masked = {v: cube[v].where(keep) for v in cube.data_vars
+                  if "time" in cube[v].dims and cube[v].dtype != bool}
+    return cube.assign(masked)
 
 
 def _remove_scratch(ctx: RunContext, experiment: str | None) -> None:
