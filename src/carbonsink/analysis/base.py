@@ -186,6 +186,19 @@ class AnalysisContext:
              ) -> xr.Dataset | None:
         raise NotImplementedError
 
+    def variable_runs(self, product: str, variable: str, who: str):
+        """Yield ``(experiment, combination, DataArray)`` of ``variable`` in the ``product``
+        cube of every run that has one; a cube without the variable is an InputError naming
+        the analysis ``who``."""
+        for exp, combo in self.runs():
+            ds = self.cube(product, combo, exp)
+            if ds is None:
+                continue
+            if variable not in ds:
+                raise InputError(f"{who}: the {product} cube of '{combo}' has no variable "
+                                 f"'{variable}' (found {list(ds.data_vars)})")
+            yield exp, combo, ds[variable]
+
     def inputs(self, experiment: str | None = None) -> dict[str, xr.DataArray]:
         raise NotImplementedError
 

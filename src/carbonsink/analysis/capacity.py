@@ -339,14 +339,7 @@ class Capacity(Analysis):
         zones = _zones_of(ctx)
         multi = len(ctx.experiments) > 1
         has_potential = False
-        for exp, combo in ctx.runs():
-            annual = ctx.cube("annual", combo, exp)
-            if annual is None:
-                continue
-            if v not in annual:
-                raise InputError(f"capacity: the annual cube of '{combo}' has no variable "
-                                 f"'{v}' (found {list(annual.data_vars)})")
-            da = annual[v]
+        for exp, combo, da in ctx.variable_runs("annual", v, "capacity"):
             ds = carrying_capacity(da, min_valid_fraction=options.min_valid_fraction)
             last = int(_year_values(da, "time").values[-1])
             pot = _potential_of(ctx, exp, da, options.carbon_fraction) if options.potential \

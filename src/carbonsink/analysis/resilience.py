@@ -41,7 +41,7 @@ import pandas as pd
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import InputError, InvalidArgumentError
+from ..errors import InvalidArgumentError
 from ..stats.windows import calendar_years, window_slopes
 from .base import Analysis, AnalysisResult, CubeProduct, register_analysis, tidy
 
@@ -522,14 +522,8 @@ class Resilience(Analysis):
         zones = _zones_of(ctx)
         multi = len(ctx.experiments) > 1
         t_ref_used = None
-        for exp, combo in ctx.runs():
-            annual = ctx.cube("annual", combo, exp)
-            if annual is None:
-                continue
-            if v not in annual:
-                raise InputError(f"resilience: the annual cube of '{combo}' has no variable "
-                                 f"'{v}' (found {list(annual.data_vars)})")
-            ds = resilience_dataset(annual[v], t0=options.t0, t_ref=options.t_ref,
+        for exp, combo, da in ctx.variable_runs("annual", v, "resilience"):
+            ds = resilience_dataset(da, t0=options.t0, t_ref=options.t_ref,
                                     eval_years=options.years,
                                     window_start=options.window_start,
                                     min_valid=options.min_valid)

@@ -9,7 +9,7 @@ from pathlib import Path
 from .catalog import Catalog
 from .config import StudyConfig, load_study, parse_study
 from .runner import RunContext, Step, run_steps
-from .steps import build_steps, check_study
+from .steps import build_steps
 
 __all__ = ["StudyConfig", "load_study", "parse_study", "run_study", "check", "run_demo",
            "RunContext", "Step", "build_steps", "Catalog"]

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..analysis.base import BASE_EXPERIMENT, AnalysisContext, get_analysis
+from ..analysis.base import AnalysisContext, get_analysis
 from ..errors import AlignmentError, CarbonsinkError, ConfigError, InputError
 from ..units import canonical_units, to_canonical
 from .catalog import INPUT_GROUPS, Catalog
@@ -363,7 +363,7 @@ def _check_coverage(cfg: StudyConfig, arrays, grid, mask) -> list[str]:
             f"area (region.min_coverage is {100 * cfg.region.min_coverage:.0f} %). Fix: give "
             "inputs that cover the region, choose a smaller region, or lower "
             "region.min_coverage (totals then use the covered area only)")
-    return [f"region coverage: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in cov.items())]
+    return ["region coverage: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in cov.items())]
 
 
 def _missing_for_models(cfg: StudyConfig, available: set[str]) -> str | None:
