@@ -65,3 +65,45 @@ def test_noisy_series_against_oracles():
         np.nanmean(noisy[:5]))
     assert _get(out, "noisy", "period_mean", "2016-2021")[0] == pytest.approx(
         np.mean(noisy[15:]))
+
+
+def test_fixed_pixel_set_regional_trend_equals_hand_computed():
+    """regional_summary (pixel_set=fixed, the default): pixels missing any year are left out of
+    every year, so the regional trend is the trend of one pixel set; per_year mixes sets."""
+    import xarray as xr
+
+    from carbonsink.analysis import MemoryContext, run_analysis
+    from carbonsink.cube import GridSpec, pixel_area
+
+    grid = GridSpec(crs="EPSG:4326", resolution=1.0, bounds=(100, 30, 104, 32))
+    area = pixel_area(grid)
+    years = np.arange(2001, 2013)
+    t = pd.to_datetime([f"{y}-01-01" for y in years])
+    rng = np.random.default_rng(5)
+    base = rng.uniform(50, 150, (2, 4))
+    slope = rng.uniform(-2, 4, (2, 4))
+    nep = base[None] + slope[None] * (years - 2001)[:, None, None]
+    nep[6:, 0, 0] = np.nan          # a pixel lost after 2006 (e.g. land-cover change)
+    nep[3, 1, 2] = np.nan           # a pixel missing one year
+    da = xr.DataArray(nep, dims=("time", "y", "x"), coords={"time": t, "y": area.y,
+                                                            "x": area.x},
+                      attrs={"units": "g C m-2 yr-1"}, name="nep")
+    ctx = MemoryContext({("annual", "a+b"): xr.Dataset({"nep": da})}, {"area": area})
+    res = run_analysis("regional_summary", ctx, variables=["nep"], growing_season=False)
+    st = res.tables["regional_statistics"]
+    got = st[(st.of == "mean") & (st.statistic == "ols_slope") & (st.period == "")]["value"]
+    keep = np.isfinite(nep).all(axis=0)
+    w = np.where(keep, area.values, 0.0)
+    series = (np.where(keep, nep, 0.0) * w[None]).sum(axis=(1, 2)) / w.sum()
+    expected = np.polyfit(years, series, 1)[0]
+    assert got.item() == pytest.approx(expected, rel=1e-9)
+    # the fixed set is a plain weighted average of the kept pixels' slopes (exactly linear)
+    assert expected == pytest.approx((slope * w).sum() / w.sum(), rel=1e-9)
+    per_year = run_analysis("regional_summary", ctx, variables=["nep"], growing_season=False,
+                            pixel_set="per_year").tables["regional_statistics"]
+    other = per_year[(per_year.of == "mean") & (per_year.statistic == "ols_slope")
+                     & (per_year.period == "")]["value"].item()
+    assert other != pytest.approx(expected, rel=1e-6)
+    area_rows = res.tables["regional_annual"]
+    stated = area_rows[area_rows.statistic == "area"]["value"]
+    assert np.allclose(stated, w.sum() / 1e6)
