@@ -31,13 +31,21 @@ OUT = Path(__file__).parent / "results"
 _RUN = r"""
 import json, resource, sys, time
 from pathlib import Path
+def hwm():
+    # VmHWM: peak RSS of this process image (ru_maxrss would include the parent's RSS at
+    # fork time, which Linux keeps across execve)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024**2
+    return float("nan")
+
 from carbonsink.pipeline import run_study
 t0 = time.perf_counter(); c0 = time.process_time()
 ctx = run_study(sys.argv[1], sys.argv[2], echo=lambda s: None)
 wall = time.perf_counter() - t0
 files = [p for p in Path(sys.argv[2]).rglob("*") if p.is_file()]
 print(json.dumps({"wall": wall, "cpu": time.process_time() - c0,
-                  "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+                  "peak_rss_gb": hwm(),
                   "steps": {k: round(v["seconds"], 2) for k, v in ctx.stats.items()},
                   "cores": {k: round(v["cores_busy"], 2) for k, v in ctx.stats.items()},
                   "bytes": sum(p.stat().st_size for p in files), "files": len(files)}))
@@ -46,6 +54,14 @@ print(json.dumps({"wall": wall, "cpu": time.process_time() - c0,
 _FLOOR = r"""
 import json, resource, sys, time
 from pathlib import Path
+def hwm():
+    # VmHWM: peak RSS of this process image (ru_maxrss would include the parent's RSS at
+    # fork time, which Linux keeps across execve)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024**2
+    return float("nan")
+
 import xarray as xr, yaml
 from carbonsink.io import read_input
 study = yaml.safe_load(Path(sys.argv[1]).read_text())
@@ -70,8 +86,7 @@ while written < target:
     written += sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
     i += 1
 print(json.dumps({"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0,
-                  "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
-                  "bytes": written}))
+                  "peak_rss_gb": hwm(), "bytes": written}))
 """
 
 

@@ -56,9 +56,22 @@ def test_demo_cli_writes_a_results_folder(demo_run):
 
 
 def test_demo_on_local_cluster_gives_the_same_numbers(demo_run, tmp_path):
+    """The demo study (one combination per NPP model, the regional summary) on a 2-process
+    LocalCluster gives the cubes of the local run and the tables the same analysis gives on
+    the local cubes."""
     distributed = pytest.importorskip("distributed")
+    from carbonsink.analysis import MemoryContext, run_analysis
+    from carbonsink.cube import valid_area
+    from carbonsink.io import read_cube
+    from carbonsink.pipeline import run_study
+
     out, _ = demo_run
     study = yaml.safe_load((out / "inputs" / "study.yaml").read_text())
+    combos = ["modis+gsmsr_bl", "casa+pei"]
+    options = {"common_mask": False, "growing_season": False}
+    study["models"] = {"combinations": combos}
+    study["analyses"] = {"regional_summary": options}
+    study["outputs"].update({"figures": False, "formats": ["zarr", "parquet"]})
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
         study["dask"] = {"scheduler": cluster.scheduler_address}
@@ -66,19 +79,26 @@ def test_demo_on_local_cluster_gives_the_same_numbers(demo_run, tmp_path):
         p = out / "inputs" / "study_cluster.yaml"
         p.write_text(yaml.safe_dump(study))
         lines = []
-        from carbonsink.pipeline import run_study
-
         run_study(p, echo=lines.append)
     assert any("using dask cluster" in line for line in lines)
-    local = pd.read_parquet(out / "results" / "tables" / "regional_annual.parquet")
-    remote = pd.read_parquet(tmp_path / "cluster_results" / "tables" /
-                             "regional_annual.parquet")
-    pd.testing.assert_frame_equal(local.reset_index(drop=True), remote.reset_index(drop=True),
-                                  rtol=1e-6)
-    a = xr.open_zarr(out / "results" / "cubes" / "modis+gsmsr_bl" / "annual.zarr")["nep"]
-    b = xr.open_zarr(tmp_path / "cluster_results" / "cubes" / "modis+gsmsr_bl" /
-                     "annual.zarr")["nep"]
-    np.testing.assert_allclose(a.values, b.values, rtol=1e-6, equal_nan=True)
+    remote_dir = tmp_path / "cluster_results"
+    cubes = {}
+    for combo in combos:
+        for product in ("annual", "growing_season"):
+            a = xr.open_zarr(out / "results" / "cubes" / combo / f"{product}.zarr")
+            b = xr.open_zarr(remote_dir / "cubes" / combo / f"{product}.zarr")
+            for v in ("npp", "rh", "nep"):
+                np.testing.assert_allclose(a[v].values, b[v].values, rtol=1e-6,
+                                           equal_nan=True)
+        cubes[("annual", combo)] = read_cube(out / "results" / "cubes" / combo / "annual.zarr")
+    static = read_cube(out / "results" / "cubes" / "inputs_static.zarr")
+    ctx = MemoryContext(cubes, {"area": valid_area(static["area"], static["valid_fraction"])})
+    local = run_analysis("regional_summary", ctx, **options).tables["regional_annual"]
+    remote = pd.read_parquet(remote_dir / "tables" / "regional_annual.parquet")
+    keys = ["combination", "year", "variable", "statistic"]
+    m = local.merge(remote, on=keys, suffixes=("_local", "_cluster"))
+    assert len(m) == len(remote) > 0
+    np.testing.assert_allclose(m["value_cluster"], m["value_local"], rtol=1e-6)
 
 
 def test_cli_check_run_and_errors(hetero_inputs, tmp_path):

@@ -253,6 +253,14 @@ def _size(paths: list[Path]) -> int:
 
 
 def _peak_rss_gb() -> float:
+    """Peak resident memory of this process so far [GB] (VmHWM; ru_maxrss elsewhere)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024 ** 2
+    except OSError:
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # kB on Linux
