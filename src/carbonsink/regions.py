@@ -221,20 +221,22 @@ def summarise(da: xr.DataArray, area: xr.DataArray | None = None, *,
     """Area-weighted summaries of ``da`` for the whole region and for every zone (tidy).
 
     One function for regions, zones (provinces, subzones) and classes (land cover, class
-    maps): ``zones`` is any integer label map on the grid of ``da`` (e.g. from
+    maps): ``zones`` is an integer label map on the grid of ``da`` (e.g. from
     :func:`carbonsink.cube.zone_labels`, names in its ``zone_names`` attribute; or a class
-    map with CF ``flag_values``/``flag_meanings``); label 0 and NaN are "no zone".
+    map with CF ``flag_values``/``flag_meanings``; label 0 and NaN are "no zone"), or a stack
+    ``(zone, y, x)`` of the share of each cell inside each zone
+    (:func:`carbonsink.cube.polygon_fractions` with ``by_value=True``), where a border cell
+    counts with its area times its share.
 
     ``how`` picks the statistics: ``mean`` (Σ F·A / Σ A over valid cells, units of ``da``),
     ``total`` (Σ F·A in ``units`` with the period of ``da``), ``area`` (valid area [km2]).
 
     Returns columns ``zone``, the non-spatial dimensions of ``da`` (e.g. ``time``),
     ``statistic``, ``units``, ``value``: first the block of the whole region
-    (``zone = region``), then one block per zone in label order. The per-zone statistics are
-    computed in one pass (one-hot weights), so 34 provinces cost about as much as one.
+    (``zone = region``), then one block per zone in label order. The region and every zone
+    are computed in one pass (one dask computation over zone weights), so 34 provinces cost
+    about as much as one.
     """
-    import json
-
     import dask
 
     bad = sorted(set(how) - {"mean", "total", "area"})
@@ -245,16 +247,23 @@ def summarise(da: xr.DataArray, area: xr.DataArray | None = None, *,
     valid = data.notnull()
     factor, total_units = (total_factor(da.attrs.get("units"), units, str(da.name or "?"))
                            if "total" in how else (1.0, ""))
-    parts: dict[str, xr.DataArray] = {}
-    wa = (w * valid).sum(dims)
-    if "mean" in how:
-        parts["mean"] = (data.fillna(0) * w).sum(dims) / wa.where(wa > 0)
-    if "total" in how:
-        parts["total"] = ((data.fillna(0) * w).sum(dims) * factor).where(valid.any(dims))
-    if "area" in how:
-        parts["area"] = wa / 1e6
     units_of = {"mean": da.attrs.get("units", ""), "total": total_units, "area": "km2"}
-    (parts,) = dask.compute(parts)
+    wa = (w * valid).sum(dims)
+    wf = (data.fillna(0) * w).sum(dims)
+    parts = {"mean": wf / wa.where(wa > 0), "total": (wf * factor).where(valid.any(dims)),
+             "area": wa / 1e6}
+    parts = {k: v for k, v in parts.items() if k in how}
+    stack, names = _zone_stack(zones, data, dims) if zones is not None else (None, {})
+    zparts: dict[str, xr.DataArray] = {}
+    if stack is not None:
+        valid_w = (w * valid.astype(stack.dtype)).drop_vars("spatial_ref", errors="ignore")
+        weighted = (data.fillna(0) * w).drop_vars("spatial_ref", errors="ignore")
+        a = xr.dot(stack, valid_w, dim=list(dims))
+        sz = xr.dot(stack, weighted, dim=list(dims))
+        zparts = {"mean": sz / a.where(a > 0), "total": (sz * factor).where(a > 0),
+                  "area": a / 1e6}
+        zparts = {k: v for k, v in zparts.items() if k in how}
+    parts, zparts = dask.compute(parts, zparts)
     frames = []
     for stat, arr in parts.items():
         if arr.dims:
@@ -265,68 +274,39 @@ def summarise(da: xr.DataArray, area: xr.DataArray | None = None, *,
         df.insert(0, "zone", region)
         df["statistic"], df["units"] = stat, units_of[stat]
         frames.append(df)
-    whole = pd.concat(frames, ignore_index=True)
-    if zones is None:
-        return _order(whole)
-    if "zone" in zones.dims:
-        return _order(pd.concat([whole, _fraction_blocks(data, w, dims, zones, how, factor,
-                                                         units_of)], ignore_index=True))
-    names: dict[Any, str]
-    if "zone_names" in zones.attrs:
-        names = {int(k): str(v) for k, v in json.loads(zones.attrs["zone_names"]).items()}
-    else:
-        codes, names = _class_codes(zones, None)
-        names = {c: n for c, n in names.items() if c != 0}
-    if not names:
-        return _order(whole)
-    per = per_class_summary(da, zones, area, labels=names, mask=mask,
-                            units=units if "total" in how else None)
-    other = [c for c in per.columns if c not in ("class", "label", "area_km2", "mean", "total",
-                                                  "mean_units", "total_units")]
-    zframes = []
-    for stat, col, u in (("mean", "mean", units_of["mean"]), ("total", "total", total_units),
-                         ("area", "area_km2", "km2")):
-        if stat not in how:
-            continue
-        z = per[["label", *other]].rename(columns={"label": "zone"}).copy()
-        z["statistic"], z["units"], z["value"] = stat, u, per[col].values
-        if stat == "total":  # a zone without valid cells has no total (as the whole region)
-            z.loc[per["area_km2"].values == 0, "value"] = np.nan
-        zframes.append(z)
-    return _order(pd.concat([whole, *zframes], ignore_index=True))
-
-
-def _fraction_blocks(data, w, dims, fractions, how, factor, units_of) -> pd.DataFrame:
-    """Per-zone statistics with fractional cell coverage (``fractions``: zone × y × x, e.g.
-    :func:`carbonsink.cube.polygon_fractions` with ``by_value=True``): each cell counts with
-    its area times the share of it inside the zone."""
-    import json
-
-    import dask
-
-    names = {int(k): str(v) for k, v in json.loads(fractions.attrs.get("zone_names", "{}"))
-             .items()}
-    f = match_grid(fractions, data.isel({d: 0 for d in data.dims if d not in dims}), "zones")
-    f = f.drop_vars("spatial_ref", errors="ignore").fillna(0)
-    valid = data.notnull().astype(f.dtype).drop_vars("spatial_ref", errors="ignore")
-    ww = w.drop_vars("spatial_ref", errors="ignore")
-    wf = (data.fillna(0) * w).drop_vars("spatial_ref", errors="ignore")
-    a = xr.dot(f, ww * valid, dim=list(dims))
-    parts = {}
-    if "mean" in how:
-        parts["mean"] = xr.dot(f, wf, dim=list(dims)) / a.where(a > 0)
-    if "total" in how:
-        parts["total"] = (xr.dot(f, wf, dim=list(dims)) * factor).where(a > 0)
-    if "area" in how:
-        parts["area"] = a / 1e6
-    (parts,) = dask.compute(parts)
-    frames = []
-    for stat, arr in parts.items():
+    for stat, arr in zparts.items():
         df = arr.rename("value").to_dataframe().reset_index()
+        df = df[["zone", *[d for d in arr.dims if d != "zone"], "value"]]
         df["zone"] = [names.get(int(z), str(int(z))) for z in df["zone"]]
         df["statistic"], df["units"] = stat, units_of[stat]
         frames.append(df)
-    return pd.concat(frames, ignore_index=True)
+    return _order(pd.concat(frames, ignore_index=True))
+
+
+def _zone_stack(zones: xr.DataArray, like: xr.DataArray,
+                dims) -> tuple[xr.DataArray | None, dict[int, str]]:
+    """Zone weights ``(zone, y, x)``: the fraction stack itself, or one-hot layers of a label
+    map (label 0 = no zone); with ``{label: name}``."""
+    import json
+
+    if "zone_names" in zones.attrs:
+        names = {int(k): str(v) for k, v in json.loads(zones.attrs["zone_names"]).items()}
+    elif "zone" in zones.dims:
+        names = {int(z): str(int(z)) for z in zones["zone"].values}
+    else:
+        _, names = _class_codes(zones, None)
+        names = {c: n for c, n in names.items() if c != 0}
+    plane = like.isel({d: 0 for d in like.dims if d not in dims}, drop=True)
+    if "zone" in zones.dims:
+        stack = match_grid(zones, plane, "zones").fillna(0)
+    else:
+        if not names:
+            return None, {}
+        codes = np.asarray(sorted(names))
+        labels = match_grid(zones, plane, "zones")
+        stack = (labels == xr.DataArray(codes, dims="zone", coords={"zone": codes}))
+        stack = stack.astype(np.result_type(like.dtype, np.float32))
+    return stack.drop_vars("spatial_ref", errors="ignore"), names
 
 
 def _order(df: pd.DataFrame) -> pd.DataFrame:

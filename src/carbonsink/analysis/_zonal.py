@@ -13,7 +13,7 @@ import xarray as xr
 from ..errors import InvalidArgumentError
 from ..stats.classes import CLASS_FILL, class_labels
 
-__all__ = ["zones_of", "zone_layer", "class_shares", "detrend", "class_map_figure",
+__all__ = ["safe_div", "as_scalar", "zone_layer", "class_shares", "detrend", "class_map_figure",
            "share_bar_figure", "run_label", "figure_name", "season_label", "DRIVER_NAMES"]
 
 #: readable names of the climate drivers (canonical variable names of carbonsink.units)
@@ -22,16 +22,23 @@ DRIVER_NAMES = {"tas": "temperature", "pr": "precipitation", "sol": "solar radia
                 "hurs": "relative humidity", "sund": "sunshine duration"}
 
 
-def zones_of(ctx) -> xr.DataArray | None:
-    """The study's labelled zones, or None (no ``zones:`` in the study, or a context without
-    zones)."""
-    fn = getattr(ctx, "zones", None)
-    if not callable(fn):
-        return None
-    try:
-        return fn()
-    except NotImplementedError:
-        return None
+def safe_div(a, b):
+    """``a / b`` with NaN where ``b == 0`` (scalars, numpy arrays or DataArrays; a 0-d result
+    is a float)."""
+    if isinstance(a, xr.DataArray) or isinstance(b, xr.DataArray):
+        return a / xr.where(b != 0, b, np.nan)
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(b != 0, a / np.where(b != 0, b, 1.0), np.nan)
+    return float(out) if out.ndim == 0 else out
+
+
+def as_scalar(x):
+    """A 0-d numpy value as a float; anything else unchanged."""
+    if isinstance(x, (np.ndarray, np.generic)) and np.ndim(x) == 0:
+        return float(x)
+    return x
 
 
 def zone_layer(zones: xr.DataArray | None) -> str:
@@ -153,77 +160,38 @@ def _palette(n: int, cmap: str):
 def class_map_figure(classes: xr.DataArray, *, title: str = "",
                      shares: Mapping[int, float] | None = None, cmap: str = "viridis",
                      colors: Sequence | None = None, synthetic: bool = False):
-    """Categorical map of a 2-D class map: one colour per class, a legend with the class names
-    and (``shares``, {code: %}) their area shares; pixels without a class are blank."""
-    from matplotlib.colors import BoundaryNorm, ListedColormap
-    from matplotlib.patches import Patch
+    """Categorical map of a 2-D class map with class names and (``shares``, {code: %}) area
+    shares in the legend: :func:`carbonsink.report.figures.categorical_map_figure` with the
+    colours taken from ``colors`` (one per class, in code order) or the colormap ``cmap``."""
+    from matplotlib.colors import to_hex
 
-    from ..report.figures import _synthetic, new_figure
+    from ..report.figures import categorical_map_figure
 
     lab = class_labels(classes) if "flag_values" in classes.attrs else {}
-    vals = np.asarray(classes.values).astype(np.float64)
-    vals[vals == CLASS_FILL] = np.nan
-    codes = sorted(lab) or sorted(int(v) for v in np.unique(vals[np.isfinite(vals)]))
-    if not codes:
-        codes = [0]
+    if not lab:
+        vals = np.asarray(classes.values, dtype=np.float64)
+        ok = np.isfinite(vals) & (vals != CLASS_FILL)
+        lab = {int(v): str(int(v)) for v in np.unique(vals[ok])} or {0: "0"}
+    codes = sorted(lab)
     cols = list(colors) if colors is not None else _palette(len(codes), cmap)
-    idx = np.full(vals.shape, np.nan)
-    for i, code in enumerate(codes):  # one pass per class (not per pixel)
-        idx[vals == code] = i
-    fig, ax = new_figure((7.2, 5))
-    x, y = classes["x"].values, classes["y"].values
-    dx = float(abs(x[1] - x[0])) if x.size > 1 else 1.0
-    dy = float(abs(y[1] - y[0])) if y.size > 1 else 1.0
-    extent = [x.min() - dx / 2, x.max() + dx / 2, y.min() - dy / 2, y.max() + dy / 2]
-    origin = "upper" if y.size > 1 and y[0] > y[-1] else "lower"
-    ax.imshow(idx, extent=extent, origin=origin, interpolation="nearest",
-              cmap=ListedColormap(cols[:len(codes)]),
-              norm=BoundaryNorm(np.arange(len(codes) + 1) - 0.5, len(codes)))
-    handles = []
-    for i, code in enumerate(codes):
-        text = lab.get(code, str(code))
-        if shares is not None and code in shares and np.isfinite(shares[code]):
-            text = f"{text} ({shares[code]:.1f} %)"
-        handles.append(Patch(facecolor=cols[i], edgecolor="0.3", label=text))
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7,
-              frameon=False)
-    crs = getattr(classes.rio, "crs", None) if hasattr(classes, "rio") else None
-    geographic = crs is None or crs.is_geographic
-    ax.set_xlabel("longitude [°E]" if geographic else "x [m]")
-    ax.set_ylabel("latitude [°N]" if geographic else "y [m]")
-    ax.set_title(title, fontsize=10)
-    if synthetic:
-        _synthetic(ax)
-    return fig
+    return categorical_map_figure(classes, labels=lab,
+                                  colors={c: to_hex(col) for c, col in zip(codes, cols)},
+                                  shares=shares, title=title, synthetic=synthetic)
 
 
 def share_bar_figure(table: pd.DataFrame, *, title: str = "", cmap: str = "viridis",
                      colors: Sequence | None = None, synthetic: bool = False,
                      xlabel: str = "area share [%]"):
     """Horizontal stacked bars of the class area shares [%], one bar per zone (rows of
-    :func:`class_shares` with statistic ``area_share``)."""
-    from ..report.figures import _synthetic, new_figure
+    :func:`class_shares` with statistic ``area_share``):
+    :func:`carbonsink.report.figures.area_share_figure` with the colours of ``colors`` (one
+    per class, in code order) or the colormap ``cmap``, as in :func:`class_map_figure`."""
+    from matplotlib.colors import to_hex
+
+    from ..report.figures import area_share_figure
 
     t = table[table.statistic == "area_share"]
-    zones = list(dict.fromkeys(t["zone"]))
     classes = list(dict.fromkeys(zip(t["class"], t["class_name"])))
     cols = list(colors) if colors is not None else _palette(len(classes), cmap)
-    fig, ax = new_figure((7.5, 0.9 + 0.45 * len(zones)))
-    left = np.zeros(len(zones))
-    for i, (code, name) in enumerate(classes):
-        sel = t[t["class"] == code].set_index("zone")["value"]
-        w = np.array([float(sel.get(z, 0.0)) if np.isfinite(sel.get(z, 0.0)) else 0.0
-                      for z in zones])
-        ax.barh(range(len(zones)), w, left=left, color=cols[i], label=name, edgecolor="white",
-                linewidth=0.4)
-        left += w
-    ax.set_yticks(range(len(zones)))
-    ax.set_yticklabels(zones, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 100)
-    ax.set_xlabel(xlabel)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
-    ax.set_title(title, fontsize=10)
-    if synthetic:
-        _synthetic(ax)
-    return fig
+    return area_share_figure(t, colors={name: to_hex(c) for (_, name), c in zip(classes, cols)},
+                             title=title, xlabel=xlabel, synthetic=synthetic)

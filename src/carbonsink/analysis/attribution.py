@@ -38,6 +38,7 @@ from ..errors import InputError, InvalidArgumentError
 from ..regions import summarise
 from ..stats import CLASS_FILL, class_area_shares, multiple_regression, ols_trend, pearson
 from .base import Analysis, AnalysisResult, CubeProduct, register_analysis, tidy
+from ._zonal import as_scalar, safe_div
 from .sink_classes import class_share_table
 
 __all__ = ["Attribution", "attribute", "table2_classes", "climate_human_shares",
@@ -70,23 +71,6 @@ _FACTOR_LABELS = {"pr": "precipitation", "tas": "temperature", "sol": "solar rad
 
 def _is_xr(*xs) -> bool:
     return any(isinstance(x, xr.DataArray) for x in xs)
-
-
-def _div(a, b):
-    """a / b with NaN where b == 0 (scalars, numpy arrays or DataArrays)."""
-    if _is_xr(a, b):
-        return a / xr.where(b != 0, b, np.nan)
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(b != 0, a / np.where(b != 0, b, 1.0), np.nan)
-    return float(out) if out.ndim == 0 else out
-
-
-def _scalar(x):
-    if isinstance(x, np.ndarray) and x.ndim == 0:
-        return float(x)
-    return x
 
 
 def _classes_np(d, c, h):
@@ -177,7 +161,7 @@ def climate_human_shares(dnep_dt, c_con, h_con):
         human.attrs = {"long_name": "human share of the NEP trend (000 Table 2)", "units": "%"}
         return climate.rename("climate_share"), human.rename("human_share")
     climate, human = _shares_np(dnep_dt, c_con, h_con)
-    return _scalar(climate), _scalar(human)
+    return as_scalar(climate), as_scalar(human)
 
 
 def contribution_rates(x_con: Mapping[str, object], h_con) -> dict:
@@ -202,9 +186,9 @@ def contribution_rates(x_con: Mapping[str, object], h_con) -> dict:
         raise InvalidArgumentError("contribution_rates: give at least one factor contribution")
     c = sum(x_con.values())
     d = c + h_con
-    return {"dnep_dt": _scalar(d), "c_con": _scalar(c), "h_con": _scalar(h_con),
-            "rates": {k: _scalar(100.0 * _div(v, d)) for k, v in x_con.items()},
-            "climate": _scalar(100.0 * _div(c, d)), "human": _scalar(100.0 * _div(h_con, d))}
+    return {"dnep_dt": as_scalar(d), "c_con": as_scalar(c), "h_con": as_scalar(h_con),
+            "rates": {k: as_scalar(100.0 * safe_div(v, d)) for k, v in x_con.items()},
+            "climate": as_scalar(100.0 * safe_div(c, d)), "human": as_scalar(100.0 * safe_div(h_con, d))}
 
 
 def paper_contribution_rates(x_con: Mapping[str, object], h_con) -> dict:
@@ -232,10 +216,10 @@ def paper_contribution_rates(x_con: Mapping[str, object], h_con) -> dict:
     cabs = sum(abs(v) for v in x_con.values())
     signed = sum(x_con.values())
     tot = cabs + h_con
-    return {"c_con": _scalar(cabs), "c_con_signed": _scalar(signed), "h_con": _scalar(h_con),
-            "rates": {k: _scalar(100.0 * _div(v, cabs)) for k, v in x_con.items()},
-            "climate": _scalar(100.0 * _div(cabs, tot)),
-            "human": _scalar(100.0 * _div(h_con, tot))}
+    return {"c_con": as_scalar(cabs), "c_con_signed": as_scalar(signed), "h_con": as_scalar(h_con),
+            "rates": {k: as_scalar(100.0 * safe_div(v, cabs)) for k, v in x_con.items()},
+            "climate": as_scalar(100.0 * safe_div(cabs, tot)),
+            "human": as_scalar(100.0 * safe_div(h_con, tot))}
 
 
 # --------------------------------------------------------------------------- per pixel
@@ -447,39 +431,13 @@ def sign_area_shares(ds: xr.Dataset, area: xr.DataArray,
 def class_map_figure(classes: xr.DataArray, shares: Mapping[int, float] | None = None, *,
                      title: str = "", synthetic: bool = False):
     """Fig. 12-style map of the Table 2 classes with a legend of class names and area
-    shares [%] (matplotlib object API)."""
-    from matplotlib.colors import BoundaryNorm, ListedColormap
-    from matplotlib.patches import Patch
+    shares [%] (:func:`carbonsink.report.figures.categorical_map_figure`)."""
+    from ..report.figures import categorical_map_figure
 
-    from ..report.figures import SYNTHETIC_NOTE, new_figure
-
-    fig, ax = new_figure((7.5, 5))
-    vals = np.asarray(classes.values, dtype=np.float64)
-    vals[vals == CLASS_FILL] = np.nan
-    x, y = classes["x"].values, classes["y"].values
-    dx = float(abs(x[1] - x[0])) if x.size > 1 else 1.0
-    dy = float(abs(y[1] - y[0])) if y.size > 1 else 1.0
-    extent = [x.min() - dx / 2, x.max() + dx / 2, y.min() - dy / 2, y.max() + dy / 2]
-    origin = "upper" if y.size > 1 and y[0] > y[-1] else "lower"
-    cmap = ListedColormap(list(_CLASS_COLOURS))
-    norm = BoundaryNorm(np.arange(-0.5, 7.5, 1.0), cmap.N)
-    ax.imshow(np.ma.masked_invalid(vals), extent=extent, origin=origin, cmap=cmap, norm=norm,
-              interpolation="nearest")
-    handles = []
-    for code, name in TABLE2_CLASSES.items():
-        share = None if shares is None else shares.get(code)
-        lab = f"{code} {name}" + (f" ({share:.1f} %)" if share is not None
-                                  and np.isfinite(share) else "")
-        handles.append(Patch(facecolor=_CLASS_COLOURS[code], edgecolor="0.4", label=lab))
-    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0),
-              frameon=False)
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
-    ax.set_title(title, fontsize=10)
-    if synthetic:
-        ax.text(0.01, 0.01, SYNTHETIC_NOTE, transform=ax.transAxes, fontsize=7,
-                color="firebrick")
-    return fig
+    return categorical_map_figure(
+        classes, labels={c: f"{c} {name}" for c, name in TABLE2_CLASSES.items()},
+        colors=dict(enumerate(_CLASS_COLOURS)), shares=shares, title=title,
+        synthetic=synthetic)
 
 
 def _rate_maps_figure(ds: xr.DataArray, factors: Sequence[str], *, title: str,

@@ -184,7 +184,9 @@ class AnalysisContext:
 
     def cube(self, product: str, combination: str, experiment: str | None = None
              ) -> xr.Dataset | None:
-        raise NotImplementedError
+        """The ``product`` cube (monthly | annual | growing_season) of a run, or None.
+        Interface method: MemoryContext and the pipeline's context implement it."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement cube()")
 
     def variable_runs(self, product: str, variable: str, who: str):
         """Yield ``(experiment, combination, DataArray)`` of ``variable`` in the ``product``
@@ -200,7 +202,8 @@ class AnalysisContext:
             yield exp, combo, ds[variable]
 
     def inputs(self, experiment: str | None = None) -> dict[str, xr.DataArray]:
-        raise NotImplementedError
+        """The aligned inputs (role -> DataArray, with ``area``). Interface method."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement inputs()")
 
     def store(self, product: CubeProduct) -> xr.Dataset:
         """Write ``product`` now and return it re-opened lazily (so that tables derived from
@@ -305,7 +308,8 @@ class Analysis:
     order: ClassVar[int] = 100  # position among the analyses (listing, default study order)
 
     def run(self, ctx: AnalysisContext, options: BaseModel) -> AnalysisResult:
-        raise NotImplementedError
+        """Compute the analysis; every registered analysis overrides it."""
+        raise NotImplementedError(f"analysis '{self.name}' does not implement run()")
 
     def check(self, study: Any, options: BaseModel) -> list[str]:
         """Extra checks for ``carbonsink check`` (files the options name, ...): return

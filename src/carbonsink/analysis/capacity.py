@@ -276,23 +276,10 @@ def potential_npp(tas: xr.DataArray, pr: xr.DataArray, *,
     return out
 
 
-def _zones_of(ctx):
-    fn = getattr(ctx, "zones", None)
-    if not callable(fn):
-        return None
-    try:
-        return fn()
-    except NotImplementedError:
-        return None
-
-
 def _potential_of(ctx, experiment, npp, carbon_fraction):
     """Annual Miami / Thornthwaite Memorial layers on the years of ``npp`` when the study has
     tas and pr inputs, else None."""
-    try:
-        inputs = ctx.inputs(experiment)
-    except NotImplementedError:
-        return None
+    inputs = ctx.inputs(experiment)
     if "tas" not in inputs or "pr" not in inputs:
         return None
     pot = potential_npp(inputs["tas"], inputs["pr"], carbon_fraction=carbon_fraction)
@@ -336,7 +323,7 @@ class Capacity(Analysis):
         sec = res.section(self)
         v = options.variable
         last = None
-        zones = _zones_of(ctx)
+        zones = ctx.zones()
         multi = len(ctx.experiments) > 1
         has_potential = False
         for exp, combo, da in ctx.variable_runs("annual", v, "capacity"):

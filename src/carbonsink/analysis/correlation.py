@@ -18,7 +18,7 @@ from ..regions import summarise
 from ..stats import dominant_driver, partial_correlation, pearson, spearman
 from ..stats.classes import CLASS_FILL, _class_da
 from ._zonal import (DRIVER_NAMES, class_map_figure, class_shares, detrend, figure_name,
-                     run_label, season_label, share_bar_figure, zone_layer, zones_of)
+                     run_label, season_label, share_bar_figure, zone_layer)
 from .base import Analysis, AnalysisResult, register_analysis, tidy
 
 __all__ = ["Correlation", "correlation_dataset", "sign_classes", "ranking_table",
@@ -220,7 +220,7 @@ class Correlation(Analysis):
         res = AnalysisResult()
         sec = res.section(self)
         area = ctx.area
-        zones = zones_of(ctx)
+        zones = ctx.zones()
         layer = zone_layer(zones)
         v, season = options.variable, options.season
         suffix = "" if season == "annual" else "_gs"

@@ -652,14 +652,6 @@ def _window_years(avail: np.ndarray, date: int, window: int, side: str) -> list[
     return sel
 
 
-def _zones_of(ctx) -> xr.DataArray | None:
-    fn = getattr(ctx, "zones", None)
-    try:
-        return fn() if callable(fn) else None
-    except NotImplementedError:
-        return None
-
-
 def _region_mask(inputs) -> xr.DataArray | None:
     m = inputs.get("region_mask")
     return m.astype(bool) if m is not None else None
@@ -727,7 +719,7 @@ class LandcoverChange(Analysis):
     def run(self, ctx, options) -> AnalysisResult:
         res = AnalysisResult()
         sec = res.section(self)
-        zones = _zones_of(ctx)
+        zones = ctx.zones()
         exp0 = ctx.experiments[0]
         done_maps: dict[str, Any] = {}
         for exp in ctx.experiments:

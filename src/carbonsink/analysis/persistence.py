@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..regions import summarise
 from ..stats import hurst_rs, mann_kendall, persistence_classes
 from ._zonal import (class_map_figure, class_shares, figure_name, run_label, season_label,
-                     share_bar_figure, zone_layer, zones_of)
+                     share_bar_figure, zone_layer)
 from .base import Analysis, AnalysisResult, register_analysis, tidy
 
 __all__ = ["Persistence", "persistence_dataset", "hurst_summary"]
@@ -132,7 +132,7 @@ class Persistence(Analysis):
         res = AnalysisResult()
         sec = res.section(self)
         area = ctx.area
-        zones = zones_of(ctx)
+        zones = ctx.zones()
         layer = zone_layer(zones)
         v, season = options.variable, options.season
         suffix = "" if season == "annual" else "_gs"

@@ -441,16 +441,6 @@ def count_trends(counts: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------- analysis
 
 
-def _zones_of(ctx):
-    fn = getattr(ctx, "zones", None)
-    if not callable(fn):
-        return None
-    try:
-        return fn()
-    except NotImplementedError:
-        return None
-
-
 def _decay_figure(counts: pd.DataFrame, fits: pd.DataFrame, zone: str, fit: str, title: str,
                   synthetic: bool):
     from ..report.figures import _synthetic, new_figure
@@ -519,7 +509,7 @@ class Resilience(Analysis):
         res = AnalysisResult()
         sec = res.section(self)
         v = options.variable
-        zones = _zones_of(ctx)
+        zones = ctx.zones()
         multi = len(ctx.experiments) > 1
         t_ref_used = None
         for exp, combo, da in ctx.variable_runs("annual", v, "resilience"):

@@ -32,32 +32,13 @@ from ..errors import InvalidArgumentError
 from ..regions import summarise
 from ..stats import CLASS_FILL, class_area_shares, ols_trend
 from .base import Analysis, AnalysisResult, CubeProduct, register_analysis, tidy
+from ._zonal import as_scalar, safe_div
 from .sink_classes import class_share_table
 
 __all__ = ["Sensitivity", "difference_contributions", "run_trend_contributions",
            "dominant_factor", "experiment_factors", "regional_trends"]
 
 _VARS = ("nep", "npp", "rh")
-
-
-def _is_xr(*xs) -> bool:
-    return any(isinstance(x, xr.DataArray) for x in xs)
-
-
-def _div(a, b):
-    if _is_xr(a, b):
-        return a / xr.where(b != 0, b, np.nan)
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(b != 0, a / np.where(b != 0, b, 1.0), np.nan)
-    return float(out) if out.ndim == 0 else out
-
-
-def _f(x):
-    if isinstance(x, (np.ndarray, np.generic)) and np.ndim(x) == 0:
-        return float(x)
-    return x
 
 
 def difference_contributions(b_control, b_runs: Mapping[str, object]) -> dict:
@@ -79,11 +60,11 @@ def difference_contributions(b_control, b_runs: Mapping[str, object]) -> dict:
     """
     if not b_runs:
         raise InvalidArgumentError("difference_contributions: give at least one sensitivity run")
-    delta = {k: _f(b_control - v) for k, v in b_runs.items()}
+    delta = {k: as_scalar(b_control - v) for k, v in b_runs.items()}
     tot = sum(abs(v) for v in delta.values())
-    rc = {k: _f(100.0 * _div(abs(v), tot)) for k, v in delta.items()}
+    rc = {k: as_scalar(100.0 * safe_div(abs(v), tot)) for k, v in delta.items()}
     return {"delta": delta, "relative_contribution": rc,
-            "residual": _f(b_control - sum(delta.values()))}
+            "residual": as_scalar(b_control - sum(delta.values()))}
 
 
 def run_trend_contributions(b_runs: Mapping[str, object]) -> dict:
@@ -100,7 +81,7 @@ def run_trend_contributions(b_runs: Mapping[str, object]) -> dict:
     if not b_runs:
         raise InvalidArgumentError("run_trend_contributions: give at least one sensitivity run")
     tot = sum(abs(v) for v in b_runs.values())
-    return {"relative_contribution": {k: _f(100.0 * _div(abs(v), tot))
+    return {"relative_contribution": {k: as_scalar(100.0 * safe_div(abs(v), tot))
                                       for k, v in b_runs.items()}}
 
 

@@ -15,7 +15,7 @@ from ..regions import summarise
 from ..stats import CV_CLASS_LABELS, coefficient_of_variation, cv_classes, natural_breaks
 from ..stats.variability import CV_FLAG_LABELS
 from ._zonal import (class_map_figure, class_shares, figure_name, run_label, season_label,
-                     share_bar_figure, zone_layer, zones_of)
+                     share_bar_figure, zone_layer)
 from .base import Analysis, AnalysisResult, register_analysis, tidy
 
 __all__ = ["Stability", "stability_dataset", "breaks_table", "DEFAULT_MIN_MEAN"]
@@ -137,7 +137,7 @@ class Stability(Analysis):
         res = AnalysisResult()
         sec = res.section(self)
         area = ctx.area
-        zones = zones_of(ctx)
+        zones = ctx.zones()
         layer = zone_layer(zones)
         k = options.classes
         labels = CV_CLASS_LABELS if k == len(CV_CLASS_LABELS) else \

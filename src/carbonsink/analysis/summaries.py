@@ -71,12 +71,14 @@ def pixel_set(ctx, options):
             "experiment", errors="ignore")
     if not sets:
         return None
+    # computed once here (a (y, x) boolean map each): every regional series then reuses it
+    # instead of re-reading all annual cubes in each of its computations
     if options.common_mask:
         common = None
         for m in sets.values():
             common = m if common is None else common & m
-        return common
-    return sets
+        return common.compute()
+    return {k: m.compute() for k, m in sets.items()}
 
 
 @register_analysis
@@ -417,13 +419,12 @@ class LandcoverSummary(Analysis):
     def run(self, ctx, options) -> AnalysisResult:
         from ..cube import reclassify
         from ..cube.landcover import landcover_at
-        from .landcover_change import _zones_of
 
         res = AnalysisResult()
         src = getattr(ctx.study, "landcover_scheme", "igbp") if ctx.study else "igbp"
         table = str(ctx.resolve(options.table)) if options.table else None
         area = ctx.area
-        zones = _zones_of(ctx)
+        zones = ctx.zones()
         nmonths = len(ctx.growing_season_months)
         attribution = None
         for exp, combo in ctx.runs():

@@ -100,6 +100,23 @@ def read_regions(source: Any, attribute: str | None = None, values: Any = None,
     return gdf
 
 
+def _as_layer(values: np.ndarray, grid: GridSpec, da: xr.DataArray | None, name: str,
+              attrs: dict) -> xr.DataArray:
+    """A north-up ``(y, x)`` raster on ``grid`` as a DataArray: on the grid's coordinates, or
+    on those of ``da`` (its dimension names and orientation) when given."""
+    if da is None:
+        return attach_grid(xr.DataArray(values, dims=("y", "x"), coords=grid.coords(),
+                                        name=name, attrs=attrs), grid)
+    ydim, xdim = da.rio.y_dim, da.rio.x_dim
+    if da[ydim].values[0] < da[ydim].values[-1]:
+        values = values[::-1, :]
+    if da[xdim].values[0] > da[xdim].values[-1]:
+        values = values[:, ::-1]
+    out = xr.DataArray(values, dims=(ydim, xdim), coords={ydim: da[ydim], xdim: da[xdim]},
+                       name=name, attrs=attrs)
+    return out.rio.write_crs(da.rio.crs)
+
+
 def region_mask(grid_or_da: Any, path: Any, attribute: str | None = None, values: Any = None,
                 *, all_touched: bool = False, layer: str | int | None = None) -> xr.DataArray:
     """Boolean ``(y, x)`` mask, True inside the selected polygons.
@@ -135,18 +152,7 @@ def region_mask(grid_or_da: Any, path: Any, attribute: str | None = None, values
         attrs["region_attribute"] = attribute
     if label is not None:
         attrs["region"] = label
-    if da is None:
-        out = xr.DataArray(inside, dims=("y", "x"), coords=grid.coords(), name="region_mask",
-                           attrs=attrs)
-        return attach_grid(out, grid)
-    ydim, xdim = da.rio.y_dim, da.rio.x_dim
-    if da[ydim].values[0] < da[ydim].values[-1]:
-        inside = inside[::-1, :]
-    if da[xdim].values[0] > da[xdim].values[-1]:
-        inside = inside[:, ::-1]
-    out = xr.DataArray(inside, dims=(ydim, xdim), coords={ydim: da[ydim], xdim: da[xdim]},
-                       name="region_mask", attrs=attrs)
-    return out.rio.write_crs(da.rio.crs)
+    return _as_layer(inside, grid, da, "region_mask", attrs)
 
 
 def zone_labels(grid_or_da: Any, path: Any, attribute: str, values: Any = None, *,
@@ -187,18 +193,7 @@ def zone_labels(grid_or_da: Any, path: Any, attribute: str, values: Any = None, 
              "zone_names": json.dumps({str(v): k for k, v in code.items()}),
              "zone_layer": label, "zone_attribute": attribute,
              "source": str(path) if not hasattr(path, "geometry") else "GeoDataFrame"}
-    if da is None:
-        out = xr.DataArray(labels, dims=("y", "x"), coords=grid.coords(), name="zones",
-                           attrs=attrs)
-        return attach_grid(out, grid)
-    ydim, xdim = da.rio.y_dim, da.rio.x_dim
-    if da[ydim].values[0] < da[ydim].values[-1]:
-        labels = labels[::-1, :]
-    if da[xdim].values[0] > da[xdim].values[-1]:
-        labels = labels[:, ::-1]
-    out = xr.DataArray(labels, dims=(ydim, xdim), coords={ydim: da[ydim], xdim: da[xdim]},
-                       name="zones", attrs=attrs)
-    return out.rio.write_crs(da.rio.crs)
+    return _as_layer(labels, grid, da, "zones", attrs)
 
 
 def polygon_fractions(grid_or_da: Any, path: Any, attribute: str | None = None,

@@ -99,26 +99,18 @@ def timeseries_figure(table: pd.DataFrame, path: str | Path | None = None, *, va
     return fig
 
 
-def map_figure(da: xr.DataArray, path: str | Path | None = None, *, title: str = "",
-               cmap: str = "RdYlGn", synthetic: bool = False, center_zero: bool = True,
-               metadata: dict[str, str] | None = None) -> Figure:
-    """Map of a 2-D (y, x) field with a colour bar labelled with its units."""
-    values = np.asarray(da.values, dtype=float)
-    fig, ax = new_figure((6, 5))
+def _raster(ax, da: xr.DataArray, values: np.ndarray, **kw):
+    """``imshow`` of a (y, x) field on its cell edges, north up whatever the y order."""
     x, y = da["x"].values, da["y"].values
     dx = float(abs(x[1] - x[0])) if x.size > 1 else 1.0
     dy = float(abs(y[1] - y[0])) if y.size > 1 else 1.0
     extent = [x.min() - dx / 2, x.max() + dx / 2, y.min() - dy / 2, y.max() + dy / 2]
-    finite = values[np.isfinite(values)]
-    kw = {}
-    if center_zero and finite.size and finite.min() < 0 < finite.max():
-        lim = float(np.nanpercentile(np.abs(finite), 99))
-        kw = {"vmin": -lim, "vmax": lim}
     origin = "upper" if y.size > 1 and y[0] > y[-1] else "lower"
-    im = ax.imshow(values, extent=extent, origin=origin, cmap=cmap, interpolation="nearest", **kw)
-    cb = fig.colorbar(im, ax=ax, shrink=0.85)
-    cb.set_label(f"{da.attrs.get('long_name', da.name or '')} [{da.attrs.get('units', '?')}]",
-                 fontsize=8)
+    return ax.imshow(values, extent=extent, origin=origin, interpolation="nearest", **kw)
+
+
+def _finish_map(fig, ax, da: xr.DataArray, title: str, synthetic: bool, path, metadata):
+    """Axis labels from the CRS, title, synthetic note; saved when ``path`` is given."""
     crs = getattr(da.rio, "crs", None) if hasattr(da, "rio") else None
     geographic = crs is None or crs.is_geographic
     ax.set_xlabel("longitude [°E]" if geographic else "x [m]")
@@ -129,6 +121,24 @@ def map_figure(da: xr.DataArray, path: str | Path | None = None, *, title: str =
     if path is not None:
         save_figure(fig, path, metadata)
     return fig
+
+
+def map_figure(da: xr.DataArray, path: str | Path | None = None, *, title: str = "",
+               cmap: str = "RdYlGn", synthetic: bool = False, center_zero: bool = True,
+               metadata: dict[str, str] | None = None) -> Figure:
+    """Map of a 2-D (y, x) field with a colour bar labelled with its units."""
+    values = np.asarray(da.values, dtype=float)
+    fig, ax = new_figure((6, 5))
+    finite = values[np.isfinite(values)]
+    kw = {}
+    if center_zero and finite.size and finite.min() < 0 < finite.max():
+        lim = float(np.nanpercentile(np.abs(finite), 99))
+        kw = {"vmin": -lim, "vmax": lim}
+    im = _raster(ax, da, values, cmap=cmap, **kw)
+    cb = fig.colorbar(im, ax=ax, shrink=0.85)
+    cb.set_label(f"{da.attrs.get('long_name', da.name or '')} [{da.attrs.get('units', '?')}]",
+                 fontsize=8)
+    return _finish_map(fig, ax, da, title, synthetic, path, metadata)
 
 
 # --------------------------------------------------------------------------- class maps
@@ -189,16 +199,10 @@ def categorical_map_figure(classes: xr.DataArray, path: str | Path | None = None
     values = np.asarray(classes.values, dtype=float)
     values = np.where(np.isin(values, codes), values, np.nan)
     fig, ax = new_figure((7.8, 5))
-    x, y = classes["x"].values, classes["y"].values
-    dx = float(abs(x[1] - x[0])) if x.size > 1 else 1.0
-    dy = float(abs(y[1] - y[0])) if y.size > 1 else 1.0
-    extent = [x.min() - dx / 2, x.max() + dx / 2, y.min() - dy / 2, y.max() + dy / 2]
-    origin = "upper" if y.size > 1 and y[0] > y[-1] else "lower"
     cmap = ListedColormap([pal[c] for c in codes])
     bounds = [codes[0] - 0.5] + [c + 0.5 for c in codes]
-    norm = BoundaryNorm(bounds, cmap.N)
-    ax.imshow(np.ma.masked_invalid(values), extent=extent, origin=origin, cmap=cmap, norm=norm,
-              interpolation="nearest")
+    _raster(ax, classes, np.ma.masked_invalid(values), cmap=cmap,
+            norm=BoundaryNorm(bounds, cmap.N))
     if zones is not None:
         z = np.asarray(zones.values, dtype=float)
         levels = np.unique(z[np.isfinite(z)])
@@ -213,16 +217,7 @@ def categorical_map_figure(classes: xr.DataArray, path: str | Path | None = None
         handles.append(Patch(facecolor=pal[c], edgecolor="0.4", linewidth=0.4, label=text))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7,
               frameon=False, title=legend_title or None, title_fontsize=8)
-    crs = getattr(classes.rio, "crs", None) if hasattr(classes, "rio") else None
-    geographic = crs is None or crs.is_geographic
-    ax.set_xlabel("longitude [°E]" if geographic else "x [m]")
-    ax.set_ylabel("latitude [°N]" if geographic else "y [m]")
-    ax.set_title(title, fontsize=10)
-    if synthetic:
-        _synthetic(ax)
-    if path is not None:
-        save_figure(fig, path, metadata)
-    return fig
+    return _finish_map(fig, ax, classes, title, synthetic, path, metadata)
 
 
 def _ols_fit(t: np.ndarray, v: np.ndarray):
