@@ -220,6 +220,86 @@ def _days_of_step(idx: pd.DatetimeIndex, freq: str) -> np.ndarray:
     return np.ones(len(idx))
 
 
+def _segments(count_w: np.ndarray, value_w: np.ndarray):
+    """The steps-to-periods map as contiguous segments, or None.
+
+    When every step belongs to at most one period and each period's steps are contiguous and in
+    time order (months into years, months into seasons), the weighted sums are segment sums
+    (``np.add.reduceat``): linear in the number of steps, instead of a dense steps x periods
+    matrix product. Returns ``(steps, starts, periods)``: the member steps in order, where each
+    non-empty period starts among them, and which periods those are.
+    """
+    nz = count_w != 0
+    if (nz.sum(axis=1) > 1).any() or ((value_w != 0) & ~nz).any():
+        return None
+    steps = np.flatnonzero(nz.any(axis=1))
+    if steps.size == 0:
+        return None
+    period = nz[steps].argmax(axis=1)
+    if (np.diff(period) < 0).any():
+        return None
+    periods, starts = np.unique(period, return_index=True)
+    # contiguous: a period's members are consecutive steps
+    ends = np.append(starts[1:], len(steps))
+    if any((np.diff(steps[a:b]) != 1).any() for a, b in zip(starts, ends)):
+        return None
+    return steps, starts, periods
+
+
+def _segment_kernel(x: np.ndarray, steps: np.ndarray, starts: np.ndarray, wv: np.ndarray,
+                    wc: np.ndarray, use_value: bool) -> np.ndarray:
+    """Segment sums over the last axis: ``(..., 2, periods)`` = (weighted total, valid count)."""
+    xs = np.take(x, steps, axis=-1)
+    valid = ~np.isnan(xs)
+    w = wv if use_value else wc
+    total = np.add.reduceat(np.where(valid, xs * w, 0), starts, axis=-1)
+    count = np.add.reduceat(valid * wc, starts, axis=-1)
+    return np.stack([total, count], axis=-2).astype(wv.dtype, copy=False)
+
+
+def _aggregate_segments(da, dim, segments, value_w, count_w, expected, how, min_valid_fraction,
+                        new_times, wdtype) -> xr.DataArray:
+    """:func:`_aggregate` by segment sums (same result, one pass over the steps)."""
+    steps, starts, periods = segments
+    if how not in ("sum", "mean"):
+        raise InvalidArgumentError(f"unsupported aggregation {how!r}")
+    tmp, pair = "_period_", "_pair_"
+    wv = value_w[steps, periods.repeat(np.diff(np.append(starts, len(steps))))].astype(wdtype)
+    wc = count_w[steps, periods.repeat(np.diff(np.append(starts, len(steps))))].astype(wdtype)
+    x = da.drop_vars([c for c in da.coords if dim in da[c].dims and c != dim]).drop_vars(dim)
+    if x.chunks is not None:
+        x = x.chunk({dim: -1})
+    res = xr.apply_ufunc(
+        _segment_kernel, x.astype(wdtype, copy=False), input_core_dims=[[dim]],
+        output_core_dims=[[pair, tmp]],
+        kwargs={"steps": steps, "starts": starts, "wv": wv, "wc": wc,
+                "use_value": how == "sum"},
+        dask="parallelized", output_dtypes=[wdtype],
+        dask_gufunc_kwargs={"output_sizes": {pair: 2, tmp: len(periods)}})
+    total, n_valid = res.isel({pair: 0}), res.isel({pair: 1})
+    if len(periods) != len(new_times):
+        # periods without any member step (e.g. a season absent from the series): all missing
+        full = xr.DataArray(np.arange(len(new_times)), dims=tmp)
+        pos = np.full(len(new_times), -1)
+        pos[periods] = np.arange(len(periods))
+        sel = xr.DataArray(np.maximum(pos, 0), dims=tmp)
+        total = total.isel({tmp: sel}).where(full.isin(periods))
+        n_valid = n_valid.isel({tmp: sel}).where(full.isin(periods), 0)
+    exp = xr.DataArray(expected.astype(wdtype), dims=(tmp,))
+    ok = n_valid >= exp * (min_valid_fraction - 1e-9)
+    if how == "sum":
+        if min_valid_fraction < 1.0:
+            total = total * (exp / n_valid.where(n_valid > 0))
+        out = total.where(ok)
+    else:
+        out = (total / n_valid.where(n_valid > 0)).where(ok)
+    order = [tmp if d == dim else d for d in da.dims]
+    out = out.transpose(*order).rename({tmp: dim})
+    out = out.assign_coords({dim: new_times.values.astype("datetime64[ns]")})
+    out.name = da.name
+    return out
+
+
 def _aggregate(da: xr.DataArray, dim: str, value_w: np.ndarray, count_w: np.ndarray,
                expected: np.ndarray, how: str, min_valid_fraction: float,
                new_times: pd.DatetimeIndex) -> xr.DataArray:
@@ -233,6 +313,10 @@ def _aggregate(da: xr.DataArray, dim: str, value_w: np.ndarray, count_w: np.ndar
         raise InvalidArgumentError(f"min_valid_fraction must be in (0, 1], got {min_valid_fraction}")
     wdtype = np.result_type(da.dtype, np.float32)
     tmp = "_period_"
+    segments = _segments(count_w, value_w)
+    if segments is not None:
+        return _aggregate_segments(da, dim, segments, value_w, count_w, expected, how,
+                                   min_valid_fraction, new_times, wdtype)
     vw = xr.DataArray(value_w.astype(wdtype), dims=(dim, tmp))
     cw = xr.DataArray(count_w.astype(wdtype), dims=(dim, tmp))
     x = da.drop_vars([c for c in da.coords if dim in da[c].dims and c != dim])
