@@ -85,6 +85,36 @@ def expand_paths(paths: PathLike | Iterable[PathLike], *, name: str = "inputs.<n
 # --------------------------------------------------------------------------- chunks
 
 
+#: largest dask chunk of ``chunks="file"`` [bytes] when the file's own block is larger
+FILE_CHUNK_BYTES = 64 * 2**20
+
+
+def file_chunks(shape: Sequence[int], dims: Sequence[str], previous: Sequence[int] | None,
+                dtype: Any) -> dict[str, Any]:
+    """Dask chunks in the file's own order (``chunks="file"``): the on-disk blocks ``previous``
+    where given (a NetCDF/HDF5 chunk such as 12 months x the whole grid is decompressed once),
+    else one step (band, file) of the whole grid; steps are grouped, or a contiguous variable
+    split along its first dimension, so a chunk stays near :data:`FILE_CHUNK_BYTES`. Used to
+    read inputs once, in file order; the pipeline then writes them with time-contiguous
+    chunks (``carbonsink.pipeline.steps.study_chunks``)."""
+    item = max(np.dtype(dtype).itemsize, 4)
+    sizes = [int(n) for n in shape]
+    block = list(previous) if previous is not None else \
+        [1 if d not in ("y", "x") else n for d, n in zip(dims, sizes)]
+    block = [max(1, min(int(b), n)) if n else 1 for b, n in zip(block, sizes)]
+    lead = [i for i, d in enumerate(dims) if d not in ("y", "x")]
+    plane = item * int(np.prod([block[i] for i, d in enumerate(dims) if d in ("y", "x")]))
+    if lead:
+        i = lead[0]
+        per_step = plane * int(np.prod([block[j] for j in lead[1:]]))
+        fit = max(1, FILE_CHUNK_BYTES // max(per_step, 1))
+        if block[i] > fit:  # a contiguous or very large block: split it
+            block[i] = fit
+        elif block[i] == 1 and fit > 1:  # single steps (bands, files): group a few
+            block[i] = min(sizes[i], fit, 12)
+    return {d: b for d, b in zip(dims, block)}
+
+
 def chunk_sizes(shape: Sequence[int], dims: Sequence[str], chunks: ChunksLike, dtype: Any,
                 previous: Sequence[int] | None = None) -> dict[str, Any] | None:
     """Resolve a ``chunks`` argument to explicit sizes per dimension.
@@ -97,6 +127,8 @@ def chunk_sizes(shape: Sequence[int], dims: Sequence[str], chunks: ChunksLike, d
     """
     if chunks is None:
         return None
+    if isinstance(chunks, str) and chunks == "file":
+        return file_chunks(shape, dims, previous, dtype)
     spec: dict[str, Any] = {}
     for d in dims:
         spec[d] = "auto" if d in ("y", "x") else -1

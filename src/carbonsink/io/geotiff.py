@@ -288,7 +288,7 @@ def read_geotiff(path: PathLike, *, band_dates: Sequence[Any] | str | None = Non
     (p,) = expand_paths(path)
     meta = _read_meta(p)
     bands = list(range(meta.count))
-    prev = (1, meta.block[0], meta.block[1])
+    prev = None if chunks == "file" else (1, meta.block[0], meta.block[1])
     sizes = chunk_sizes((meta.count, meta.height, meta.width), ("band", "y", "x"), chunks,
                         "float32", prev)
     da = _decode(_open(meta, sizes), meta, bands)
@@ -349,7 +349,7 @@ def read_geotiff_series(files: PathLike | Iterable[PathLike], date_pattern: str 
             raise InputError(f"{meta.path} has units {_units(meta, 0)!r} but {ref.path} has "
                              f"{_units(ref, 0)!r}; a series must hold one unit")
     sizes = chunk_sizes((len(metas), ref.height, ref.width), ("time", "y", "x"), chunks,
-                        "float32", (1, ref.block[0], ref.block[1]))
+                        "float32", None if chunks == "file" else (1, ref.block[0], ref.block[1]))
     layers = []
     for meta in metas:
         da = _decode(_open(meta, sizes), meta, [0]).squeeze("band", drop=True)
@@ -363,7 +363,7 @@ def read_geotiff_series(files: PathLike | Iterable[PathLike], date_pattern: str 
     out = out.assign_coords(time=("time", times))
     out.attrs = attrs
     if sizes is not None:
-        out = out.chunk({"time": -1})
+        out = out.chunk({"time": sizes["time"] if chunks == "file" else -1})
     out = out.rio.write_crs(ref.crs) if ref.crs is not None else out
     return _finish(out, ref, crs, variable, units)
 

@@ -279,7 +279,8 @@ def _standardise(ds: xr.Dataset, name: str, *, source: str, units: str | None, c
         if pref:
             inv = {v: k for k, v in rename.items()}
             prev = tuple(int(pref.get(inv.get(d, d), da.sizes[d])) for d in da.dims)
-            prev = tuple(1 if d == "time" else p for d, p in zip(da.dims, prev))
+            if chunks != "file":
+                prev = tuple(1 if d == "time" else p for d, p in zip(da.dims, prev))
         sizes = chunk_sizes(da.shape, da.dims, chunks, da.dtype if da.dtype.kind == "f"
                             else "float32", prev)
         da = da.chunk(sizes)
@@ -350,7 +351,7 @@ def _read(paths: list[Path], variable: str | None, *, engine: str | None, units:
     if not out.indexes["time"].is_unique:
         raise InputError(f"files {[str(p) for p in paths]} overlap in time (duplicate time "
                          "stamps); fix: remove the overlapping files")
-    if chunks is not None:
+    if chunks is not None and chunks != "file":
         out = out.chunk({"time": -1})
     return out
 

@@ -34,7 +34,14 @@ from ..errors import ConfigError
 from .config import StudyConfig
 from .fingerprint import DigestCache, option_files, path_fingerprint
 
-__all__ = ["Step", "RunContext", "run_steps", "step_key", "study_files"]
+__all__ = ["Step", "RunContext", "run_steps", "step_key", "study_files", "DaskClusterError"]
+
+
+class DaskClusterError(ConfigError):
+    """A fault of the dask cluster (``dask.scheduler``) stopped a step: a worker died while
+    running tasks more often than dask retries them (``KilledWorker``), or the connection to
+    the scheduler or a worker was lost. The step's outputs are removed like those of any
+    failing step; the message names the scheduler and the fix (rerun)."""
 
 
 @dataclass
@@ -209,6 +216,41 @@ def dask_client(cfg: StudyConfig, timeout: str = "20s") -> Iterator[Any]:
 _dask_client = dask_client  # the former private name
 
 
+def _cluster_faults() -> tuple[type[BaseException], ...]:
+    """The ``dask.distributed`` exceptions that mean lost work, not a carbonsink error."""
+    try:
+        from distributed import KilledWorker
+        from distributed.client import FutureCancelledError
+        from distributed.comm.core import CommClosedError
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return ()
+    return (KilledWorker, CommClosedError, FutureCancelledError)
+
+
+def _wait_until_idle(client: Any, timeout: float = 15.0) -> None:
+    """Wait (at most ``timeout`` s) until no worker of ``client``'s cluster runs a task, so
+    that a task still running after a failed compute cannot write into a temporary the
+    failing step has removed; the caller removes the temporaries afterwards."""
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        try:
+            if not any(client.processing().values()):
+                return
+        except Exception:  # noqa: BLE001 - the cluster is gone: nothing runs any more
+            return
+        time.sleep(0.1)
+
+
+def _cluster_error(ctx: RunContext, step: Step, exc: BaseException) -> DaskClusterError:
+    first = (str(exc).splitlines() or [""])[0][:300]
+    return DaskClusterError(
+        f"step '{step.name}' ({step.title}) stopped: the dask cluster at "
+        f"{ctx.cfg.dask.scheduler} lost its work ({type(exc).__name__}: {first}). The outputs "
+        f"of the unfinished step were removed and no report was written. Fix: check the "
+        f"workers (a worker killed or out of memory; `distributed.scheduler.allowed-failures` "
+        f"sets how often dask retries) and rerun the same command: finished steps are kept")
+
+
 def _retire_report(ctx: RunContext, steps: list[Step]) -> None:
     """Remove the previous report (outputs of the last step as its manifest lists them, and
     the manifest): only files carbonsink wrote are listed there."""
@@ -366,7 +408,12 @@ def run_steps(ctx: RunContext, steps: list[Step]) -> RunContext:
                             outputs = step.func(ctx)
                     else:
                         outputs = step.func(ctx)
-                except BaseException:
+                except BaseException as exc:
+                    faults = _cluster_faults() if client is not None else ()
+                    if faults and isinstance(exc, faults):
+                        _wait_until_idle(client)
+                        _remove_outputs(committed)
+                        raise _cluster_error(ctx, step, exc) from exc
                     _remove_outputs(committed)
                     raise
             dt = time.perf_counter() - t0

@@ -192,9 +192,7 @@ def read_input_role(cfg: StudyConfig, role: str, inp: InputConfig) -> xr.DataArr
     freq = _frequency(inp, role)
     da = read_input(cfg.resolve(inp.path), variable=inp.variable, units=inp.units,
                     date_pattern=inp.date_pattern, band_dates=inp.band_dates,
-                    frequency=freq, crs=inp.crs, product=inp.product,
-                    chunks={"y": cfg.dask.chunks.get("y", 256),
-                            "x": cfg.dask.chunks.get("x", 256)})
+                    frequency=freq, crs=inp.crs, product=inp.product, chunks="file")
     if freq == "static" and "time" in da.dims:
         if da.sizes["time"] != 1:
             raise ConfigError(f"inputs.{role}: a static input must have one time step, "
@@ -417,6 +415,7 @@ def write_cube(ctx: RunContext, ds: xr.Dataset, name: str, step: str, *,
     if ctx.cfg.experiments and experiment:
         rec["experiment"] = experiment
     ds.attrs.update(flat_attrs(rec))
+    ds = _chunked(ctx.cfg, ds)
     outs = []
     for p in ctx.catalog.cube_targets(name, combination=combination, experiment=experiment):
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -430,7 +429,7 @@ def open_cube(ctx: RunContext, name: str, *, combination: str | None = None,
     from ..io import read_cube
 
     p = ctx.catalog.cube(name, combination=combination, experiment=experiment)
-    return read_cube(p) if p is not None else None
+    return _chunked(ctx.cfg, read_cube(p, chunks=None)) if p is not None else None
 
 
 def write_table(ctx: RunContext, df: pd.DataFrame, name: str, step: str) -> list[Path]:
@@ -553,7 +552,8 @@ def _align(cfg: StudyConfig, arrays: dict[str, xr.DataArray], inputs: dict[str, 
     groups: dict[str, dict[str, xr.DataArray]] = {g: {} for g in INPUT_GROUPS}
     for role, da in arrays.items():
         variable = INPUT_ROLES[role][0]
-        out = regrid(da, grid, method=inputs[role].resampling, variable=variable)
+        # chunks=None: keep the file-order blocks of the read (see _write_inputs)
+        out = regrid(da, grid, method=inputs[role].resampling, variable=variable, chunks=None)
         if mask is not None:
             out = out.where(mask)
         out.name = role
@@ -561,8 +561,24 @@ def _align(cfg: StudyConfig, arrays: dict[str, xr.DataArray], inputs: dict[str, 
     return groups
 
 
+def study_chunks(cfg: StudyConfig, sizes) -> dict[str, int]:
+    """The one chunking of every cube the pipeline writes and opens: the whole time axis in one
+    chunk (pixel series contiguous on disk, as the statistics read them) and space in tiles of
+    at most ``dask.chunks`` pixels, balanced (300 rows in tiles of 256 → 2 x 150, so both cores
+    get equal work); other dimensions whole. Peak memory is bounded by the tile size times the
+    number of threads, whatever the region's size (README, "Memory")."""
+    out: dict[str, int] = {}
+    for d, n in sizes.items():
+        if d in ("y", "x"):
+            c = max(1, int(cfg.dask.chunks.get(str(d), 256)))
+            out[str(d)] = -(-int(n) // -(-int(n) // c)) if n else -1
+        else:
+            out[str(d)] = -1
+    return out
+
+
 def _chunked(cfg: StudyConfig, ds: xr.Dataset) -> xr.Dataset:
-    return ds.chunk({d: -1 if d == "time" else cfg.dask.chunks.get(d, 256) for d in ds.dims})
+    return ds.chunk(study_chunks(cfg, ds.sizes))
 
 
 def step_prepare(ctx: RunContext) -> list[Path]:
@@ -633,8 +649,7 @@ def step_prepare(ctx: RunContext) -> list[Path]:
     outs: list[Path] = []
     for g in INPUT_GROUPS:
         if groups[g]:
-            outs += write_cube(ctx, _chunked(cfg, xr.Dataset(groups[g])), f"inputs_{g}",
-                               "prepare")
+            outs += _write_inputs(ctx, xr.Dataset(groups[g]), f"inputs_{g}")
     for name, exp in (cfg.experiments or {}).items():
         outs += _prepare_experiment(ctx, name, exp, grid, mask)
     return outs
@@ -680,9 +695,56 @@ def _prepare_experiment(ctx: RunContext, name: str, exp, grid, mask) -> list[Pat
     outs: list[Path] = []
     for g in INPUT_GROUPS:
         if groups[g]:
-            outs += write_cube(ctx, _chunked(cfg, xr.Dataset(groups[g])), f"inputs_{g}",
-                               "prepare", experiment=name)
+            outs += _write_inputs(ctx, xr.Dataset(groups[g]), f"inputs_{g}", experiment=name)
     return outs
+
+
+def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
+                  experiment: str | None = None) -> list[Path]:
+    """Write aligned inputs read in file order as time-contiguous cubes, reading each input
+    byte once and with memory bounded by one file block and one tile.
+
+    Inputs are read in the order they are stored (``chunks="file"``: a NetCDF chunk of 12
+    months x the whole grid, one GeoTIFF per month), because reading a spatial tile of all
+    time steps would decompress every time block once per tile (the cost grows with the
+    square of the region's side). Pass 1 writes them to a scratch store in the study's
+    spatial tiles, time still in file blocks (a split, no data movement between tiles);
+    pass 2 joins each tile's time blocks into one time-contiguous chunk
+    (:func:`study_chunks`) and writes the cube. The scratch store lives in the output folder
+    (workers of a dask cluster see it) and is removed afterwards.
+    """
+    import shutil
+
+    from ..io import read_cube, write_zarr
+
+    cfg = ctx.cfg
+    timed = [v for v in ds.data_vars if "time" in ds[v].dims and ds[v].chunks is not None
+             and len(ds[v].chunks[ds[v].dims.index("time")]) > 1]
+    if not timed:
+        return write_cube(ctx, ds, name, "prepare", experiment=experiment)
+    tiles = study_chunks(cfg, {d: n for d, n in ds.sizes.items() if d in ("y", "x")})
+    stage = {}
+    for v in ds.data_vars:
+        da = ds[v]
+        tc = da.chunks[da.dims.index("time")][0] if "time" in da.dims and da.chunks else -1
+        stage[v] = da.chunk({**{d: -1 for d in da.dims}, **tiles,
+                             **({"time": tc} if "time" in da.dims else {})})
+    scratch = ctx.out_dir / "cubes" / "_scratch" / (
+        f"{name}{'@' + experiment if experiment else ''}.zarr")
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        staged = xr.Dataset(stage, attrs=ds.attrs)
+        if staged.rio.crs is None and ds.rio.crs is not None:
+            staged = staged.rio.write_crs(ds.rio.crs)
+        write_zarr(staged, scratch)
+        back = read_cube(scratch, chunks=None)
+        for v in back.data_vars:  # what the CF round trip does not carry
+            back[v].attrs = {**ds[v].attrs, **back[v].attrs} if v in ds else back[v].attrs
+        return write_cube(ctx, back, name, "prepare", experiment=experiment)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if scratch.parent.is_dir() and not any(scratch.parent.iterdir()):
+            scratch.parent.rmdir()
 
 
 def load_prepared(ctx: RunContext, experiment: str | None = None) -> dict[str, xr.DataArray]:
@@ -693,13 +755,13 @@ def load_prepared(ctx: RunContext, experiment: str | None = None) -> dict[str, x
     for g in INPUT_GROUPS:
         p = ctx.catalog.input_cube(g)
         if p is not None:
-            for n, da in read_cube(p).data_vars.items():
+            for n, da in _chunked(ctx.cfg, read_cube(p, chunks=None)).data_vars.items():
                 out[str(n)] = da
     if experiment is not None and ctx.cfg.experiments:
         for g in INPUT_GROUPS:
             p = ctx.catalog.input_cube(g, experiment)
             if p is not None:
-                for n, da in read_cube(p).data_vars.items():
+                for n, da in _chunked(ctx.cfg, read_cube(p, chunks=None)).data_vars.items():
                     out[str(n)] = da.drop_vars("experiment", errors="ignore")
     return out
 
