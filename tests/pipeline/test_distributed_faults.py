@@ -24,6 +24,7 @@ import xarray as xr
 import yaml
 from pipeline_helpers import study_dict
 
+from carbonsink.cli import _guarded
 from carbonsink.errors import CarbonsinkError
 from carbonsink.io.atomic import is_temporary
 from carbonsink.pipeline import run_study
@@ -55,7 +56,8 @@ def _assert_same_results(local: Path, other: Path) -> None:
     tables = sorted(p.name for p in (local / "tables").glob("*.csv"))
     assert tables and tables == sorted(p.name for p in (other / "tables").glob("*.csv"))
     for name in tables:
-        assert (other / "tables" / name).read_bytes() == (local / "tables" / name).read_bytes(), name
+        same = (other / "tables" / name).read_bytes() == (local / "tables" / name).read_bytes()
+        assert same, f"{name} differs from the local run"
         pq = name.replace(".csv", ".parquet")
         pd.testing.assert_frame_equal(pd.read_parquet(other / "tables" / pq),
                                       pd.read_parquet(local / "tables" / pq))
@@ -96,6 +98,42 @@ def cluster(tmp_path_factory):
         yield cl
 
 
+def _write_log_hook() -> list[str]:
+    """Install (once per process) an audit hook recording every path opened for writing,
+    created (``mkdir``) or renamed onto; return this process's log, emptied. Run in the
+    workers with ``client.run`` (they import this module: spawned processes get the client's
+    ``sys.path``)."""
+    import os
+    import sys
+
+    log = getattr(sys, "_carbonsink_write_log", None)
+    if log is None:
+        log = sys._carbonsink_write_log = []
+        write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+
+        def hook(event, args):
+            if event == "open":
+                path, mode, flags = args
+                writes = any(c in mode for c in "wax+") if isinstance(mode, str) \
+                    else bool((flags or 0) & write_flags)
+            elif event in ("os.mkdir", "os.rename"):
+                path, writes = args[1] if event == "os.rename" else args[0], True
+            else:
+                return
+            if writes and isinstance(path, (str, bytes, os.PathLike)):
+                log.append(os.path.abspath(os.fsdecode(path)))
+
+        sys.addaudithook(hook)
+    log.clear()
+    return log
+
+
+def _written_paths() -> list[str]:
+    import sys
+
+    return list(getattr(sys, "_carbonsink_write_log", []))
+
+
 def _worker_info(cluster) -> dict[str, tuple[int, str]]:
     with distributed.Client(cluster.scheduler_address, timeout="20s") as c:
         c.wait_for_workers(2, timeout=30)
@@ -119,13 +157,18 @@ def test_workers_without_the_client_temp_dir_write_only_the_output_folder(
     client_cwd = tmp_path / "client_cwd"
     client_cwd.mkdir()
     monkeypatch.chdir(client_cwd)
+    study = _study(inputs, cluster.scheduler_address, "cluster.yaml")
     worker_before = _files(cluster.worker_tmp)
     inputs_before = _files(inputs)
 
     lines: list[str] = []
     t0 = time.perf_counter()
-    ctx = run_study(_study(inputs, cluster.scheduler_address, "cluster.yaml"), "results",
-                    echo=lines.append)
+    with distributed.Client(cluster.scheduler_address, timeout="20s") as c:
+        c.run(_write_log_hook)
+        client_log = _write_log_hook()
+        ctx = run_study(study, "results", echo=lines.append)
+        worker_logs = c.run(_written_paths)
+    client_written = list(client_log)
     print(f"cluster run: {time.perf_counter() - t0:.1f} s")
     assert any("using dask cluster" in line for line in lines)
     out = client_cwd / "results"
@@ -133,7 +176,17 @@ def test_workers_without_the_client_temp_dir_write_only_the_output_folder(
     assert (out / "index.html").is_file()
     assert json.loads((out / ".carbonsink" / "results-folder.json").read_text())[
         "status"] == "complete"
+    # the workers wrote into the results folder (and their own scratch space) only
+    assert len(worker_logs) == 2
+    written = [w for log in worker_logs.values() for w in log]
+    in_out = [w for w in written if Path(w).is_relative_to(out.resolve())]
+    assert any(".zarr" in w for w in in_out), "the workers wrote no Zarr chunk"
+    elsewhere = [w for w in written if w not in in_out
+                 and not Path(w).is_relative_to(cluster.worker_tmp)
+                 and "__pycache__" not in Path(w).parts]  # numba / bytecode caches
+    assert not elsewhere, elsewhere
     # nothing under the client's temporary directory, nothing of carbonsink with the workers
+    assert not [w for w in client_written + written if Path(w).is_relative_to(client_tmp)]
     assert _files(client_tmp) == set()
     new_worker_files = _files(cluster.worker_tmp) - worker_before
     assert not [f for f in new_worker_files if ".zarr" in f or "results" in f
@@ -201,7 +254,7 @@ def test_worker_killed_mid_run_is_retried(inputs, local_results, cluster, tmp_pa
 
 
 def test_worker_killed_without_retries_fails_cleanly_and_rerun_resumes(
-        inputs, local_results, cluster, tmp_path):
+        inputs, local_results, cluster, tmp_path, monkeypatch, capsys):
     """With retries off, the killed worker's tasks are lost: the run stops with a carbonsink
     error naming the scheduler and the rerun, leaves no report, no flux record and no
     temporaries, and the rerun resumes (prepare kept) to the local run's results."""
@@ -226,12 +279,18 @@ def test_worker_killed_without_retries_fails_cleanly_and_rerun_resumes(
     msg = str(exc)
     assert cluster.scheduler_address in msg and "rerun" in msg and "flux" in msg, msg
     assert type(exc.__cause__).__name__ == "KilledWorker"
+    # the command line prints it as one line, without a traceback (exit code 2)
+    monkeypatch.delenv("CARBONSINK_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as stop:
+        _guarded(lambda: (_ for _ in ()).throw(exc))
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith("error: step 'flux'"), err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     # nothing finished-looking: no report, no record of the failed step, no temporaries
     assert not (out / "index.html").exists()
     state = out / ".carbonsink"
     assert (state / "prepare.json").is_file() and not (state / "flux.json").exists()
     assert json.loads((state / "results-folder.json").read_text())["status"] == "failed"
-    time.sleep(0.5)  # a task still running on the other worker may write one more chunk
     assert not [f for f in _files(out) if any(is_temporary(p) for p in Path(f).parts)]
     prepared = json.loads((state / "prepare.json").read_text())["outputs"]
     left = sorted(str(p.relative_to(out)) for p in out.glob("cubes/**/*.zarr"))

@@ -131,6 +131,16 @@ def _code_arrays(lc_table: Any, emax: Mapping[str, float] | None):
     return cls, eps
 
 
+def _cloned(x: Any) -> Any:
+    """``x`` with its dask graph keys renamed (same values): a reduction over the whole region
+    built on the clone does not keep the chunks of ``x`` alive for the per-pixel graph."""
+    if is_xr(x) and x.chunks is not None:
+        from dask.graph_manipulation import clone
+
+        return x.copy(data=clone(x.data))
+    return x
+
+
 def _lc_monthly(lc: Any, like: Any, time_dim: str, time: Any) -> Any:
     """Static (y, x) land cover as is; yearly (time, y, x) mapped to the months of ``like``."""
     has_time = (is_xr(lc) and time_dim in lc.dims) or (not is_xr(lc) and np.ndim(lc) ==
@@ -152,6 +162,9 @@ def _lc_monthly(lc: Any, like: Any, time_dim: str, time: Any) -> Any:
                                     "static (y, x) land cover or one layer per year")
     if is_xr(lc):
         out = lc.isel({time_dim: xr.DataArray(pos, dims=(time_dim,))})
+        if out.chunks is not None and is_xr(like) and like.chunks is not None:
+            # the indexing makes a chunk per year; follow the time chunks of ``like``
+            out = out.chunk({time_dim: like.chunksizes[time_dim]})
         return out.assign_coords({time_dim: like[time_dim]})
     return np.asarray(lc)[pos]
 
@@ -719,7 +732,12 @@ def casa(ndvi: Any, tas: Any, sol: Any, landcover: Any, *, pr: Any = None, eet: 
     # --- FPAR
     if fpar == "ndvi_sr":
         if ndvi_bounds is None:
-            table = ndvi_percentile_bounds(n, landcover, percentiles=percentiles,
+            # the bounds are a reduction over the whole region: for dask input they read their
+            # own copy of NDVI and land cover (cloned graph keys), so the scheduler can drop
+            # each chunk once histogrammed instead of holding every chunk's inputs in memory
+            # until the reduction ends; the per-pixel graph below reads its chunks afterwards
+            nb, lb = _cloned(n), _cloned(landcover)
+            table = ndvi_percentile_bounds(nb, lb, percentiles=percentiles,
                                            lc_table=lc_table, time_dim=time_dim, time=time).data
             params["ndvi_bounds"] = f"percentiles {list(percentiles)} of the input per type"
         else:
@@ -732,7 +750,8 @@ def casa(ndvi: Any, tas: Any, sol: Any, landcover: Any, *, pr: Any = None, eet: 
         params.update(fpar_min=fpar_min, fpar_max=fpar_max, alpha=alpha)
     else:
         if ndvi_bounds is None:
-            lo, hi = (n.min(), n.max()) if is_xr(n) else (np.nanmin(n), np.nanmax(n))
+            nb = _cloned(n)  # a whole-region reduction on its own copy (see above)
+            lo, hi = (nb.min(), nb.max()) if is_xr(n) else (np.nanmin(n), np.nanmax(n))
             params["ndvi_bounds"] = "study-area min/max of the input"
         else:
             lo, hi = (float(v) for v in ndvi_bounds)

@@ -18,6 +18,7 @@ target and rename it when complete (:func:`atomic_write`).
 ``read_cmip``          CMIP5/CMIP6 CMOR files in their model calendar
 ``write_netcdf``       NetCDF-4, CF-1.8 attributes + provenance
 ``write_zarr``         Zarr, CF-1.8 attributes + provenance
+``write_zarr_many``    several Zarr stores in one dask computation (atomic)
 ``write_cog``          one layer as Cloud-Optimized GeoTIFF
 ``write_table``        tidy table as CSV (+ JSON sidecar) or Parquet
 ``read_table``         read a table and its metadata back
@@ -30,7 +31,7 @@ from .cmip import CMIP_VARIABLES, read_cmip
 from .dispatch import SUPPORTED_SUFFIXES, read_input
 from .geotiff import parse_date, read_geotiff, read_geotiff_series, write_cog
 from .modis import PRODUCTS, modis_grid, read_modis_hdf
-from .netcdf import read_cube, read_netcdf, read_zarr, write_netcdf, write_zarr
+from .netcdf import read_cube, read_netcdf, read_zarr, write_netcdf, write_zarr, write_zarr_many
 from .tables import read_table, sidecar_path, write_table
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "read_cube",
     "write_netcdf",
     "write_zarr",
+    "write_zarr_many",
     "write_table",
     "read_table",
     "sidecar_path",

@@ -234,6 +234,8 @@ def _read_model_output(files: list[Path], product: str, *, variable: str | None,
         if value is not None:
             raise InvalidArgumentError(f"{key} does not apply to product: {product} ({label} "
                                        f"files carry their own time axis); remove it")
+    if chunks == "file":  # model output on coarse grids: the default chunking is file order
+        chunks = "auto"
     if product == "clm":
         ds = read_clm_history(files, variable, chunks=chunks)
         if len(ds.data_vars) != 1:

@@ -46,7 +46,7 @@ the units the rest of carbonsink works with.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -747,6 +747,39 @@ def _regular_chunks(ds: xr.Dataset) -> xr.Dataset:
             if len(c) > 1 and (len(set(c[:-1])) > 1 or c[-1] > c[0]):
                 fixes[str(d)] = max(fixes.get(str(d), 0), max(c))
     return ds.chunk(fixes) if fixes else ds
+
+
+def write_zarr_many(items: Sequence[tuple[xr.Dataset | xr.DataArray, PathLike]], *,
+                    zarr_format: int = 2, consolidated: bool = True) -> list[Path]:
+    """Write several Datasets to Zarr stores in one dask computation, each atomically.
+
+    Outputs computed from the same lazy inputs (a model's monthly cube, the annual and
+    growing-season cubes of every combination using it) then read each input chunk once and
+    run on all threads together, instead of one computation per store re-reading the inputs.
+    Every store is written into a temporary directory beside its target and renamed onto it
+    only after the whole computation succeeded (else all temporaries are removed, no target
+    changes). See :func:`write_zarr` for the encoding.
+    """
+    import contextlib
+
+    import dask
+
+    paths = [Path(p) for _, p in items]
+    with contextlib.ExitStack() as stack:
+        delayed = []
+        for (obj, _), path in zip(items, paths):
+            ds = _regular_chunks(_prepare_cf(obj, None))
+            for name in ds.variables:
+                ds[name].encoding = {k: v for k, v in ds[name].encoding.items()
+                                     if k in ("units", "calendar", "dtype", "_FillValue",
+                                              "grid_mapping")}
+            tmp = stack.enter_context(atomic_write(path))
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*consolidated metadata.*")
+                delayed.append(ds.to_zarr(tmp, mode="w-", zarr_format=zarr_format,
+                                          consolidated=consolidated, compute=False))
+        dask.compute(*delayed)
+    return paths
 
 
 def write_zarr(obj: xr.Dataset | xr.DataArray, path: PathLike, *,

@@ -242,7 +242,7 @@ def _wait_until_idle(client: Any, timeout: float = 15.0) -> None:
 
 
 def _cluster_error(ctx: RunContext, step: Step, exc: BaseException) -> DaskClusterError:
-    first = (str(exc).splitlines() or [""])[0][:300]
+    first = (str(exc).splitlines() or [""])[0][:400]
     return DaskClusterError(
         f"step '{step.name}' ({step.title}) stopped: the dask cluster at "
         f"{ctx.cfg.dask.scheduler} lost its work ({type(exc).__name__}: {first}). The outputs "
@@ -369,6 +369,7 @@ def run_steps(ctx: RunContext, steps: list[Step]) -> RunContext:
     interrupted) step leaves no manifest and none of the outputs it had finished.
     """
     from ..io.atomic import track_commits
+    from ..report.figures import abandon_figures, figure_tag, flush_figures
     from ..report.sections import Section
 
     n = len(steps)
@@ -377,6 +378,47 @@ def run_steps(ctx: RunContext, steps: list[Step]) -> RunContext:
     if ctx.digests is None:
         ctx.digests = DigestCache(ctx.state_dir / "digests.json")
     retired = False
+    pending: list[tuple] = []  # steps run, whose figures may still be being saved
+
+    def settle(wait: bool = True) -> None:
+        """Record as done the pending steps whose figures are all written (with ``wait``:
+        wait for every figure first); a figure that fails removes its step's outputs (the
+        step reruns next time)."""
+        if not pending:
+            return
+        w0 = time.perf_counter()
+        try:
+            cpu, busy = flush_figures(wait)
+        except BaseException:
+            abandon_figures()
+            for _, _, _, _, committed in pending:
+                _remove_outputs(committed)
+            pending[:] = []
+            raise
+        done = [p for p in pending if p[0].name not in busy]
+        pending[:] = [p for p in pending if p[0].name in busy]
+        wait = time.perf_counter() - w0 if wait else 0.0
+        if cpu:
+            # one row for the figure process: the time the run waited for it, and the cores
+            # it kept busy on average over the steps it ran beside and that wait
+            span = sum(d for _, _, _, d, _ in done) + wait
+            fig = ctx.stats.setdefault("figures (second process)", {
+                "seconds": 0.0, "cores_busy": 0.0, "peak_rss_gb": 0.0, "output_mb": 0.0,
+                "cpu": 0.0, "span": 0.0})
+            fig["seconds"] += wait
+            fig["cpu"] += sum(cpu.values())
+            fig["span"] += span
+            fig["cores_busy"] = fig["cpu"] / fig["span"] if fig["span"] > 0 else 0.0
+            fig["peak_rss_gb"] = _peak_rss_gb()
+        for step, key, outputs, dt, committed in done:
+            st = ctx.stats[step.name]
+            st["output_mb"] = _size(outputs) / 1e6
+            try:
+                _write_manifest(ctx, step, key, outputs, dt)
+            except BaseException:
+                _remove_outputs(committed)
+                raise
+
     with dask_client(ctx.cfg) as client:
         ctx.client = client
         if client is not None:
@@ -397,10 +439,13 @@ def run_steps(ctx: RunContext, steps: list[Step]) -> RunContext:
             mp = _manifest_path(ctx, step)
             if mp.exists():
                 mp.unlink()
+            if step.name == "report":
+                settle()  # the report links every figure: all are written first
             ctx.echo(f"[{i}/{n}] {step.title} ...")
             t0 = time.perf_counter()
             c0 = time.process_time()
             progress = _Progress(ctx.echo) if (ctx.progress and client is None) else None
+            figure_tag(step.name)
             with track_commits() as committed:
                 try:
                     if progress is not None:
@@ -409,6 +454,10 @@ def run_steps(ctx: RunContext, steps: list[Step]) -> RunContext:
                     else:
                         outputs = step.func(ctx)
                 except BaseException as exc:
+                    figure_tag(None)
+                    with contextlib.suppress(BaseException):
+                        settle()  # the steps before this one stay done
+                    abandon_figures()  # figures of the failed step are not kept
                     faults = _cluster_faults() if client is not None else ()
                     if faults and isinstance(exc, faults):
                         _wait_until_idle(client)
@@ -416,6 +465,7 @@ def run_steps(ctx: RunContext, steps: list[Step]) -> RunContext:
                         raise _cluster_error(ctx, step, exc) from exc
                     _remove_outputs(committed)
                     raise
+            figure_tag(None)
             dt = time.perf_counter() - t0
             ctx.timings[step.name] = dt
             ctx.stats[step.name] = {
@@ -424,11 +474,11 @@ def run_steps(ctx: RunContext, steps: list[Step]) -> RunContext:
                 "peak_rss_gb": _peak_rss_gb(),
                 "output_mb": _size(outputs) / 1e6}
             ctx.outputs[step.name] = outputs
-            try:
-                _write_manifest(ctx, step, key, outputs, dt)
-            except BaseException:
-                _remove_outputs(committed)
-                raise
+            # the step is recorded as done (manifest) once its figures, saved by a second
+            # process while the next steps compute, are all written (settle)
+            pending.append((step, key, outputs, dt, committed))
+            settle(wait=False)  # steps without figures still being saved are done now
             ctx.echo(f"[{i}/{n}] {step.title}: done in {dt:.1f} s ({len(outputs)} outputs)")
+        settle()
     ctx.digests.save()
     return ctx

@@ -184,8 +184,41 @@ def _frequency(inp: InputConfig, role: str) -> str:
     return inp.frequency or INPUT_ROLES[role][1]
 
 
+#: lazily read inputs of this process, by what they were read from (see read_input_role)
+_READ_CACHE: dict[tuple, xr.DataArray] = {}
+
+
+def _read_key(cfg: StudyConfig, role: str, inp: InputConfig) -> tuple | None:
+    from ..io._common import expand_paths
+
+    try:
+        files = expand_paths(cfg.resolve(inp.path))
+    except Exception:  # noqa: BLE001 - the read below reports it properly
+        return None
+    stats = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files
+                  if f.is_file())
+    return (role, inp.model_dump_json(), cfg.period.model_dump_json() if cfg.period else None,
+            stats)
+
+
 def read_input_role(cfg: StudyConfig, role: str, inp: InputConfig) -> xr.DataArray:
-    """Read one input (lazily), in canonical units, cut to the study period."""
+    """Read one input (lazily), in canonical units, cut to the study period.
+
+    The lazy result is kept for this process, keyed by the files' paths, sizes and
+    modification times, so preflight, check and prepare open a series of hundreds of
+    GeoTIFFs once, not three times."""
+    key = _read_key(cfg, role, inp)
+    if key is not None and key in _READ_CACHE:
+        return _READ_CACHE[key].copy()
+    da = _read_input_role(cfg, role, inp)
+    if key is not None:
+        if len(_READ_CACHE) > 64:
+            _READ_CACHE.clear()
+        _READ_CACHE[key] = da
+    return da.copy()
+
+
+def _read_input_role(cfg: StudyConfig, role: str, inp: InputConfig) -> xr.DataArray:
     from ..io import read_input
 
     variable, _ = INPUT_ROLES[role]
@@ -396,17 +429,15 @@ def _grid_crs(ctx: RunContext):
     return ctx.crs
 
 
-def write_cube(ctx: RunContext, ds: xr.Dataset, name: str, step: str, *,
-               combination: str | None = None, experiment: str | None = None,
-               models: dict | None = None, parameters: dict | None = None) -> list[Path]:
-    """Write ``ds`` where the catalog says, with CRS, experiment coordinate and provenance."""
-    from ..io import write_netcdf, write_zarr
-
+def _cube_ready(ctx: RunContext, ds: xr.Dataset, step: str, *, experiment: str | None = None,
+                models: dict | None = None, parameters: dict | None = None) -> xr.Dataset:
+    """``ds`` as it is written: CRS, experiment coordinate, provenance, study chunks."""
     ds = ds.copy()
     if ds.rio.crs is None:
         crs = _grid_crs(ctx)
         if crs is None:
-            raise AlignmentError(f"output {name}: lost its CRS and the study grid has none")
+            raise AlignmentError(f"output of step {step}: lost its CRS and the study grid has "
+                                 "none")
         ds = ds.rio.write_crs(crs)
     if ctx.cfg.experiments and experiment:
         ds = ds.assign_coords(experiment=experiment)
@@ -415,13 +446,56 @@ def write_cube(ctx: RunContext, ds: xr.Dataset, name: str, step: str, *,
     if ctx.cfg.experiments and experiment:
         rec["experiment"] = experiment
     ds.attrs.update(flat_attrs(rec))
-    ds = _chunked(ctx.cfg, ds)
-    outs = []
-    for p in ctx.catalog.cube_targets(name, combination=combination, experiment=experiment):
-        p.parent.mkdir(parents=True, exist_ok=True)
-        (write_zarr if p.suffix == ".zarr" else write_netcdf)(ds, p)
-        outs.append(p)
-    return outs
+    return _chunked(ctx.cfg, ds)
+
+
+def write_cube(ctx: RunContext, ds: xr.Dataset, name: str, step: str, *,
+               combination: str | None = None, experiment: str | None = None,
+               models: dict | None = None, parameters: dict | None = None) -> list[Path]:
+    """Write ``ds`` where the catalog says, with CRS, experiment coordinate and provenance."""
+    batch = CubeBatch(ctx)
+    batch.add(ds, name, step, combination=combination, experiment=experiment, models=models,
+              parameters=parameters)
+    return batch.write()
+
+
+class CubeBatch:
+    """Cubes written together: one dask computation for all their Zarr stores (shared lazy
+    inputs read once, every thread busy), each store committed atomically when all are done.
+
+    ``add`` takes the arguments of :func:`write_cube`; ``write`` returns the paths written.
+    """
+
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+        self.items: list[tuple[xr.Dataset, Path]] = []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, ds: xr.Dataset, name: str, step: str, *, combination: str | None = None,
+            experiment: str | None = None, models: dict | None = None,
+            parameters: dict | None = None) -> None:
+        ready = _cube_ready(self.ctx, ds, step, experiment=experiment, models=models,
+                            parameters=parameters)
+        for p in self.ctx.catalog.cube_targets(name, combination=combination,
+                                               experiment=experiment):
+            self.items.append((ready, p))
+
+    def write(self) -> list[Path]:
+        from ..io import write_netcdf, write_zarr_many
+
+        zarr = [(ds, p) for ds, p in self.items if p.suffix == ".zarr"]
+        for _, p in self.items:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        if zarr:
+            write_zarr_many(zarr)
+        for ds, p in self.items:
+            if p.suffix != ".zarr":
+                write_netcdf(ds, p)
+        outs = [p for _, p in self.items]
+        self.items = []
+        return outs
 
 
 def open_cube(ctx: RunContext, name: str, *, combination: str | None = None,
@@ -786,6 +860,8 @@ def _vegetation_mask(cfg: StudyConfig, inputs: dict[str, xr.DataArray],
         idx = np.clip(idx, 0, keep.sizes["year"] - 1)
         keep = keep.isel(year=xr.DataArray(idx, dims="time")).drop_vars("year")
         keep = keep.assign_coords(time=time.values)
+        if keep.chunks is not None:  # the indexing makes a chunk per year: time whole
+            keep = keep.chunk({"time": -1})
     return keep
 
 
@@ -811,13 +887,15 @@ def _cached(ctx: RunContext, name: str, key: str, *, combination: str | None = N
     return None
 
 
-def _model_store(ctx: RunContext, experiment: str | None, outs: list[Path],
+def _model_store(ctx: RunContext, experiment: str | None, batch: CubeBatch,
                  keys: dict[str, str], reused: list[str]):
-    """The ``store`` of :func:`~carbonsink.flux.chain.run_chain`: each model's monthly output is
-    written (Zarr) and re-opened lazily; a model whose options, inputs and upstream models are
-    unchanged since the last run is not recomputed (per-model caching)."""
+    """The ``store`` of :func:`~carbonsink.flux.chain.run_chain`: each model's monthly cube is
+    queued in ``batch`` (``outputs.monthly: models|all``) and returned lazily, so models,
+    NEP, the aggregations and every write run in one computation that reads each input chunk
+    once; a model whose options, inputs and upstream models are unchanged since the last run
+    is read back instead of recomputed (per-model caching)."""
     cfg = ctx.cfg
-    scratch = cfg.outputs.monthly == "none"
+    keep = cfg.outputs.monthly != "none"
 
     def store(key: str, ds: xr.Dataset, meta: dict) -> xr.Dataset:
         kind, name = meta.get("kind"), meta.get("name")
@@ -825,18 +903,18 @@ def _model_store(ctx: RunContext, experiment: str | None, outs: list[Path],
         ck = _cache_key("model", ctx.keys.get("prepare"), experiment, kind, name, opts,
                         {n: keys.get(k) for n, k in (meta.get("needs") or {}).items()})
         keys[key] = ck
-        stem = ("_scratch/" if scratch else "") + ctx.catalog.model_cube_name(key)
-        old = _cached(ctx, stem, ck, experiment=experiment)
-        if old is not None:
-            reused.append(key)
-            return old
+        stem = ctx.catalog.model_cube_name(key)
+        if keep:
+            old = _cached(ctx, stem, ck, experiment=experiment)
+            if old is not None:
+                reused.append(key)
+                return old
         ds = ds.copy()
         ds.attrs["carbonsink_cache_key"] = ck
-        written = write_cube(ctx, ds, stem, "flux", experiment=experiment,
-                             models={kind: name}, parameters=opts)
-        if not scratch:
-            outs.extend(written)
-        return open_cube(ctx, stem, experiment=experiment)
+        if keep:
+            batch.add(ds, stem, "flux", experiment=experiment, models={kind: name},
+                      parameters=opts)
+        return ds
 
     return store
 
@@ -847,13 +925,14 @@ def _flux_experiment(ctx: RunContext, experiment: str | None) -> list[Path]:
 
     cfg = ctx.cfg
     inputs = load_prepared(ctx, experiment)
+    batch = CubeBatch(ctx)
     outs: list[Path] = []
     keys: dict[str, str] = {}
     reused: list[str] = []
-    outs += _write_drivers(ctx, inputs, experiment)
+    _write_drivers(ctx, inputs, experiment, batch)
     combos = selected_combinations(cfg)
     results = run_chain(combos, inputs, options=chain_options(cfg),
-                        store=_model_store(ctx, experiment, outs, keys, reused),
+                        store=_model_store(ctx, experiment, batch, keys, reused),
                         echo=lambda m: ctx.echo(f"      {m}"))
     if reused:
         ctx.echo(f"      unchanged models reused: {', '.join(reused)}")
@@ -886,20 +965,22 @@ def _flux_experiment(ctx: RunContext, experiment: str | None) -> list[Path]:
         cube.attrs["carbonsink_cache_key"] = ck
         kw = dict(combination=name, experiment=experiment, models=models, parameters=params)
         if annual_step:
-            outs += write_cube(ctx, cube, "annual", "flux", **kw)
+            batch.add(cube, "annual", "flux", **kw)
             continue
         if "monthly" in products:
-            outs += write_cube(ctx, cube, "monthly", "flux", **kw)
-            cube = open_cube(ctx, "monthly", combination=name, experiment=experiment)
+            batch.add(cube, "monthly", "flux", **kw)
         fluxes = cube[[v for v in _FLUX_VARS if v in cube]]
         fluxes = fluxes.drop_vars("experiment", errors="ignore")
         fluxes.attrs["carbonsink_cache_key"] = ck
         annual = to_annual(fluxes, min_valid_fraction=1.0)
         annual.attrs["carbonsink_cache_key"] = ck
-        outs += write_cube(ctx, annual, "annual", "flux", **kw)
+        batch.add(annual, "annual", "flux", **kw)
         gs = growing_season(fluxes, months=tuple(cfg.outputs.growing_season_months))
         gs.attrs["carbonsink_cache_key"] = ck
-        outs += write_cube(ctx, gs, "growing_season", "flux", **kw)
+        batch.add(gs, "growing_season", "flux", **kw)
+    if len(batch):
+        ctx.echo(f"      computing and writing {len(batch)} cubes in one pass")
+    outs += batch.write()
     if cfg.outputs.monthly == "none":
         _remove_scratch(ctx, experiment)
     return outs
@@ -966,7 +1047,7 @@ def monthly_combination(ctx: RunContext, name: str, experiment: str | None) -> x
 
 
 def _write_drivers(ctx: RunContext, inputs: dict[str, xr.DataArray],
-                   experiment: str | None) -> list[Path]:
+                   experiment: str | None, batch: CubeBatch) -> None:
     """Annual and growing-season series of the monthly climate inputs (means for states such as
     temperature, sums for fluxes such as precipitation), masked like the flux cubes, stored
     under the pseudo-combination ``drivers`` so analyses correlate matched series."""
@@ -978,19 +1059,18 @@ def _write_drivers(ctx: RunContext, inputs: dict[str, xr.DataArray],
     roles = [r for r in DRIVER_ROLES if r in inputs and "time" in inputs[r].dims
              and _frequency(cfg.inputs.get(r) or InputConfig(path=""), r) == "month"]
     if not roles:
-        return []
+        return
     monthly = xr.Dataset({r: inputs[r] for r in roles})
     keep = _vegetation_mask(cfg, inputs, monthly["time"])
     if keep is not None:
         with xr.set_options(keep_attrs=True):
             monthly = monthly.where(keep)
     models = {"drivers": roles}
-    outs = write_cube(ctx, to_annual(monthly, min_valid_fraction=1.0), "annual", "flux",
-                      combination=DRIVERS, experiment=experiment, models=models)
+    batch.add(to_annual(monthly, min_valid_fraction=1.0), "annual", "flux",
+              combination=DRIVERS, experiment=experiment, models=models)
     gs = growing_season(monthly, months=tuple(cfg.outputs.growing_season_months))
-    outs += write_cube(ctx, gs, "growing_season", "flux", combination=DRIVERS,
-                       experiment=experiment, models=models)
-    return outs
+    batch.add(gs, "growing_season", "flux", combination=DRIVERS, experiment=experiment,
+              models=models)
 
 
 def step_flux(ctx: RunContext) -> list[Path]:

@@ -19,6 +19,7 @@ from matplotlib.ticker import MaxNLocator
 from ..io.atomic import atomic_write
 
 __all__ = ["timeseries_figure", "map_figure", "save_figure", "new_figure", "SYNTHETIC_NOTE",
+           "FigureSaver", "flush_figures", "abandon_figures", "figure_tag",
            "categorical_map_figure", "trend_series_figure", "area_share_figure",
            "FIGURE_FORMATS", "DPI"]
 
@@ -34,6 +35,162 @@ def new_figure(figsize=(7.5, 4)) -> tuple[Figure, object]:
     fig = Figure(figsize=figsize)
     FigureCanvasAgg(fig)
     return fig, fig.add_subplot(1, 1, 1)
+
+
+class FigureSaver:
+    """Saves figures in one separate process while the caller goes on computing.
+
+    Rendering a map at print resolution (PNG and SVG) takes about half a second of one core;
+    a study draws dozens. Inside ``with FigureSaver() as saver:`` every :func:`save_figure`
+    pickles the figure to the saver's process (forked when the saver is entered, before any
+    computation starts) and returns at once; :meth:`flush` waits for the figures queued so
+    far, re-raises the first error and returns the CPU seconds the saving process spent (the
+    pipeline calls it at the end of every step, so a finished step has all its files). Each
+    file is still written atomically. Without an active saver, figures are saved inline.
+    """
+
+    def __init__(self) -> None:
+        self._pool = None
+        self._futures: list = []
+        self._paths: dict = {}  # tag -> the files its queued figures write
+        self._prev: FigureSaver | None = None
+
+    def _start(self) -> None:
+        """Fork the saving process now (enter the saver before any computation starts: only
+        then does the process have no other threads whose locks a fork could copy); where
+        ``fork`` does not exist figures are saved inline."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        if "fork" not in multiprocessing.get_all_start_methods():
+            return
+        self._pool = ProcessPoolExecutor(max_workers=1,
+                                         mp_context=multiprocessing.get_context("fork"),
+                                         initializer=_saver_signals)
+        self._pool.submit(float, 0).result()  # start it while this is the only thread
+
+    def submit(self, fig: Figure, path: Path, metadata, dpi: int, formats) -> None:
+        import pickle
+
+        if self._pool is None:
+            _save_now(fig, path, metadata, dpi=dpi, formats=formats)
+            return
+        blob = pickle.dumps(fig)
+        primary = path.suffix.lstrip(".").lower()
+        self._paths.setdefault(_TAG, []).extend(
+            [path] + [path.with_suffix("." + f.lower().lstrip("."))
+                      for f in (formats or ()) if f.lower().lstrip(".") != primary])
+        self._futures.append((_TAG, self._pool.submit(_save_pickled, blob, str(path),
+                                                      metadata, dpi, tuple(formats or ()))))
+
+    def abandon(self) -> None:
+        """Wait for the queued figures and delete them (the step that drew them failed, so
+        nothing of it may look finished)."""
+        futures, self._futures = self._futures, []
+        paths, self._paths = self._paths, {}
+        for _, f in futures:
+            try:
+                f.result()
+            except BaseException:  # noqa: BLE001 - the step's own error is what matters
+                pass
+        for p in (p for ps in paths.values() for p in ps):
+            p.unlink(missing_ok=True)
+
+    def flush(self, wait: bool = True) -> tuple[dict, set]:
+        """Collect the queued figures that are written (all of them with ``wait``); returns
+        the saving CPU seconds by tag (see :func:`figure_tag`) and the tags whose figures are
+        still being saved. The first error is raised after the others have finished (the
+        files stay listed for :meth:`abandon`)."""
+        remaining, cpu, first = [], {}, None
+        for tag, f in self._futures:
+            if not wait and not f.done():
+                remaining.append((tag, f))
+                continue
+            try:
+                cpu[tag] = cpu.get(tag, 0.0) + f.result()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, after waiting
+                first = first or exc
+        self._futures = remaining
+        if first is not None:
+            raise first
+        busy = {t for t, _ in remaining}
+        self._paths = {t: p for t, p in self._paths.items() if t in busy}
+        return cpu, busy
+
+    def __enter__(self) -> FigureSaver:
+        global _SAVER
+        self._start()
+        self._prev, _SAVER = _SAVER, self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        global _SAVER
+        _SAVER = self._prev
+        try:
+            if exc[0] is None:
+                self.flush()
+            else:
+                self.abandon()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+
+
+#: the active :class:`FigureSaver` (None: save inline)
+_SAVER: FigureSaver | None = None
+#: what the figures queued now belong to (the pipeline's step name)
+_TAG: str | None = None
+
+
+def figure_tag(tag: str | None) -> None:
+    """Label the figures queued from now on (``flush`` reports CPU seconds per label)."""
+    global _TAG
+    _TAG = tag
+
+
+def abandon_figures() -> None:
+    """Wait for and delete the figures the active :class:`FigureSaver` has queued."""
+    if _SAVER is not None:
+        _SAVER.abandon()
+
+
+def flush_figures(wait: bool = True) -> tuple[dict, set]:
+    """:meth:`FigureSaver.flush` of the active saver (none: ``({}, set())``)."""
+    return _SAVER.flush(wait) if _SAVER is not None else ({}, set())
+
+
+def _saver_signals() -> None:
+    """In the saving process: Ctrl-C is for the run (the parent stops the saver), SIGTERM
+    ends the process quietly, and the process ends by itself when the run's process is gone
+    (killed with SIGKILL, say), so no orphan keeps running or holds the run's output pipes."""
+    import os
+    import signal
+    import threading
+    import time
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="carbonsink-figure-watch").start()
+
+
+def _save_pickled(blob: bytes, path: str, metadata, dpi: int, formats) -> float:
+    import pickle
+    import time
+
+    c0 = time.process_time()
+    fig = pickle.loads(blob)
+    FigureCanvasAgg(fig)
+    _save_now(fig, Path(path), metadata, dpi=dpi, formats=formats)
+    return time.process_time() - c0
 
 
 def save_figure(fig: Figure, path: str | Path, metadata: dict[str, str] | None = None, *,
@@ -59,6 +216,18 @@ def save_figure(fig: Figure, path: str | Path, metadata: dict[str, str] | None =
 
         raise InvalidArgumentError(f"save_figure: unsupported format(s) {bad} for {path}; "
                                    f"choose from {', '.join(FIGURE_FORMATS)}")
+    if _SAVER is not None:
+        _SAVER.submit(fig, path, metadata, dpi, formats)
+        return path
+    return _save_now(fig, path, metadata, dpi=dpi, formats=formats)
+
+
+def _save_now(fig: Figure, path: Path, metadata, *, dpi: int, formats) -> Path:
+    import json
+
+    primary = path.suffix.lstrip(".").lower()
+    wanted = [primary] + [f.lower().lstrip(".") for f in (formats or ()) if
+                          f.lower().lstrip(".") != primary]
     for fmt in dict.fromkeys(wanted):
         target = path if fmt == primary else path.with_suffix(f".{fmt}")
         if fmt == "png":
