@@ -114,8 +114,12 @@ def _summary(ctx, quiet: bool) -> None:
     from .pipeline.runner import summary_table
 
     if ctx.stats and not quiet:
+        from .pipeline.runner import product_sizes
+
         click.echo("run summary (steps run now):")
         click.echo(summary_table(ctx))
+        click.echo("products on disk:")
+        click.echo(product_sizes(ctx))
 
 
 @main.command()

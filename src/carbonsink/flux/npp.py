@@ -668,7 +668,7 @@ def casa(ndvi: Any, tas: Any, sol: Any, landcover: Any, *, pr: Any = None, eet: 
          half_rule: bool | None = None, t_min: float = -10.0, epsilon_max: Any = None,
          lc_table: Any = None, par_fraction: float = 0.5, lat: Any = None,
          daylength_correction: bool = False, heat_index: str = "annual",
-         time_dim: str = "time", time: Any = None):
+         bounds_first: bool = False, time_dim: str = "time", time: Any = None):
     """CASA monthly NPP [g C m-2 month-1] (Potter et al. 1993; China parameterisation).
 
     ::
@@ -689,6 +689,10 @@ def casa(ndvi: Any, tas: Any, sol: Any, landcover: Any, *, pr: Any = None, eet: 
       from the data with ``percentiles`` — lazily for dask) or ``"minmax"``
       (``mode="paper"``, paper 000: study-area NDVI extremes of the input, or
       ``ndvi_bounds=(min, max)``).
+    * **bounds_first** — for dask input, compute the whole-region NDVI bounds at once (one
+      pass over NDVI and land cover) instead of lazily: the rest of the graph is then local
+      to each chunk, so a region computed block by block (the pipeline's flux step) does not
+      repeat the bounds pass per block. The numbers are the same.
     * **Topt** — :func:`optimum_temperature` (NDVI-peak month per year,
       multi-year mean, floored at ``topt_floor`` = 0 °C) unless given.
     * **Tε2** — ``c`` 1.1814 (1.184 in paper mode); half rule in paper mode.
@@ -736,9 +740,11 @@ def casa(ndvi: Any, tas: Any, sol: Any, landcover: Any, *, pr: Any = None, eet: 
             # own copy of NDVI and land cover (cloned graph keys), so the scheduler can drop
             # each chunk once histogrammed instead of holding every chunk's inputs in memory
             # until the reduction ends; the per-pixel graph below reads its chunks afterwards
-            nb, lb = _cloned(n), _cloned(landcover)
+            nb, lb = (n, landcover) if bounds_first else (_cloned(n), _cloned(landcover))
             table = ndvi_percentile_bounds(nb, lb, percentiles=percentiles,
                                            lc_table=lc_table, time_dim=time_dim, time=time).data
+            if bounds_first and hasattr(table, "compute"):
+                table = np.asarray(table.compute())
             params["ndvi_bounds"] = f"percentiles {list(percentiles)} of the input per type"
         else:
             table = _bounds_table(ndvi_bounds)
@@ -750,8 +756,12 @@ def casa(ndvi: Any, tas: Any, sol: Any, landcover: Any, *, pr: Any = None, eet: 
         params.update(fpar_min=fpar_min, fpar_max=fpar_max, alpha=alpha)
     else:
         if ndvi_bounds is None:
-            nb = _cloned(n)  # a whole-region reduction on its own copy (see above)
+            nb = n if bounds_first else _cloned(n)  # own copy for a lazy reduction (above)
             lo, hi = (nb.min(), nb.max()) if is_xr(n) else (np.nanmin(n), np.nanmax(n))
+            if bounds_first and is_xr(n) and n.chunks is not None:
+                import dask
+
+                lo, hi = (float(v) for v in dask.compute(lo.data, hi.data))
             params["ndvi_bounds"] = "study-area min/max of the input"
         else:
             lo, hi = (float(v) for v in ndvi_bounds)

@@ -750,15 +750,23 @@ def _regular_chunks(ds: xr.Dataset) -> xr.Dataset:
 
 
 def write_zarr_many(items: Sequence[tuple[xr.Dataset | xr.DataArray, PathLike]], *,
-                    zarr_format: int = 2, consolidated: bool = True) -> list[Path]:
+                    blocks: Sequence[tuple[slice, slice]] | None = None, zarr_format: int = 2,
+                    consolidated: bool = True) -> list[Path]:
     """Write several Datasets to Zarr stores in one dask computation, each atomically.
 
     Outputs computed from the same lazy inputs (a model's monthly cube, the annual and
     growing-season cubes of every combination using it) then read each input chunk once and
     run on all threads together, instead of one computation per store re-reading the inputs.
+
+    ``blocks`` (``(y slice, x slice)`` pairs aligned with the chunks, covering the grid)
+    splits that computation into one per block of the region: every store is created first,
+    then each block of every store is computed and written together (Zarr region writes), so
+    peak memory is set by the block, not by the region. Datasets without both ``y`` and ``x``
+    are written whole.
+
     Every store is written into a temporary directory beside its target and renamed onto it
-    only after the whole computation succeeded (else all temporaries are removed, no target
-    changes). See :func:`write_zarr` for the encoding.
+    only after all of them succeeded (else all temporaries are removed, no target changes).
+    See :func:`write_zarr` for the encoding.
     """
     import contextlib
 
@@ -766,6 +774,7 @@ def write_zarr_many(items: Sequence[tuple[xr.Dataset | xr.DataArray, PathLike]],
 
     paths = [Path(p) for _, p in items]
     with contextlib.ExitStack() as stack:
+        ready: list[tuple[xr.Dataset, Path]] = []
         delayed = []
         for (obj, _), path in zip(items, paths):
             ds = _regular_chunks(_prepare_cf(obj, None))
@@ -774,12 +783,50 @@ def write_zarr_many(items: Sequence[tuple[xr.Dataset | xr.DataArray, PathLike]],
                                      if k in ("units", "calendar", "dtype", "_FillValue",
                                               "grid_mapping")}
             tmp = stack.enter_context(atomic_write(path))
+            spatial = blocks is not None and {"y", "x"} <= set(ds.dims)
+            if spatial:  # what the blocks do not cover is written with the metadata
+                small = [v for v in ds.variables if not {"y", "x"} <= set(ds[v].dims)
+                         and ds[v].chunks is not None]
+                if small:
+                    loaded = dict(zip(small, dask.compute(*[ds[v].variable for v in small])))
+                    ds = ds.assign({v: loaded[v] for v in small if v in ds.data_vars})
+                    ds = ds.assign_coords({v: loaded[v] for v in small if v in ds.coords})
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*consolidated metadata.*")
-                delayed.append(ds.to_zarr(tmp, mode="w-", zarr_format=zarr_format,
-                                          consolidated=consolidated, compute=False))
-        dask.compute(*delayed)
+                # blocks: the metadata and the non-spatial variables now, the data per block
+                d = ds.to_zarr(tmp, mode="w-", zarr_format=zarr_format,
+                               consolidated=consolidated, compute=not spatial)
+            if spatial:
+                ready.append((ds, tmp))
+            else:
+                delayed.append(d)
+        if blocks is None:
+            dask.compute(*delayed)
+        else:
+            for ys, xs in blocks:
+                parts = []
+                for ds, tmp in ready:
+                    keep = [v for v in ds.variables if {"y", "x"} <= set(ds[v].dims)]
+                    sub = ds[keep].isel(y=ys, x=xs).drop_vars(
+                        [c for c in ds[keep].coords if not {"y", "x"} <= set(ds[c].dims)])
+                    parts.append(sub.to_zarr(tmp, region={"y": ys, "x": xs}, compute=False,
+                                             zarr_format=zarr_format))
+                dask.compute(*parts)
     return paths
+
+
+def spatial_blocks(ny: int, nx: int, cy: int, cx: int, tiles: int) -> list[tuple[slice, slice]]:
+    """Blocks of about ``tiles`` chunks of ``cy`` x ``cx`` cells covering an ``ny`` x ``nx``
+    grid (strips of whole chunks along x, then further rows), aligned with the chunks: the
+    unit :func:`write_zarr_many` computes at once."""
+    ntx = -(-nx // cx)
+    bx = max(1, min(ntx, tiles))
+    by = max(1, tiles // bx)
+    out = []
+    for y0 in range(0, ny, by * cy):
+        for x0 in range(0, nx, bx * cx):
+            out.append((slice(y0, min(ny, y0 + by * cy)), slice(x0, min(nx, x0 + bx * cx))))
+    return out
 
 
 def write_zarr(obj: xr.Dataset | xr.DataArray, path: PathLike, *,

@@ -352,13 +352,46 @@ def summary_table(ctx: RunContext) -> str:
     """The run summary: time, cores busy, peak memory and output size per step."""
     lines = [f"{'step':28s} {'time [s]':>9s} {'cores busy':>10s} {'peak RSS [GB]':>13s} "
              f"{'outputs [MB]':>12s}"]
-    for name, st in ctx.stats.items():
+    rows = sorted(ctx.stats.items(), key=lambda kv: kv[0].startswith("figures ("))
+    for name, st in rows:
         lines.append(f"{name[:28]:28s} {st['seconds']:9.1f} {st['cores_busy']:10.2f} "
                      f"{st['peak_rss_gb']:13.2f} {st['output_mb']:12.1f}")
     total = sum(st["output_mb"] for st in ctx.stats.values())
     lines.append(f"{'total':28s} {sum(st['seconds'] for st in ctx.stats.values()):9.1f} "
                  f"{'':10s} {max([st['peak_rss_gb'] for st in ctx.stats.values()] or [0]):13.2f}"
                  f" {total:12.1f}")
+    return "\n".join(lines)
+
+
+def product_sizes(ctx: RunContext) -> str:
+    """Size on disk of every product of the results folder, largest first, grouped as the
+    catalog names them (a cube of a combination, a model's monthly cube, the maps of a
+    combination, the tables, the figures), with the total."""
+    out = ctx.out_dir
+    groups: dict[str, list[int]] = {}
+    for p in out.rglob("*"):
+        if not p.is_file() or ".carbonsink" in p.parts:
+            continue
+        rel = p.relative_to(out).parts
+        if rel[0] == "cubes" and len(rel) > 2:
+            name = "/".join(rel[:3]) if rel[1] in ("models",) or rel[2].endswith(".zarr") \
+                else "/".join(rel[:2])
+            name = next((("/".join(rel[:i + 1])) for i, part in enumerate(rel)
+                         if part.endswith(".zarr")), name)
+        elif rel[0] == "cubes":
+            name = "/".join(rel[:2])
+        elif rel[0] in ("maps",) and len(rel) > 2:
+            name = "/".join(rel[:2]) + "/"
+        else:
+            name = rel[0] + ("/" if len(rel) > 1 else "")
+        g = groups.setdefault(name, [0, 0])
+        g[0] += p.stat().st_size
+        g[1] += 1
+    lines = [f"{'product':58s} {'size [MB]':>10s} {'files':>7s}"]
+    for name, (size, n) in sorted(groups.items(), key=lambda kv: -kv[1][0]):
+        lines.append(f"{name[:58]:58s} {size / 1e6:10.1f} {n:7d}")
+    lines.append(f"{'total':58s} {sum(g[0] for g in groups.values()) / 1e6:10.1f} "
+                 f"{sum(g[1] for g in groups.values()):7d}")
     return "\n".join(lines)
 
 

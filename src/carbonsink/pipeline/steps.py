@@ -85,8 +85,17 @@ def model_options(cfg: StudyConfig, kind: str, model: str) -> dict[str, Any]:
 
 
 def chain_options(cfg: StudyConfig) -> dict[str, Any]:
-    """The ``options`` mapping handed to :func:`~carbonsink.flux.chain.run_chain`."""
-    return {k: v for k, v in cfg.models.options.items()}
+    """The ``options`` mapping handed to :func:`~carbonsink.flux.chain.run_chain`.
+
+    CASA gets ``bounds_first=True`` (unless the study sets it): the flux step computes the
+    region block by block, and whole-region NDVI bounds computed lazily would be recomputed
+    for every block."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg.models.options.items()}
+    if any("casa" == m for c in selected_combinations(cfg) for _, m in _combination_models(c)):
+        casa = out.setdefault("casa", {})
+        if isinstance(casa, dict):
+            casa.setdefault("bounds_first", True)
+    return out
 
 
 def selected_analyses(cfg: StudyConfig, available: set[str] | None = None) -> dict[str, dict]:
@@ -459,15 +468,34 @@ def write_cube(ctx: RunContext, ds: xr.Dataset, name: str, step: str, *,
     return batch.write()
 
 
+def block_tiles(ctx: RunContext) -> int:
+    """Tiles computed at once by the flux step: two per thread (local threads, or the
+    threads of the dask cluster's workers), so every thread has work while memory stays
+    bounded by the block (README, "Memory")."""
+    import os
+
+    threads = os.cpu_count() or 1
+    client = getattr(ctx, "client", None)
+    if client is not None:
+        try:
+            threads = sum(client.nthreads().values()) or threads
+        except Exception:  # noqa: BLE001 - a cluster that cannot tell: the local count
+            pass
+    return max(2, 2 * threads)
+
+
 class CubeBatch:
     """Cubes written together: one dask computation for all their Zarr stores (shared lazy
     inputs read once, every thread busy), each store committed atomically when all are done.
+    ``blocked``: computed block by block of the region (:func:`block_tiles` tiles at a time),
+    so peak memory does not grow with the region (the flux step).
 
     ``add`` takes the arguments of :func:`write_cube`; ``write`` returns the paths written.
     """
 
-    def __init__(self, ctx: RunContext):
+    def __init__(self, ctx: RunContext, *, blocked: bool = False):
         self.ctx = ctx
+        self.blocked = blocked
         self.items: list[tuple[xr.Dataset, Path]] = []
 
     def __len__(self) -> int:
@@ -482,6 +510,19 @@ class CubeBatch:
                                                experiment=experiment):
             self.items.append((ready, p))
 
+    def blocks(self, datasets: list[xr.Dataset]) -> list[tuple[slice, slice]] | None:
+        """Blocks of the region computed one after the other (:func:`block_tiles` tiles
+        each), or None for a grid of one block."""
+        from ..io.netcdf import spatial_blocks
+
+        grid = next((ds for ds in datasets if {"y", "x"} <= set(ds.dims)), None)
+        if grid is None:
+            return None
+        ch = study_chunks(self.ctx.cfg, {"y": grid.sizes["y"], "x": grid.sizes["x"]})
+        out = spatial_blocks(grid.sizes["y"], grid.sizes["x"], ch["y"], ch["x"],
+                             block_tiles(self.ctx))
+        return out if len(out) > 1 else None
+
     def write(self) -> list[Path]:
         from ..io import write_netcdf, write_zarr_many
 
@@ -489,7 +530,8 @@ class CubeBatch:
         for _, p in self.items:
             p.parent.mkdir(parents=True, exist_ok=True)
         if zarr:
-            write_zarr_many(zarr)
+            write_zarr_many(zarr, blocks=self.blocks([ds for ds, _ in zarr])
+                            if self.blocked else None)
         for ds, p in self.items:
             if p.suffix != ".zarr":
                 write_netcdf(ds, p)
@@ -925,7 +967,7 @@ def _flux_experiment(ctx: RunContext, experiment: str | None) -> list[Path]:
 
     cfg = ctx.cfg
     inputs = load_prepared(ctx, experiment)
-    batch = CubeBatch(ctx)
+    batch = CubeBatch(ctx, blocked=True)
     outs: list[Path] = []
     keys: dict[str, str] = {}
     reused: list[str] = []
@@ -1226,6 +1268,7 @@ def step_report(ctx: RunContext) -> list[Path]:
     import json
 
     from ..report.html import render_report
+    from .runner import product_sizes
 
     cfg = ctx.cfg
     sections = [s for step in ctx.step_names if step in ctx.sections
@@ -1251,6 +1294,7 @@ def step_report(ctx: RunContext) -> list[Path]:
         "step timings [s]": json.dumps({k: round(v, 2) for k, v in ctx.timings.items()}),
         "run summary (steps run now)": _summary_text(ctx),
         "output size by kind [MB]": json.dumps(_sizes_by_kind(ctx, rel), sort_keys=True),
+        "products on disk (before this report)": product_sizes(ctx),
     }
     if cfg.experiments:
         run_info["experiments"] = json.dumps(
