@@ -12,7 +12,8 @@ Reported per size: wall time, per-step time, cores busy (process CPU / wall), pe
 the run's process, output size and file count. Each measurement runs in a fresh
 subprocess so peak RSS is per run. Results: ``benchmarks/results/study.md`` (+ .json).
 
-Usage: ``python benchmarks/bench_study.py --sizes 150 300 600``.
+Usage: ``python benchmarks/bench_study.py --sizes 300 600 1200x1000`` (``N`` is N x N pixels,
+``NXxNY`` a rectangle of NX columns and NY rows).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ print(json.dumps({"wall": wall, "cpu": time.process_time() - c0,
                   "peak_rss_gb": hwm(),
                   "steps": {k: round(v["seconds"], 2) for k, v in ctx.stats.items()},
                   "cores": {k: round(v["cores_busy"], 2) for k, v in ctx.stats.items()},
+                  "step_rss": {k: round(v["peak_rss_gb"], 2) for k, v in ctx.stats.items()},
+                  "products": __import__("carbonsink.pipeline.runner", fromlist=["x"])
+                  .product_sizes(ctx),
                   "bytes": sum(p.stat().st_size for p in files), "files": len(files)}))
 """
 
@@ -74,7 +78,7 @@ for role, inp in study["inputs"].items():
     da = read_input(base / inp["path"], variable=inp.get("variable"), units=inp.get("units"),
                     date_pattern=inp.get("date_pattern"), band_dates=inp.get("band_dates"),
                     frequency=inp.get("frequency"),
-                    crs=inp.get("crs"), chunks={"y": 256, "x": 256})
+                    crs=inp.get("crs"), chunks="file")
     arrays[role] = da.astype("float32")
 written, i = 0, 0
 names = [r for r in arrays if "time" in arrays[r].dims]
@@ -97,18 +101,20 @@ def _subprocess(code: str, *args: str) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def _inputs(folder: Path, n: int) -> Path:
+def _inputs(folder: Path, nx: int, ny: int | None = None) -> Path:
     import yaml
 
     from carbonsink.demo import generate, write_demo_inputs
     from carbonsink.pipeline.demo_study import demo_study_dict
 
-    data = generate(ny=n, nx=n)
+    ny = nx if ny is None else ny
+    data = generate(ny=ny, nx=nx)
     inputs = write_demo_inputs(folder, data=data, write_truth=False)
     study = demo_study_dict(inputs)
     from carbonsink.demo.generate import RES, SOUTH, WEST
 
-    study["grid"]["bounds"] = [WEST, SOUTH, round(WEST + n * RES, 6), round(SOUTH + n * RES, 6)]
+    study["grid"]["bounds"] = [WEST, SOUTH, round(WEST + nx * RES, 6),
+                               round(SOUTH + ny * RES, 6)]
     study["outputs"]["dir"] = "results"
     p = folder / "study.yaml"
     p.write_text(yaml.safe_dump(study, sort_keys=False))
@@ -117,19 +123,23 @@ def _inputs(folder: Path, n: int) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", type=int, nargs="+", default=[150, 300, 600])
+    ap.add_argument("--sizes", nargs="+", default=["300", "600", "1200x1000"])
+    ap.add_argument("--tmp", default=None, help="folder for the generated inputs and results "
+                                                 "(default: the system temp folder)")
     args = ap.parse_args()
     rows = []
-    for n in args.sizes:
-        with tempfile.TemporaryDirectory(prefix=f"bench_study_{n}_") as tmp:
+    for size in args.sizes:
+        nx, _, ny = str(size).partition("x")
+        nx, ny = int(nx), int(ny or nx)
+        with tempfile.TemporaryDirectory(prefix=f"bench_study_{size}_", dir=args.tmp) as tmp:
             t0 = time.perf_counter()
-            study = _inputs(Path(tmp) / "inputs", n)
+            study = _inputs(Path(tmp) / "inputs", nx, ny)
             gen = time.perf_counter() - t0
             run = _subprocess(_RUN, str(study), str(Path(tmp) / "results"))
             floor = _subprocess(_FLOOR, str(study), str(Path(tmp) / "floor"), str(run["bytes"]))
-            rows.append({"pixels": n * n, "n": n, "generate_s": round(gen, 1), "run": run,
-                         "floor": floor})
-            print(json.dumps(rows[-1]))
+            rows.append({"pixels": nx * ny, "size": f"{nx} x {ny}", "generate_s": round(gen, 1),
+                         "run": run, "floor": floor})
+            print(json.dumps(rows[-1]), flush=True)
     (OUT / "study.json").write_text(json.dumps(rows, indent=1))
     lines = ["# Whole study: `carbonsink run` vs the read-inputs-write-outputs floor", "",
              f"Synthetic demo inputs (monthly 2001-2021), six combinations, default analyses "
@@ -141,10 +151,15 @@ def main() -> None:
         lines.append(f"| {r['pixels']:,} | {run['wall']:.1f} | {fl['wall']:.1f} | "
                      f"{run['wall'] / fl['wall']:.2f} | {run['cpu'] / run['wall']:.2f} | "
                      f"{run['peak_rss_gb']:.2f} | {run['bytes'] / 1e9:.2f} | {run['files']} |")
-    lines += ["", "Per step [s] (cores busy):", ""]
+    lines += ["", "Per step: time [s] (cores busy, peak RSS so far [GB]):", ""]
     for r in rows:
-        steps = ", ".join(f"{k} {v} ({r['run']['cores'][k]})" for k, v in r["run"]["steps"].items())
-        lines.append(f"* {r['pixels']:,} pixels: {steps}")
+        run = r["run"]
+        steps = ", ".join(f"{k} {v} ({run['cores'][k]}, {run['step_rss'][k]})"
+                          for k, v in run["steps"].items())
+        lines.append(f"* {r['pixels']:,} pixels ({r['size']}): {steps}")
+    for r in rows:
+        lines += ["", f"Products on disk, {r['pixels']:,} pixels:", "", "```",
+                  r["run"]["products"], "```"]
     (OUT / "study.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
