@@ -101,20 +101,106 @@ def _subprocess(code: str, *args: str) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+#: largest grid the demo generator builds in memory here (it holds every input at once)
+GENERATE_MAX = 600 * 600
+
+
+def _tile_inputs(src: Path, dst: Path, nx: int, ny: int) -> None:
+    """The demo inputs of ``src`` repeated in space to ``ny`` x ``nx`` cells (same files,
+    encodings and chunking; one variable at a time), for regions the generator cannot hold
+    in memory. The values repeat; for speed, memory and volume that does not matter."""
+    import math
+    import shutil
+
+    import numpy as np
+    import rasterio
+    import xarray as xr
+    from rasterio.transform import from_origin
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.rglob("*"):
+        if f.is_dir():
+            continue
+        rel = f.relative_to(src)
+        out = dst / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if f.suffix == ".nc":
+            ds = xr.open_dataset(f, decode_cf=False)
+            y, x = ds["y"].values, ds["x"].values
+            dy, dx = y[1] - y[0], x[1] - x[0]
+            new = {"y": y[0] + dy * np.arange(ny), "x": x[0] + dx * np.arange(nx)}
+            enc, data_vars = {}, {}
+            for v in ds.data_vars:
+                var = ds[v]
+                attrs = dict(var.attrs)
+                e = {}
+                if "_FillValue" in attrs:
+                    e["_FillValue"] = attrs.pop("_FillValue")
+                if {"y", "x"} <= set(var.dims):
+                    a = var.values
+                    reps = [1] * (a.ndim - 2) + [math.ceil(ny / a.shape[-2]),
+                                                 math.ceil(nx / a.shape[-1])]
+                    a = np.tile(a, reps)[..., :ny, :nx]
+                    ch = var.encoding.get("chunksizes")
+                    if ch:
+                        full = a.shape[-2:] if ch[-2:] == tuple(var.shape[-2:]) else ch[-2:]
+                        e["chunksizes"] = tuple(ch[:-2]) + tuple(min(c, n) for c, n in
+                                                                 zip(full, a.shape[-2:]))
+                    e.update(zlib=True, complevel=1, shuffle=True)
+                    data_vars[v] = (var.dims, a, attrs)
+                else:
+                    data_vars[v] = (var.dims, var.values, attrs)
+                enc[v] = e
+            coords = {c: (ds[c].dims, new[c] if c in new else ds[c].values, ds[c].attrs)
+                      for c in ds.coords}
+            xr.Dataset(data_vars, coords=coords, attrs=ds.attrs).to_netcdf(out, encoding=enc)
+            ds.close()
+        elif f.suffix == ".tif":
+            with rasterio.open(f) as r:
+                prof = dict(r.profile)
+                a = r.read()
+                t = r.transform
+                tags = r.tags()
+                btags = [r.tags(i) for i in range(1, r.count + 1)]
+                scales, offsets = r.scales, r.offsets
+            a = np.tile(a, (1, math.ceil(ny / a.shape[1]), math.ceil(nx / a.shape[2])))
+            a = a[:, :ny, :nx]
+            prof.update(height=ny, width=nx, transform=from_origin(t.c, t.f, t.a, -t.e))
+            with rasterio.open(out, "w", **prof) as w:
+                w.write(a)
+                w.update_tags(**tags)
+                for i, bt in enumerate(btags, 1):
+                    w.update_tags(i, **bt)
+                w.scales, w.offsets = scales, offsets
+        else:
+            shutil.copy(f, out)
+
+
 def _inputs(folder: Path, nx: int, ny: int | None = None) -> Path:
     import yaml
 
     from carbonsink.demo import generate, write_demo_inputs
     from carbonsink.pipeline.demo_study import demo_study_dict
 
-    ny = nx if ny is None else ny
-    data = generate(ny=ny, nx=nx)
-    inputs = write_demo_inputs(folder, data=data, write_truth=False)
-    study = demo_study_dict(inputs)
     from carbonsink.demo.generate import RES, SOUTH, WEST
 
-    study["grid"]["bounds"] = [WEST, SOUTH, round(WEST + nx * RES, 6),
-                               round(SOUTH + ny * RES, 6)]
+    ny = nx if ny is None else ny
+    gx, gy = nx, ny
+    while gx * gy > GENERATE_MAX:
+        gx, gy = -(-gx // 2), -(-gy // 2)
+    base = folder if (gx, gy) == (nx, ny) else folder.with_name(folder.name + "_generated")
+    inputs = write_demo_inputs(base, data=generate(ny=gy, nx=gx), write_truth=False)
+    north = SOUTH + gy * RES
+    if base != folder:  # repeat the generated inputs in space (see _tile_inputs)
+        _tile_inputs(base, folder, nx, ny)
+        import shutil
+
+        shutil.rmtree(base)
+        inputs = {k: (folder / Path(v).relative_to(base) if isinstance(v, (str, Path))
+                      and str(v).startswith(str(base)) else v) for k, v in inputs.items()}
+    study = demo_study_dict(inputs)
+    study["grid"]["bounds"] = [WEST, round(north - ny * RES, 6), round(WEST + nx * RES, 6),
+                               round(north, 6)]
     study["outputs"]["dir"] = "results"
     p = folder / "study.yaml"
     p.write_text(yaml.safe_dump(study, sort_keys=False))

@@ -284,7 +284,11 @@ class OutputsConfig(_Strict):
 
 class DaskConfig(_Strict):
     scheduler: str | None = Field(None, description="dask.distributed scheduler address")
-    chunks: dict[str, int] = Field(default_factory=lambda: {"y": 256, "x": 256})
+    chunks: dict[str, int] = Field(
+        default_factory=lambda: {"y": 200, "x": 200},
+        description="largest spatial tile [cells]; every cube is stored with the whole time "
+                    "axis in one chunk and space in balanced tiles of at most this size; peak "
+                    "memory grows with the tile, not with the region (README, Memory)")
 
 
 class ChecksConfig(_Strict):

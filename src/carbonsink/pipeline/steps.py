@@ -680,13 +680,13 @@ def _align(cfg: StudyConfig, arrays: dict[str, xr.DataArray], inputs: dict[str, 
 def study_chunks(cfg: StudyConfig, sizes) -> dict[str, int]:
     """The one chunking of every cube the pipeline writes and opens: the whole time axis in one
     chunk (pixel series contiguous on disk, as the statistics read them) and space in tiles of
-    at most ``dask.chunks`` pixels, balanced (300 rows in tiles of 256 → 2 x 150, so both cores
+    at most ``dask.chunks`` pixels, balanced (300 rows in tiles of 200 → 2 x 150, so both cores
     get equal work); other dimensions whole. Peak memory is bounded by the tile size times the
     number of threads, whatever the region's size (README, "Memory")."""
     out: dict[str, int] = {}
     for d, n in sizes.items():
         if d in ("y", "x"):
-            c = max(1, int(cfg.dask.chunks.get(str(d), 256)))
+            c = max(1, int(cfg.dask.chunks.get(str(d), 200)))
             out[str(d)] = -(-int(n) // -(-int(n) // c)) if n else -1
         else:
             out[str(d)] = -1

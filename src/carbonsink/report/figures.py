@@ -38,7 +38,8 @@ def new_figure(figsize=(7.5, 4)) -> tuple[Figure, object]:
 
 
 class FigureSaver:
-    """Saves figures in one separate process while the caller goes on computing.
+    """Saves figures in separate processes (``workers``, default 2) while the caller goes on
+    computing.
 
     Rendering a map at print resolution (PNG and SVG) takes about half a second of one core;
     a study draws dozens. Inside ``with FigureSaver() as saver:`` every :func:`save_figure`
@@ -49,7 +50,8 @@ class FigureSaver:
     file is still written atomically. Without an active saver, figures are saved inline.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, workers: int = 2) -> None:
+        self.workers = max(1, int(workers))
         self._pool = None
         self._futures: list = []
         self._paths: dict = {}  # tag -> the files its queued figures write
@@ -64,10 +66,11 @@ class FigureSaver:
 
         if "fork" not in multiprocessing.get_all_start_methods():
             return
-        self._pool = ProcessPoolExecutor(max_workers=1,
+        self._pool = ProcessPoolExecutor(max_workers=self.workers,
                                          mp_context=multiprocessing.get_context("fork"),
                                          initializer=_saver_signals)
-        self._pool.submit(float, 0).result()  # start it while this is the only thread
+        for f in [self._pool.submit(float, 0) for _ in range(self.workers)]:
+            f.result()  # start them while this is the only thread
 
     def submit(self, fig: Figure, path: Path, metadata, dpi: int, formats) -> None:
         import pickle
