@@ -210,6 +210,8 @@ def _inputs(folder: Path, nx: int, ny: int | None = None) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", nargs="+", default=["300", "600", "1200x1000"])
+    ap.add_argument("--no-floor", action="store_true", help="run only carbonsink (no floor)")
+    ap.add_argument("--out", default="study", help="stem of the results files")
     ap.add_argument("--tmp", default=None, help="folder for the generated inputs and results "
                                                  "(default: the system temp folder)")
     args = ap.parse_args()
@@ -222,11 +224,12 @@ def main() -> None:
             study = _inputs(Path(tmp) / "inputs", nx, ny)
             gen = time.perf_counter() - t0
             run = _subprocess(_RUN, str(study), str(Path(tmp) / "results"))
-            floor = _subprocess(_FLOOR, str(study), str(Path(tmp) / "floor"), str(run["bytes"]))
+            floor = None if args.no_floor else _subprocess(
+                _FLOOR, str(study), str(Path(tmp) / "floor"), str(run["bytes"]))
             rows.append({"pixels": nx * ny, "size": f"{nx} x {ny}", "generate_s": round(gen, 1),
                          "run": run, "floor": floor})
             print(json.dumps(rows[-1]), flush=True)
-    (OUT / "study.json").write_text(json.dumps(rows, indent=1))
+    (OUT / f"{args.out}.json").write_text(json.dumps(rows, indent=1))
     lines = ["# Whole study: `carbonsink run` vs the read-inputs-write-outputs floor", "",
              f"Synthetic demo inputs (monthly 2001-2021), six combinations, default analyses "
              f"and report; {platform.machine()}, 2 cores, measured one after the other.", "",
@@ -234,8 +237,9 @@ def main() -> None:
              "[GB] | output [GB] | files |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         run, fl = r["run"], r["floor"]
-        lines.append(f"| {r['pixels']:,} | {run['wall']:.1f} | {fl['wall']:.1f} | "
-                     f"{run['wall'] / fl['wall']:.2f} | {run['cpu'] / run['wall']:.2f} | "
+        fw, ratio = (f"{fl['wall']:.1f}", f"{run['wall'] / fl['wall']:.2f}") if fl else ("—", "—")
+        lines.append(f"| {r['pixels']:,} | {run['wall']:.1f} | {fw} | "
+                     f"{ratio} | {run['cpu'] / run['wall']:.2f} | "
                      f"{run['peak_rss_gb']:.2f} | {run['bytes'] / 1e9:.2f} | {run['files']} |")
     lines += ["", "Per step: time [s] (cores busy, peak RSS so far [GB]):", ""]
     for r in rows:
@@ -246,7 +250,7 @@ def main() -> None:
     for r in rows:
         lines += ["", f"Products on disk, {r['pixels']:,} pixels:", "", "```",
                   r["run"]["products"], "```"]
-    (OUT / "study.md").write_text("\n".join(lines) + "\n")
+    (OUT / f"{args.out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

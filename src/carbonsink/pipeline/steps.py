@@ -469,9 +469,9 @@ def write_cube(ctx: RunContext, ds: xr.Dataset, name: str, step: str, *,
 
 
 def block_tiles(ctx: RunContext) -> int:
-    """Tiles computed at once by the flux step: two per thread (local threads, or the
+    """Tiles computed at once by the flux step: one per thread (local threads, or the
     threads of the dask cluster's workers), so every thread has work while memory stays
-    bounded by the block (README, "Memory")."""
+    bounded by the block (README, "Speed, memory and disk")."""
     import os
 
     threads = os.cpu_count() or 1
@@ -481,7 +481,7 @@ def block_tiles(ctx: RunContext) -> int:
             threads = sum(client.nthreads().values()) or threads
         except Exception:  # noqa: BLE001 - a cluster that cannot tell: the local count
             pass
-    return max(2, 2 * threads)
+    return max(2, threads)
 
 
 class CubeBatch:
