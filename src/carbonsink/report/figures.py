@@ -204,10 +204,9 @@ def save_figure(fig: Figure, path: str | Path, metadata: dict[str, str] | None =
     same figure beside it in each further format (``path`` with that suffix). PNG is raster at
     ``dpi`` [dots per inch; default :data:`DPI` = 200, print resolution], SVG and PDF are
     vector. ``metadata`` (e.g. provenance) goes into the PNG text chunks; SVG and PDF carry
-    it as one JSON ``Description`` entry.
+    it as one JSON ``Description`` entry. Inside a :class:`FigureSaver` the figure is saved by
+    the saver's process and this returns at once.
     """
-    import json
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     primary = path.suffix.lstrip(".").lower()
