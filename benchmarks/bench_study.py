@@ -29,8 +29,9 @@ from pathlib import Path
 
 OUT = Path(__file__).parent / "results"
 
-_RUN = r"""
-import json, resource, sys, time
+#: what both measured scripts start with: imports and the peak-RSS reading
+_PRELUDE = r"""
+import json, sys, time
 from pathlib import Path
 def hwm():
     # VmHWM: peak RSS of this process image (ru_maxrss would include the parent's RSS at
@@ -39,8 +40,11 @@ def hwm():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024**2
     return float("nan")
+"""
 
+_RUN = _PRELUDE + r"""
 from carbonsink.pipeline import run_study
+from carbonsink.pipeline.runner import product_sizes
 t0 = time.perf_counter(); c0 = time.process_time()
 ctx = run_study(sys.argv[1], sys.argv[2], echo=lambda s: None)
 wall = time.perf_counter() - t0
@@ -50,22 +54,11 @@ print(json.dumps({"wall": wall, "cpu": time.process_time() - c0,
                   "steps": {k: round(v["seconds"], 2) for k, v in ctx.stats.items()},
                   "cores": {k: round(v["cores_busy"], 2) for k, v in ctx.stats.items()},
                   "step_rss": {k: round(v["peak_rss_gb"], 2) for k, v in ctx.stats.items()},
-                  "products": __import__("carbonsink.pipeline.runner", fromlist=["x"])
-                  .product_sizes(ctx),
+                  "products": product_sizes(ctx),
                   "bytes": sum(p.stat().st_size for p in files), "files": len(files)}))
 """
 
-_FLOOR = r"""
-import json, resource, sys, time
-from pathlib import Path
-def hwm():
-    # VmHWM: peak RSS of this process image (ru_maxrss would include the parent's RSS at
-    # fork time, which Linux keeps across execve)
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024**2
-    return float("nan")
-
+_FLOOR = _PRELUDE + r"""
 import xarray as xr, yaml
 from carbonsink.io import read_input
 study = yaml.safe_load(Path(sys.argv[1]).read_text())

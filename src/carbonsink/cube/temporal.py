@@ -236,13 +236,11 @@ def _segments(count_w: np.ndarray, value_w: np.ndarray):
     if steps.size == 0:
         return None
     period = nz[steps].argmax(axis=1)
-    if (np.diff(period) < 0).any():
+    same = np.diff(period) == 0
+    # periods in time order, each period's member steps consecutive
+    if (np.diff(period) < 0).any() or (np.diff(steps)[same] != 1).any():
         return None
     periods, starts = np.unique(period, return_index=True)
-    # contiguous: a period's members are consecutive steps
-    ends = np.append(starts[1:], len(steps))
-    if any((np.diff(steps[a:b]) != 1).any() for a, b in zip(starts, ends)):
-        return None
     return steps, starts, periods
 
 
@@ -257,47 +255,31 @@ def _segment_kernel(x: np.ndarray, steps: np.ndarray, starts: np.ndarray, wv: np
     return np.stack([total, count], axis=-2).astype(wv.dtype, copy=False)
 
 
-def _aggregate_segments(da, dim, segments, value_w, count_w, expected, how, min_valid_fraction,
-                        new_times, wdtype) -> xr.DataArray:
-    """:func:`_aggregate` by segment sums (same result, one pass over the steps)."""
+def _segment_sums(x: xr.DataArray, dim: str, segments, value_w: np.ndarray,
+                  count_w: np.ndarray, use_value: bool, nperiods: int, wdtype, tmp: str):
+    """(weighted total, valid count) per period by segment sums: one pass over the steps."""
     steps, starts, periods = segments
-    if how not in ("sum", "mean"):
-        raise InvalidArgumentError(f"unsupported aggregation {how!r}")
-    tmp, pair = "_period_", "_pair_"
-    wv = value_w[steps, periods.repeat(np.diff(np.append(starts, len(steps))))].astype(wdtype)
-    wc = count_w[steps, periods.repeat(np.diff(np.append(starts, len(steps))))].astype(wdtype)
-    x = da.drop_vars([c for c in da.coords if dim in da[c].dims and c != dim]).drop_vars(dim)
+    member = periods.repeat(np.diff(np.append(starts, len(steps))))
+    pair = "_pair_"
     if x.chunks is not None:
         x = x.chunk({dim: -1})
     res = xr.apply_ufunc(
         _segment_kernel, x.astype(wdtype, copy=False), input_core_dims=[[dim]],
         output_core_dims=[[pair, tmp]],
-        kwargs={"steps": steps, "starts": starts, "wv": wv, "wc": wc,
-                "use_value": how == "sum"},
+        kwargs={"steps": steps, "starts": starts, "wv": value_w[steps, member].astype(wdtype),
+                "wc": count_w[steps, member].astype(wdtype), "use_value": use_value},
         dask="parallelized", output_dtypes=[wdtype],
         dask_gufunc_kwargs={"output_sizes": {pair: 2, tmp: len(periods)}})
     total, n_valid = res.isel({pair: 0}), res.isel({pair: 1})
-    if len(periods) != len(new_times):
+    if len(periods) != nperiods:
         # periods without any member step (e.g. a season absent from the series): all missing
-        full = xr.DataArray(np.arange(len(new_times)), dims=tmp)
-        pos = np.full(len(new_times), -1)
+        full = xr.DataArray(np.arange(nperiods), dims=tmp)
+        pos = np.zeros(nperiods, dtype=int)
         pos[periods] = np.arange(len(periods))
-        sel = xr.DataArray(np.maximum(pos, 0), dims=tmp)
+        sel = xr.DataArray(pos, dims=tmp)
         total = total.isel({tmp: sel}).where(full.isin(periods))
         n_valid = n_valid.isel({tmp: sel}).where(full.isin(periods), 0)
-    exp = xr.DataArray(expected.astype(wdtype), dims=(tmp,))
-    ok = n_valid >= exp * (min_valid_fraction - 1e-9)
-    if how == "sum":
-        if min_valid_fraction < 1.0:
-            total = total * (exp / n_valid.where(n_valid > 0))
-        out = total.where(ok)
-    else:
-        out = (total / n_valid.where(n_valid > 0)).where(ok)
-    order = [tmp if d == dim else d for d in da.dims]
-    out = out.transpose(*order).rename({tmp: dim})
-    out = out.assign_coords({dim: new_times.values.astype("datetime64[ns]")})
-    out.name = da.name
-    return out
+    return total, n_valid
 
 
 def _aggregate(da: xr.DataArray, dim: str, value_w: np.ndarray, count_w: np.ndarray,
@@ -308,33 +290,34 @@ def _aggregate(da: xr.DataArray, dim: str, value_w: np.ndarray, count_w: np.ndar
     ``value_w`` (steps × periods) weights values for ``sum``; ``count_w``
     (steps × periods) counts constituents (steps or days) and serves as the
     weight of a ``mean``; ``expected`` (periods) is the full constituent count.
+    Contiguous, non-overlapping periods (:func:`_segments`) are summed in one pass over
+    the steps; other maps by a steps × periods matrix product.
     """
     if not 0.0 < min_valid_fraction <= 1.0:
         raise InvalidArgumentError(f"min_valid_fraction must be in (0, 1], got {min_valid_fraction}")
+    if how not in ("sum", "mean"):
+        raise InvalidArgumentError(f"unsupported aggregation {how!r}")
     wdtype = np.result_type(da.dtype, np.float32)
     tmp = "_period_"
-    segments = _segments(count_w, value_w)
-    if segments is not None:
-        return _aggregate_segments(da, dim, segments, value_w, count_w, expected, how,
-                                   min_valid_fraction, new_times, wdtype)
-    vw = xr.DataArray(value_w.astype(wdtype), dims=(dim, tmp))
-    cw = xr.DataArray(count_w.astype(wdtype), dims=(dim, tmp))
     x = da.drop_vars([c for c in da.coords if dim in da[c].dims and c != dim])
     x = x.drop_vars(dim)
-    valid = x.notnull().astype(wdtype)
-    filled = x.fillna(0).astype(wdtype)
-    n_valid = xr.dot(valid, cw, dim=dim)
+    segments = _segments(count_w, value_w)
+    if segments is not None:
+        total, n_valid = _segment_sums(x, dim, segments, value_w, count_w, how == "sum",
+                                       len(new_times), wdtype, tmp)
+    else:
+        vw = xr.DataArray(value_w.astype(wdtype), dims=(dim, tmp))
+        cw = xr.DataArray(count_w.astype(wdtype), dims=(dim, tmp))
+        n_valid = xr.dot(x.notnull().astype(wdtype), cw, dim=dim)
+        total = xr.dot(x.fillna(0).astype(wdtype), vw if how == "sum" else cw, dim=dim)
     exp = xr.DataArray(expected.astype(wdtype), dims=(tmp,))
     ok = n_valid >= exp * (min_valid_fraction - 1e-9)
     if how == "sum":
-        total = xr.dot(filled, vw, dim=dim)
         if min_valid_fraction < 1.0:
             total = total * (exp / n_valid.where(n_valid > 0))
         out = total.where(ok)
-    elif how == "mean":
-        out = (xr.dot(filled, cw, dim=dim) / n_valid.where(n_valid > 0)).where(ok)
     else:
-        raise InvalidArgumentError(f"unsupported aggregation {how!r}")
+        out = (total / n_valid.where(n_valid > 0)).where(ok)
     order = [tmp if d == dim else d for d in da.dims]
     out = out.transpose(*order).rename({tmp: dim})
     out = out.assign_coords({dim: new_times.values.astype("datetime64[ns]")})

@@ -749,6 +749,17 @@ def _regular_chunks(ds: xr.Dataset) -> xr.Dataset:
     return ds.chunk(fixes) if fixes else ds
 
 
+def _zarr_ready(obj: xr.Dataset | xr.DataArray, attrs: Mapping[str, Any] | None) -> xr.Dataset:
+    """CF attributes, regular chunks and only the encodings Zarr keeps (no codecs or chunk
+    sizes of the source file)."""
+    ds = _regular_chunks(_prepare_cf(obj, attrs))
+    for name in ds.variables:
+        ds[name].encoding = {k: v for k, v in ds[name].encoding.items()
+                             if k in ("units", "calendar", "dtype", "_FillValue",
+                                      "grid_mapping")}
+    return ds
+
+
 def write_zarr_many(items: Sequence[tuple[xr.Dataset | xr.DataArray, PathLike]], *,
                     blocks: Sequence[tuple[slice, slice]] | None = None, zarr_format: int = 2,
                     consolidated: bool = True) -> list[Path]:
@@ -777,11 +788,7 @@ def write_zarr_many(items: Sequence[tuple[xr.Dataset | xr.DataArray, PathLike]],
         ready: list[tuple[xr.Dataset, Path]] = []
         delayed = []
         for (obj, _), path in zip(items, paths):
-            ds = _regular_chunks(_prepare_cf(obj, None))
-            for name in ds.variables:
-                ds[name].encoding = {k: v for k, v in ds[name].encoding.items()
-                                     if k in ("units", "calendar", "dtype", "_FillValue",
-                                              "grid_mapping")}
+            ds = _zarr_ready(obj, None)
             tmp = stack.enter_context(atomic_write(path))
             spatial = blocks is not None and {"y", "x"} <= set(ds.dims)
             if spatial:  # what the blocks do not cover is written with the metadata
@@ -841,11 +848,7 @@ def write_zarr(obj: xr.Dataset | xr.DataArray, path: PathLike, *,
     Dask chunks become Zarr chunks. See :func:`write_netcdf` for ``attrs``.
     """
     path = Path(path)
-    ds = _regular_chunks(_prepare_cf(obj, attrs))
-    for name in ds.variables:
-        ds[name].encoding = {k: v for k, v in ds[name].encoding.items()
-                             if k in ("units", "calendar", "dtype", "_FillValue",
-                                      "grid_mapping")}
+    ds = _zarr_ready(obj, attrs)
     with atomic_write(path) as tmp:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*consolidated metadata.*")

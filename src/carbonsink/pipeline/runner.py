@@ -373,14 +373,12 @@ def product_sizes(ctx: RunContext) -> str:
         if not p.is_file() or ".carbonsink" in p.parts:
             continue
         rel = p.relative_to(out).parts
-        if rel[0] == "cubes" and len(rel) > 2:
-            name = "/".join(rel[:3]) if rel[1] in ("models",) or rel[2].endswith(".zarr") \
-                else "/".join(rel[:2])
-            name = next((("/".join(rel[:i + 1])) for i, part in enumerate(rel)
-                         if part.endswith(".zarr")), name)
+        store = next((i for i, part in enumerate(rel) if part.endswith(".zarr")), None)
+        if store is not None:  # a Zarr store is one product
+            name = "/".join(rel[:store + 1])
         elif rel[0] == "cubes":
-            name = "/".join(rel[:2])
-        elif rel[0] in ("maps",) and len(rel) > 2:
+            name = "/".join(rel[:3] if rel[1] == "models" else rel[:2])
+        elif rel[0] == "maps" and len(rel) > 2:
             name = "/".join(rel[:2]) + "/"
         else:
             name = rel[0] + ("/" if len(rel) > 1 else "")

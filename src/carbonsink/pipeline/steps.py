@@ -855,7 +855,8 @@ def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
         write_zarr(staged, scratch)
         back = read_cube(scratch, chunks=None)
         for v in back.data_vars:  # what the CF round trip does not carry
-            back[v].attrs = {**ds[v].attrs, **back[v].attrs} if v in ds else back[v].attrs
+            if v in ds:
+                back[v].attrs = {**ds[v].attrs, **back[v].attrs}
         return write_cube(ctx, back, name, "prepare", experiment=experiment)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
