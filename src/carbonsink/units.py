@@ -316,6 +316,39 @@ def _linear_transform(found: str | None, expected: str, variable: str | None,
     return a, b, power
 
 
+def packing_after_conversion(encoding: dict, found: str | None, expected: str, *,
+                             variable: str | None = None) -> dict | None:
+    """The integer packing of values converted from ``found`` to ``expected`` units.
+
+    ``encoding`` describes how the source stores the values (xarray's CF keys ``dtype``,
+    ``scale_factor``, ``add_offset``, ``_FillValue``: value = scale × integer + offset). A
+    conversion target = a·source + b keeps every converted value on the lattice
+    ``scale·a × integer + (offset·a + b)``, so the same integers store the converted values
+    (within float32 rounding). Returns those CF keys, or None when the source is not stored as
+    integers of at most 16 bits or the conversion multiplies by the period length (a rate to a
+    per-month total: the factor changes from month to month).
+    """
+    dtype = encoding.get("dtype")
+    if dtype is None or np.dtype(dtype).kind not in "iu" or np.dtype(dtype).itemsize > 2:
+        return None
+    try:
+        a, b, power = _linear_transform(found, expected, variable)
+    except (ValueError, UnitError):
+        return None
+    if power:
+        return None
+    s = float(encoding.get("scale_factor", 1.0))
+    o = float(encoding.get("add_offset", 0.0))
+    dt = np.dtype(dtype)
+    fill = encoding.get("_FillValue")
+    info = np.iinfo(dt)
+    if fill is None or not np.isfinite(fill) or not info.min <= fill <= info.max:
+        # NaN (masked cells) needs an integer: the end of the type's range
+        fill = info.min if dt.kind == "i" else info.max
+    return {"dtype": dt, "scale_factor": np.float32(s * a),
+            "add_offset": np.float32(o * a + b), "_FillValue": dt.type(fill)}
+
+
 def _period_seconds(da: xr.DataArray, period: str, time_dim: str) -> xr.DataArray:
     if time_dim not in da.coords:
         raise UnitError(str(da.name), f"per-{period}", da.attrs.get("units"),

@@ -29,9 +29,28 @@ def _run(folder, **over):
     return ctx, lines
 
 
-def test_default_keeps_model_months_only_and_derives_nep_on_demand(hetero_inputs, tmp_path):
+def test_default_keeps_no_monthly_cube_and_derives_months_on_demand(hetero_inputs, tmp_path):
     _copy(hetero_inputs, tmp_path)
     outputs = {"dir": "results", "formats": ["zarr", "csv"]}
+    ctx, _ = _run(tmp_path, outputs=outputs, analyses={"regional_summary": {}})
+    cubes = tmp_path / "results" / "cubes"
+    assert not list(cubes.rglob("monthly.zarr"))
+    assert not (cubes / "models").exists() and not (cubes / "_scratch").exists()
+    annual = xr.open_zarr(cubes / "modis+pei" / "annual.zarr")
+    # monthly NPP, Rh and NEP run again lazily from the aligned inputs, consistent with the
+    # stored annual cube
+    monthly = PipelineContext(ctx).cube("monthly", "modis+pei")
+    assert monthly is not None and monthly["nep"].chunks is not None
+    for v in ("npp", "rh", "nep"):
+        np.testing.assert_allclose(monthly[v].resample(time="YS").sum().values,
+                                   annual[v].values, rtol=1e-5)
+    np.testing.assert_array_equal(monthly["nep"].values,
+                                  (monthly["npp"] - monthly["rh"]).values)
+
+
+def test_monthly_models_keeps_model_months_and_derives_nep(hetero_inputs, tmp_path):
+    _copy(hetero_inputs, tmp_path)
+    outputs = {"dir": "results", "formats": ["zarr", "csv"], "monthly": "models"}
     ctx, _ = _run(tmp_path, outputs=outputs, analyses={"regional_summary": {}})
     cubes = tmp_path / "results" / "cubes"
     assert (cubes / "models" / "npp_modis.zarr").is_dir()
@@ -48,14 +67,24 @@ def test_default_keeps_model_months_only_and_derives_nep_on_demand(hetero_inputs
     np.testing.assert_array_equal(monthly["nep"].values, (npp - rh).values)
 
 
-def test_monthly_none_writes_no_monthly_cube(hetero_inputs, tmp_path):
+def test_changing_one_rh_option_with_no_monthly_cubes_recomputes_its_combinations(
+        hetero_inputs, tmp_path):
+    """The default (outputs.monthly: none): the combination of the unchanged models is reused,
+    only the changed Rh model's combination is written again."""
     _copy(hetero_inputs, tmp_path)
-    outputs = {"dir": "results", "formats": ["zarr", "csv"], "monthly": "none"}
-    _run(tmp_path, outputs=outputs, analyses={"regional_summary": {}})
+    models = {"combinations": ["modis+pei", "modis+gsmsr_bl"]}
+    outputs = {"dir": "results", "formats": ["zarr", "csv"]}
+    _run(tmp_path, models=models, outputs=outputs, analyses={"regional_summary": {}})
     cubes = tmp_path / "results" / "cubes"
-    assert not list(cubes.rglob("monthly.zarr"))
-    assert not (cubes / "models").exists() and not (cubes / "_scratch").exists()
-    assert (cubes / "modis+gsmsr_bl" / "annual.zarr").is_dir()
+    files = [cubes / c / p / ".zattrs" for c in ("modis+pei", "modis+gsmsr_bl")
+             for p in ("annual.zarr", "growing_season.zarr")]
+    before = {p: p.stat().st_mtime_ns for p in files}
+    models["options"] = {"gsmsr_bl": {"beta": -0.006}}
+    _, lines = _run(tmp_path, models=models, outputs=outputs,
+                    analyses={"regional_summary": {}})
+    assert any("combination 'modis+pei': unchanged, reused" in line for line in lines)
+    changed = {p.parent.parent.name for p in files if p.stat().st_mtime_ns != before[p]}
+    assert changed == {"modis+gsmsr_bl"}
 
 
 def test_changing_one_rh_option_recomputes_only_that_model(hetero_inputs, tmp_path):

@@ -187,7 +187,25 @@ def _finish(da: xr.DataArray, meta: _Meta, crs: Any, variable: str | None,
     if variable is not None:
         da.name = variable
     da.encoding["source"] = str(meta.path)
+    da.encoding.update(_packing(meta))
     return da
+
+
+def _packing(meta: _Meta) -> dict[str, Any]:
+    """How the file stores the values when they are small integers with one scale and offset
+    for every band (xarray's CF encoding keys), so a copy can be stored the same way."""
+    dtype = np.dtype(meta.dtype)
+    if dtype.kind not in "iu" or dtype.itemsize > 2:
+        return {}
+    pairs = {_scale_offset(meta, b) for b in range(meta.count)}
+    if len(pairs) != 1:
+        return {}
+    (s, o), = pairs
+    enc: dict[str, Any] = {"dtype": dtype, "scale_factor": s, "add_offset": o}
+    if meta.nodata is not None and not (isinstance(meta.nodata, float)
+                                        and math.isnan(meta.nodata)):
+        enc["_FillValue"] = meta.nodata
+    return enc
 
 
 # --------------------------------------------------------------------------- dates

@@ -756,7 +756,7 @@ def _zarr_ready(obj: xr.Dataset | xr.DataArray, attrs: Mapping[str, Any] | None)
     for name in ds.variables:
         ds[name].encoding = {k: v for k, v in ds[name].encoding.items()
                              if k in ("units", "calendar", "dtype", "_FillValue",
-                                      "grid_mapping")}
+                                      "grid_mapping", "scale_factor", "add_offset")}
     return ds
 
 

@@ -270,9 +270,12 @@ class OutputsConfig(_Strict):
         description="formats of every figure (PNG at 200 dpi for the report; SVG/PDF vector)")
     growing_season_months: list[int] = Field(default_factory=lambda: [5, 6, 7, 8, 9])
     monthly: Literal["none", "models", "all"] = Field(
-        "models", description="monthly cubes kept: none; models (NPP per NPP model, Rh per Rh "
-                              "model; monthly NEP is derived from them on demand); all (also "
-                              "NPP, Rh and NEP per combination)")
+        "none", description="monthly cubes kept: none (the default; an analysis that needs "
+                            "months runs the models again from the aligned inputs, lazily); "
+                            "models (NPP per NPP model, Rh per Rh model; monthly NEP is "
+                            "derived from them on demand; a rerun with a changed option reads "
+                            "the unchanged models back); all (also NPP, Rh and NEP per "
+                            "combination)")
 
     @field_validator("growing_season_months")
     @classmethod

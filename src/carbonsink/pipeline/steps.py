@@ -20,7 +20,8 @@ import xarray as xr
 
 from ..analysis.base import AnalysisContext, get_analysis
 from ..errors import AlignmentError, CarbonsinkError, ConfigError, InputError
-from ..units import canonical_units, to_canonical
+from ..cube.grid import GridSpec, as_grid
+from ..units import canonical_units, packing_after_conversion, to_canonical
 from .catalog import INPUT_GROUPS, Catalog
 from .config import INPUT_ROLES, InputConfig, StudyConfig
 from .provenance import flat_attrs, provenance
@@ -32,6 +33,8 @@ __all__ = ["build_steps", "read_inputs", "target_grid", "check_study", "selected
 _FREQ_PERIOD = {"month": "month", "year": "year", "8day": None, "static": None}
 _GROUP_OF_FREQ = {"month": "monthly", "year": "annual", "8day": "8day", "static": "static"}
 _FLUX_VARS = ("npp", "rh", "nep", "rs")
+#: encoding key of a read input: how its aligned copy can be stored (integers, scale, offset)
+_PACKING = "carbonsink_packing"
 
 
 # --------------------------------------------------------------------------- study helpers
@@ -241,6 +244,7 @@ def _read_input_role(cfg: StudyConfig, role: str, inp: InputConfig) -> xr.DataAr
                               f"found {da.sizes['time']}; set frequency accordingly")
         da = da.isel(time=0, drop=True)
     source_units = inp.units or da.attrs.get("units")
+    source_encoding = dict(da.encoding)
     da = to_canonical(da, variable, period=_FREQ_PERIOD[freq],
                       units=inp.units if inp.units else None)
     if freq == "8day":
@@ -250,7 +254,12 @@ def _read_input_role(cfg: StudyConfig, role: str, inp: InputConfig) -> xr.DataAr
     da.attrs["carbonsink_input"] = str(inp.path)
     if source_units:  # what the stored values were declared in (plausibility fixes)
         da.attrs["carbonsink_source_units"] = str(source_units)
-    return _time_slice(da, cfg, freq, role)
+    da = _time_slice(da, cfg, freq, role)
+    pack = packing_after_conversion(source_encoding, source_units, da.attrs["units"],
+                                    variable=variable) if source_units else None
+    if pack is not None:  # how the aligned copy can store the values (see _align)
+        da.encoding[_PACKING] = pack
+    return da
 
 
 def read_inputs(cfg: StudyConfig, inputs: dict[str, InputConfig] | None = None
@@ -673,6 +682,13 @@ def _align(cfg: StudyConfig, arrays: dict[str, xr.DataArray], inputs: dict[str, 
         if mask is not None:
             out = out.where(mask)
         out.name = role
+        pack = da.encoding.get(_PACKING)
+        if pack is not None and GridSpec.from_dataarray(da, name=role).window_of(
+                as_grid(grid)) is not None:
+            # sliced from the source lattice, values unchanged: stored as the source stores
+            # them (the same integers, scale and offset in the canonical units), about half
+            # the size of float32 and exact within float32 rounding
+            out.encoding.update(pack)
         groups[_GROUP_OF_FREQ[_frequency(inputs[role], role)]][role] = out
     return groups
 
@@ -807,6 +823,7 @@ def _prepare_experiment(ctx: RunContext, name: str, exp, grid, mask) -> list[Pat
                                    f"{'calendar-month climatology' if how == 'climatology' else 'mean'}"
                                    f" (experiment {name})")
         held.name = role
+        held.encoding = {}  # a climatology is not on the source's integer lattice
         groups["monthly"][role] = held
     outs: list[Path] = []
     for g in INPUT_GROUPS:
@@ -1066,19 +1083,23 @@ def _remove_scratch(ctx: RunContext, experiment: str | None) -> None:
 
 
 def monthly_combination(ctx: RunContext, name: str, experiment: str | None) -> xr.Dataset | None:
-    """Monthly NPP, Rh and NEP of a combination, derived lazily from the stored model cubes
-    (``outputs.monthly: models``), masked like the stored annual cubes."""
+    """Monthly NPP, Rh and NEP of a combination, derived lazily on demand, masked like the
+    stored annual cubes: from the stored model cubes (``outputs.monthly: models``), or by
+    running the models again from the aligned inputs (``outputs.monthly: none``, the
+    default: nothing monthly is stored, an analysis that needs months computes them)."""
     from ..flux.chain import run_chain
 
     cfg = ctx.cfg
     inputs = load_prepared(ctx, experiment)
+    stored = cfg.outputs.monthly != "none"
 
     def store(key, ds, meta):
+        if not stored:
+            return ds
         old = open_cube(ctx, ctx.catalog.model_cube_name(key), experiment=experiment)
         if old is None:
-            raise InputError(f"monthly cubes of combination '{name}' are not stored "
-                             f"(outputs.monthly: {cfg.outputs.monthly}); set outputs.monthly to "
-                             "models or all")
+            raise InputError(f"the monthly cube of model '{key}' is missing from "
+                             f"{ctx.out_dir / 'cubes'}; run the study again with --force")
         return old
 
     cube = run_chain([name], inputs, options=chain_options(cfg), store=store)[name]
