@@ -460,7 +460,26 @@ def read_cube(path: PathLike, *, chunks: ChunksLike = "auto", crs: Any = None) -
     for n in ds.variables:
         for k in ("chunks", "preferred_chunks", "chunksizes", "contiguous", "original_shape"):
             ds[n].encoding.pop(k, None)
-    return ds
+    return _packed_as_float32(ds)
+
+
+def _packed_as_float32(ds: xr.Dataset) -> xr.Dataset:
+    """Integers of at most 16 bits stored with a scale and offset decode to float32.
+
+    Zarr keeps attributes as JSON, so a float32 ``scale_factor`` comes back as a float64 and
+    xarray would decode to float64: twice the memory and float64 results downstream. A
+    16-bit integer has fewer significant digits than float32 holds; the values decode as
+    they were written."""
+    cast = {}
+    for n, v in ds.data_vars.items():
+        enc = v.encoding
+        dt = np.dtype(enc.get("dtype", v.dtype))
+        if v.dtype == np.float64 and dt.kind in "iu" and dt.itemsize <= 2 and (
+                "scale_factor" in enc or "add_offset" in enc):
+            f = v.astype("float32")
+            f.encoding = dict(enc)
+            cast[n] = f
+    return ds.assign(cast) if cast else ds
 
 
 # --------------------------------------------------------------------------- CF units

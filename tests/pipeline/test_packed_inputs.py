@@ -1,0 +1,115 @@
+"""Aligned inputs are stored as their source stores them (the same integers, scale and offset
+in canonical units) when they are sliced from the source lattice; resampled or derived
+inputs stay float32, and results equal those of float32 storage within float32 rounding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+
+from carbonsink.io import read_cube
+from carbonsink.units import packing_after_conversion
+
+
+def test_packing_after_conversion_follows_the_unit_conversion():
+    enc = {"dtype": np.dtype("int16"), "scale_factor": np.float32(0.01), "add_offset": 0.0,
+           "_FillValue": np.int16(-9999)}
+    same = packing_after_conversion(enc, "degC", "degC", variable="tas")
+    assert same["dtype"] == np.int16 and same["_FillValue"] == -9999
+    assert same["scale_factor"] == np.float32(0.01) and same["add_offset"] == 0
+    # Kelvin integers: the offset moves, the integers stay
+    k = packing_after_conversion({"dtype": "int16", "scale_factor": 0.1}, "K", "degC",
+                                 variable="tas")
+    assert k["scale_factor"] == np.float32(0.1)
+    assert k["add_offset"] == np.float32(-273.15)
+    assert k["_FillValue"] == np.iinfo("int16").min  # none declared: the type's end
+    # "0.1 mm" integers of monthly precipitation, no scale in the file
+    pr = packing_after_conversion({"dtype": "int16"}, "0.1 mm", "mm month-1", variable="pr")
+    assert pr["scale_factor"] == np.float32(0.1) and pr["add_offset"] == 0
+    # a rate turned into a monthly total: the factor changes with the month, no packing
+    assert packing_after_conversion({"dtype": "int16"}, "mm d-1", "mm month-1",
+                                    variable="pr") is None
+    # floats and wide integers are not packed
+    assert packing_after_conversion({"dtype": "float32"}, "degC", "degC") is None
+    assert packing_after_conversion({"dtype": "int32"}, "degC", "degC") is None
+    assert packing_after_conversion({}, "degC", "degC") is None
+    # a declared fill outside the type's range falls back to the type's end
+    u8 = packing_after_conversion({"dtype": "uint8", "_FillValue": -1.0}, "1", "1")
+    assert u8["_FillValue"] == 255
+
+
+def _demo_study(folder, n=12):
+    from carbonsink.demo import generate, write_demo_inputs
+    from carbonsink.demo.generate import RES, SOUTH, WEST
+    from carbonsink.pipeline.demo_study import demo_study_dict
+
+    inputs = write_demo_inputs(folder / "inputs", data=generate(ny=n, nx=n, end=2003),
+                               write_truth=False)
+    study = demo_study_dict(inputs)
+    study["period"] = {"start": "2001-01", "end": "2003-12"}
+    study["grid"]["bounds"] = [WEST, SOUTH, round(WEST + n * RES, 6), round(SOUTH + n * RES, 6)]
+    study["models"] = {"combinations": ["modis+pei", "casa+gsmsr_bl"]}
+    study["analyses"] = {"regional_summary": {}}
+    study["outputs"] = {"dir": "results", "formats": ["zarr", "csv"], "figures": False}
+    p = folder / "inputs" / "study.yaml"  # input paths are relative to the study file
+    p.write_text(yaml.safe_dump(study, sort_keys=False))
+    return p
+
+
+@pytest.fixture(scope="module")
+def packed_and_float(tmp_path_factory):
+    """The same demo study run twice: packed aligned inputs (the default) and float32."""
+    from carbonsink.pipeline import run_study, steps
+
+    folder = tmp_path_factory.mktemp("packed")
+    study = _demo_study(folder)
+    run_study(study, folder / "packed", echo=lambda s: None)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(steps, "packing_after_conversion", lambda *a, **k: None)
+    mp.setattr(steps, "_READ_CACHE", {})  # read again, without the packing
+    try:
+        run_study(study, folder / "float", echo=lambda s: None)
+    finally:
+        mp.undo()
+    return folder
+
+
+def test_on_grid_packed_inputs_keep_the_source_integers(packed_and_float):
+    packed = packed_and_float / "packed" / "cubes"
+    flt = packed_and_float / "float" / "cubes"
+    raw = xr.open_zarr(packed / "inputs_monthly.zarr", mask_and_scale=False)
+    src = xr.open_dataset(packed_and_float / "inputs" / "climate.nc", mask_and_scale=False)
+    assert raw["tas"].dtype == src["tas"].dtype == np.int16
+    assert raw["tas"].attrs["scale_factor"] == pytest.approx(src["tas"].attrs["scale_factor"])
+    np.testing.assert_array_equal(raw["tas"].values, src["tas"].values[:36])
+    assert raw["ndvi"].dtype == np.int16  # GeoTIFF series with a GDAL scale
+    raw8 = xr.open_zarr(packed / "inputs_8day.zarr", mask_and_scale=False)
+    assert raw8["gpp_8day"].dtype == np.int16
+    assert xr.open_zarr(packed / "inputs_static.zarr", mask_and_scale=False)["area"].dtype \
+        == np.float64
+    # decoded: float32, equal to the float32 copy within float32 rounding, same gaps
+    for group in ("monthly", "8day", "annual"):
+        a = xr.open_zarr(packed / f"inputs_{group}.zarr")
+        b = xr.open_zarr(flt / f"inputs_{group}.zarr")
+        for v in (v for v in b.data_vars if v != "spatial_ref"):
+            assert b[v].dtype == np.float32
+            got = read_cube(packed / f"inputs_{group}.zarr")[v]
+            assert got.dtype == np.float32, v
+            np.testing.assert_allclose(got.values, b[v].values, rtol=2e-7, atol=0, err_msg=v)
+            np.testing.assert_array_equal(a[v].isnull().values, b[v].isnull().values)
+    size = {k: sum(f.stat().st_size for f in (d / "inputs_monthly.zarr").rglob("*"))
+            for k, d in (("packed", packed), ("float", flt))}
+    assert size["packed"] < 0.8 * size["float"]  # tiny stores: metadata weighs in
+
+
+def test_results_from_packed_inputs_are_float32_and_equal_within_rounding(packed_and_float):
+    for combo in ("modis+pei", "casa+gsmsr_bl"):
+        for product in ("annual", "growing_season"):
+            a = xr.open_zarr(packed_and_float / "packed" / "cubes" / combo / f"{product}.zarr")
+            b = xr.open_zarr(packed_and_float / "float" / "cubes" / combo / f"{product}.zarr")
+            for v in ("npp", "rh", "nep"):
+                assert a[v].dtype == np.float32, (combo, product, v)
+                np.testing.assert_allclose(a[v].values, b[v].values, rtol=1e-5, atol=1e-3,
+                                           err_msg=f"{combo} {product} {v}")
