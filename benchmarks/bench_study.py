@@ -45,6 +45,7 @@ def hwm():
 _RUN = _PRELUDE + r"""
 from carbonsink.pipeline import run_study
 from carbonsink.pipeline.runner import product_sizes
+from carbonsink.pipeline.outdir import disk_bytes
 t0 = time.perf_counter(); c0 = time.process_time()
 ctx = run_study(sys.argv[1], sys.argv[2], echo=lambda s: None)
 wall = time.perf_counter() - t0
@@ -55,7 +56,7 @@ print(json.dumps({"wall": wall, "cpu": time.process_time() - c0,
                   "cores": {k: round(v["cores_busy"], 2) for k, v in ctx.stats.items()},
                   "step_rss": {k: round(v["peak_rss_gb"], 2) for k, v in ctx.stats.items()},
                   "products": product_sizes(ctx),
-                  "bytes": sum(p.stat().st_size for p in files), "files": len(files)}))
+                  "bytes": disk_bytes(files), "files": len(files)}))
 """
 
 _FLOOR = _PRELUDE + r"""

@@ -377,3 +377,88 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for sig, prev in old.items():
             signal.signal(sig, prev if prev is not None else signal.SIG_DFL)
+
+
+def link_identical_files(stores: list[Path], *, min_bytes: int = 1) -> int:
+    """Replace files that are byte-identical across ``stores`` by hard links to one copy.
+
+    The annual and growing-season cubes of the combinations sharing a model hold that
+    model's fluxes chunk for chunk (a combination cube is complete on its own, so it opens
+    in any tool without carbonsink): ``npp`` is the same in every combination of an NPP
+    model, ``rh`` in every combination of an Rh model that does not depend on NPP. Candidates
+    are files at the same path inside stores of the same name and of equal size; they are
+    linked only when their contents are equal (BLAKE2 digest), each link made atomically
+    (a new link renamed onto the file). A file system without hard links keeps the copies.
+    Rewriting a store later replaces its files, never the shared copy. Returns the bytes
+    saved.
+    """
+    import hashlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    groups: dict[tuple[str, str, int], list[Path]] = {}
+    for store in stores:
+        store = Path(store)
+        if not store.is_dir():
+            continue
+        for f in store.rglob("*"):
+            if not f.is_file() or f.name.startswith("."):
+                continue
+            st = f.stat()
+            if st.st_size < min_bytes:
+                continue
+            key = (store.name, f.relative_to(store).as_posix(), st.st_size)
+            groups.setdefault(key, []).append(f)
+    cands = [fs for fs in groups.values() if len(fs) > 1]
+    if not cands:
+        return 0
+
+    def digest(f: Path) -> tuple[Path, tuple[int, int], str]:
+        st = f.stat()
+        h = hashlib.blake2b(f.read_bytes(), digest_size=20).hexdigest()
+        return f, (st.st_dev, st.st_ino), h
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        hashed = list(pool.map(digest, [f for fs in cands for f in fs]))
+    first: dict[tuple[str, str, int, str], tuple[Path, tuple[int, int]]] = {}
+    saved = 0
+    where = {f: (h, ino) for f, ino, h in hashed}
+    for key, fs in groups.items():
+        if len(fs) < 2:
+            continue
+        for f in fs:
+            h, ino = where[f]
+            k = (*key, h)
+            if k not in first:
+                first[k] = (f, ino)
+                continue
+            src, src_ino = first[k]
+            if ino == src_ino:
+                continue
+            tmp = f.with_name(f".{f.name}.link")
+            try:
+                if tmp.exists():
+                    tmp.unlink()
+                os.link(src, tmp)
+                os.replace(tmp, f)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                return saved  # no hard links here: keep the copies
+            saved += key[2]
+    return saved
+
+
+def disk_bytes(files) -> int:
+    """Bytes that ``files`` occupy, each hard-linked file counted once."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for f in files:
+        try:
+            st = Path(f).stat()
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        total += st.st_size
+    return total

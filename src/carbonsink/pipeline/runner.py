@@ -281,17 +281,20 @@ def _remove_outputs(paths: list[Path]) -> None:
 
 
 def _size(paths: list[Path]) -> int:
-    total = 0
+    """Bytes on disk of ``paths`` (files or folders), hard-linked files counted once."""
+    from .outdir import disk_bytes
+
+    files: list[Path] = []
     for p in paths:
         p = Path(p)
         try:
             if p.is_dir():
-                total += sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+                files += [f for f in p.rglob("*") if f.is_file()]
             elif p.exists():
-                total += p.stat().st_size
+                files.append(p)
         except OSError:
             pass
-    return total
+    return disk_bytes(files)
 
 
 def _peak_rss_gb() -> float:
@@ -369,7 +372,8 @@ def product_sizes(ctx: RunContext) -> str:
     combination, the tables, the figures), with the total."""
     out = ctx.out_dir
     groups: dict[str, list[int]] = {}
-    for p in out.rglob("*"):
+    seen: set[tuple[int, int]] = set()
+    for p in sorted(out.rglob("*")):
         if not p.is_file() or ".carbonsink" in p.parts:
             continue
         rel = p.relative_to(out).parts
@@ -383,7 +387,10 @@ def product_sizes(ctx: RunContext) -> str:
         else:
             name = rel[0] + ("/" if len(rel) > 1 else "")
         g = groups.setdefault(name, [0, 0])
-        g[0] += p.stat().st_size
+        st = p.stat()
+        if (st.st_dev, st.st_ino) not in seen:  # a hard-linked file counts once
+            seen.add((st.st_dev, st.st_ino))
+            g[0] += st.st_size
         g[1] += 1
     lines = [f"{'product':58s} {'size [MB]':>10s} {'files':>7s}"]
     for name, (size, n) in sorted(groups.items(), key=lambda kv: -kv[1][0]):

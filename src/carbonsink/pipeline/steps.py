@@ -1043,7 +1043,23 @@ def _flux_experiment(ctx: RunContext, experiment: str | None) -> list[Path]:
     outs += batch.write()
     if cfg.outputs.monthly == "none":
         _remove_scratch(ctx, experiment)
+    _share_model_chunks(ctx, combos, experiment)
     return outs
+
+
+def _share_model_chunks(ctx: RunContext, combos: list[str], experiment: str | None) -> None:
+    """The combinations of one model hold its annual and growing-season fluxes chunk for
+    chunk: keep one copy on disk (hard links, see
+    :func:`~carbonsink.pipeline.outdir.link_identical_files`); every cube stays complete."""
+    from .outdir import link_identical_files
+
+    stores = [p for name in combos for prod in ("annual", "growing_season")
+              for p in ctx.catalog.cube_targets(prod, combination=name, experiment=experiment)
+              if p.suffix == ".zarr"]
+    saved = link_identical_files(stores)
+    if saved:
+        ctx.echo(f"      {saved / 1e6:.0f} MB of identical model chunks shared between "
+                 "combinations (hard links)")
 
 
 def _chain_keys(name: str) -> list[str]:

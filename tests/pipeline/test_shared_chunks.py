@@ -1,0 +1,82 @@
+"""Identical model chunks of the combinations' cubes are stored once (hard links); every cube
+stays complete, sizes count a shared file once, and rewriting one cube leaves the others."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import xarray as xr
+
+from carbonsink.pipeline.outdir import disk_bytes, link_identical_files
+
+
+def _store(path, **arrays):
+    ds = xr.Dataset({k: (("time", "y", "x"), v) for k, v in arrays.items()})
+    ds.chunk({"time": -1, "y": 4, "x": 4}).to_zarr(path, mode="w", zarr_format=2,
+                                                   consolidated=True)
+
+
+def test_only_byte_identical_files_are_linked(tmp_path):
+    rng = np.random.default_rng(0)
+    npp = rng.random((5, 8, 8)).astype("float32") * 1000
+    rh_a = rng.random((5, 8, 8)).astype("float32") * 1000
+    rh_b = rh_a.copy()
+    rh_b[0, 0, 0] += 1  # one chunk differs
+    a, b = tmp_path / "a" / "annual.zarr", tmp_path / "b" / "annual.zarr"
+    _store(a, npp=npp, rh=rh_a)
+    _store(b, npp=npp, rh=rh_b)
+    files = [f for s in (a, b) for f in s.rglob("*") if f.is_file()]
+    before = disk_bytes(files)
+    saved = link_identical_files([a, b], min_bytes=1)
+    assert saved > 0
+    assert disk_bytes(files) == before - saved
+    for chunk in ("0.0.0", "0.0.1", "0.1.0", "0.1.1"):
+        assert os.path.samefile(a / "npp" / chunk, b / "npp" / chunk)
+    assert not os.path.samefile(a / "rh" / "0.0.0", b / "rh" / "0.0.0")  # differs
+    assert os.path.samefile(a / "rh" / "0.1.1", b / "rh" / "0.1.1")
+    assert not os.path.samefile(a / "npp" / ".zarray", b / "npp" / ".zarray")  # metadata
+    for s, rh in ((a, rh_a), (b, rh_b)):
+        ds = xr.open_zarr(s)
+        np.testing.assert_array_equal(ds["npp"].values, npp)
+        np.testing.assert_array_equal(ds["rh"].values, rh)
+    assert link_identical_files([a, b], min_bytes=1) == 0  # already shared
+    # a store rewritten (as the pipeline does: a new store renamed onto the old) leaves the
+    # other one intact
+    new = tmp_path / "new.zarr"
+    _store(new, npp=npp * 2, rh=rh_a)
+    shutil.rmtree(a)
+    new.rename(a)
+    np.testing.assert_array_equal(xr.open_zarr(b)["npp"].values, npp)
+    np.testing.assert_array_equal(xr.open_zarr(a)["npp"].values, npp * 2)
+
+
+def test_a_run_shares_the_npp_chunks_of_the_combinations_of_one_npp_model(hetero_inputs,
+                                                                           tmp_path):
+    from carbonsink.pipeline import run_study
+    from carbonsink.pipeline.runner import product_sizes
+
+    from pipeline_helpers import write_study
+
+    for f in hetero_inputs.iterdir():
+        (shutil.copytree if f.is_dir() else shutil.copy)(f, tmp_path / f.name)
+    study = write_study(tmp_path, analyses={"regional_summary": {}},
+                        outputs={"dir": "results", "formats": ["zarr", "csv"]})
+    lines: list[str] = []
+    ctx = run_study(study, echo=lines.append)
+    assert any("shared between combinations (hard links)" in line for line in lines)
+    cubes = tmp_path / "results" / "cubes"
+    for prod in ("annual", "growing_season"):
+        a, b = cubes / "modis+pei" / f"{prod}.zarr", cubes / "modis+gsmsr_bl" / f"{prod}.zarr"
+        shared = [c.name for c in (a / "npp").iterdir() if not c.name.startswith(".")
+                  and os.path.samefile(c, b / "npp" / c.name)]
+        assert shared, prod
+        np.testing.assert_array_equal(xr.open_zarr(a)["npp"].values,
+                                      xr.open_zarr(b)["npp"].values)
+        assert not os.path.samefile(a / "nep" / "0.0.0", b / "nep" / "0.0.0")
+    out = tmp_path / "results"
+    total = float(product_sizes(ctx).splitlines()[-1].split()[1]) * 1e6
+    files = [f for f in out.rglob("*") if f.is_file() and ".carbonsink" not in f.parts]
+    assert abs(total - disk_bytes(files)) < 0.1e6
+    assert disk_bytes(files) < sum(f.stat().st_size for f in files)
