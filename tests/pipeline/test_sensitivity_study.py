@@ -93,6 +93,9 @@ def test_sensitivity_study_attributes_the_trend_to_temperature(sensitivity_run):
 
 def test_attribution_runs_in_the_same_study(sensitivity_run):
     out, _ = sensitivity_run
+    # attribution reads the driver series throughout: the flux step stores them
+    stored = (out / "cubes").glob("*/drivers/annual.zarr")
+    assert sorted(p.parent.parent.name for p in stored) == ["S1", "S2", "S3", "S4"]
     tab = pd.read_csv(out / "tables" / "attribution_regional.csv")
     assert set(tab.experiment) == {"S1", "S2", "S3", "S4"}
     s1 = tab[(tab.experiment == "S1") & (tab.subset == "all pixels")

@@ -50,6 +50,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numcodecs
 import numpy as np
 import rioxarray  # noqa: F401
 import xarray as xr
@@ -767,14 +768,23 @@ def _regular_chunks(ds: xr.Dataset) -> xr.Dataset:
     return ds.chunk(fixes) if fixes else ds
 
 
+_ZSTD1 = numcodecs.Blosc(cname="zstd", clevel=1, shuffle=numcodecs.Blosc.SHUFFLE)
+
+
 def _zarr_ready(obj: xr.Dataset | xr.DataArray, attrs: Mapping[str, Any] | None) -> xr.Dataset:
     """CF attributes, regular chunks and only the encodings Zarr keeps (no codecs or chunk
     sizes of the source file)."""
     ds = _regular_chunks(_prepare_cf(obj, attrs))
     for name in ds.variables:
-        ds[name].encoding = {k: v for k, v in ds[name].encoding.items()
-                             if k in ("units", "calendar", "dtype", "_FillValue",
-                                      "grid_mapping", "scale_factor", "add_offset")}
+        enc = {k: v for k, v in ds[name].encoding.items()
+               if k in ("units", "calendar", "dtype", "_FillValue", "grid_mapping",
+                        "scale_factor", "add_offset")}
+        dt = np.dtype(enc.get("dtype", ds[name].dtype))
+        if dt.kind in "iu" and dt.itemsize <= 2 and ds[name].ndim >= 2:
+            # 16-bit integers (packed inputs): zstd level 1 is as fast as LZ4 and ~10 %
+            # smaller on them (benchmarks/results/codecs.md); floats keep LZ4
+            enc["compressors"] = (_ZSTD1,)
+        ds[name].encoding = enc
     return ds
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..analysis.base import AnalysisContext, get_analysis
+from ..analysis.base import DRIVERS, AnalysisContext, get_analysis
 from ..errors import AlignmentError, CarbonsinkError, ConfigError, InputError
 from ..cube.grid import GridSpec, as_grid
 from ..units import canonical_units, packing_after_conversion, to_canonical
@@ -607,6 +607,13 @@ class PipelineContext(AnalysisContext):
 
     def cube(self, product, combination, experiment=None):
         exp = self._exp(experiment or self.experiments[0])
+        if combination == DRIVERS and product in ("annual", "growing_season"):
+            ds = open_cube(self._ctx, product, combination=combination, experiment=exp) \
+                if drivers_stored(self._ctx.cfg) else None
+            if ds is None:  # not stored by this study's flux step: derived from the inputs
+                cubes = driver_cubes(self._ctx.cfg, self.inputs(exp))
+                ds = cubes[product] if cubes is not None else None
+            return ds
         ds = open_cube(self._ctx, product, combination=combination, experiment=exp)
         if ds is None and product == "monthly" and combination in self.combinations:
             ds = monthly_combination(self._ctx, combination, exp)
@@ -1126,31 +1133,51 @@ def monthly_combination(ctx: RunContext, name: str, experiment: str | None) -> x
     return cube
 
 
-def _write_drivers(ctx: RunContext, inputs: dict[str, xr.DataArray],
-                   experiment: str | None, batch: CubeBatch) -> None:
+def drivers_stored(cfg: StudyConfig) -> bool:
+    """Whether the flux step stores the driver cubes: when an analysis of the study reads
+    them throughout (``requires`` holds ``"drivers"``: attribution, correlation); otherwise
+    they are derived from the aligned inputs when asked for (:func:`driver_cubes`)."""
+    from ..analysis.base import ANALYSES
+
+    return any("drivers" in getattr(ANALYSES.get(name), "requires", ())
+               for name in selected_analyses(cfg))
+
+
+def driver_cubes(cfg: StudyConfig, inputs: dict[str, xr.DataArray]
+                 ) -> dict[str, xr.Dataset] | None:
     """Annual and growing-season series of the monthly climate inputs (means for states such as
-    temperature, sums for fluxes such as precipitation), masked like the flux cubes, stored
-    under the pseudo-combination ``drivers`` so analyses correlate matched series."""
-    from ..analysis.base import DRIVERS
+    temperature, sums for fluxes such as precipitation), masked like the flux cubes (lazy), or
+    None without monthly climate inputs."""
     from ..cube.temporal import growing_season, to_annual
     from .config import DRIVER_ROLES
 
-    cfg = ctx.cfg
     roles = [r for r in DRIVER_ROLES if r in inputs and "time" in inputs[r].dims
              and _frequency(cfg.inputs.get(r) or InputConfig(path=""), r) == "month"]
     if not roles:
-        return
+        return None
     monthly = xr.Dataset({r: inputs[r] for r in roles})
     keep = _vegetation_mask(cfg, inputs, monthly["time"])
     if keep is not None:
         with xr.set_options(keep_attrs=True):
             monthly = monthly.where(keep)
-    models = {"drivers": roles}
-    batch.add(to_annual(monthly, min_valid_fraction=1.0), "annual", "flux",
-              combination=DRIVERS, experiment=experiment, models=models)
-    gs = growing_season(monthly, months=tuple(cfg.outputs.growing_season_months))
-    batch.add(gs, "growing_season", "flux", combination=DRIVERS, experiment=experiment,
-              models=models)
+    return {"annual": to_annual(monthly, min_valid_fraction=1.0),
+            "growing_season": growing_season(
+                monthly, months=tuple(cfg.outputs.growing_season_months))}
+
+
+def _write_drivers(ctx: RunContext, inputs: dict[str, xr.DataArray],
+                   experiment: str | None, batch: CubeBatch) -> None:
+    """The driver cubes stored under the pseudo-combination ``drivers`` (when
+    :func:`drivers_stored`), so analyses correlate matched series."""
+    from ..analysis.base import DRIVERS
+
+    cubes = driver_cubes(ctx.cfg, inputs) if drivers_stored(ctx.cfg) else None
+    if cubes is None:
+        return
+    models = {"drivers": [str(v) for v in cubes["annual"].data_vars]}
+    for product, ds in cubes.items():
+        batch.add(ds, product, "flux", combination=DRIVERS, experiment=experiment,
+                  models=models)
 
 
 def step_flux(ctx: RunContext) -> list[Path]:
