@@ -78,20 +78,24 @@ _BOUNDS_DIMS = {"bnds", "bounds", "nv", "nb2", "bnd", "d2"}
 # --------------------------------------------------------------------------- reading
 
 
-def _packed_to_float32(ds: xr.Dataset) -> xr.Dataset:
-    """Decode masks and scales lazily, integers of at most 16 bits with a scale to float32.
+def packed_as_float32(ds: xr.Dataset) -> xr.Dataset:
+    """Variables stored as integers of at most 16 bits with a scale and offset, decoded as
+    float32 (lazily; dask-backed variables only, others are left as they are).
 
     Zarr keeps attributes as JSON, so a float32 ``scale_factor`` comes back as a float64 and
-    xarray would decode to float64 (twice the memory, float64 results downstream). A 16-bit
-    integer has fewer significant digits than float32 holds: the values decode as they were
-    written."""
-    for v in ds.variables.values():
-        if v.dtype.kind in "iu" and v.dtype.itemsize <= 2 and (
-                "scale_factor" in v.attrs or "add_offset" in v.attrs):
-            v.attrs["scale_factor"] = np.float32(v.attrs.get("scale_factor", 1.0))
-            v.attrs["add_offset"] = np.float32(v.attrs.get("add_offset", 0.0))
-    return xr.decode_cf(ds, mask_and_scale=True, decode_times=False, decode_coords=False,
-                        concat_characters=False, decode_timedelta=False)
+    xarray decodes to float64: twice the memory and float64 results downstream. A 16-bit
+    integer has fewer significant digits than float32 holds, so the values are those that
+    were written."""
+    cast = {}
+    for n, v in ds.data_vars.items():
+        enc = v.encoding
+        dt = np.dtype(enc.get("dtype", v.dtype))
+        if v.dtype == np.float64 and v.chunks is not None and dt.kind in "iu" and \
+                dt.itemsize <= 2 and ("scale_factor" in enc or "add_offset" in enc):
+            f = v.astype("float32")
+            f.encoding = dict(enc)
+            cast[n] = f
+    return ds.assign(cast) if cast else ds
 
 
 def _open_dataset(path: Path, engine: str | None) -> xr.Dataset:
@@ -107,9 +111,7 @@ def _open_dataset(path: Path, engine: str | None) -> xr.Dataset:
             warnings.filterwarnings("ignore", message=".*consolidated metadata.*")
             # CMIP files name cell_measures (areacella) kept in other files: harmless here
             warnings.filterwarnings("ignore", message=".*referenced in cell_measures.*")
-            if engine != "zarr":
-                return xr.open_dataset(path, **kw)
-            return _packed_to_float32(xr.open_dataset(path, mask_and_scale=False, **kw))
+            return xr.open_dataset(path, **kw)
     except ValueError as exc:
         msg = str(exc)
         if "time" in msg.lower() or "calendar" in msg.lower() or "units" in msg.lower():
@@ -475,7 +477,7 @@ def read_cube(path: PathLike, *, chunks: ChunksLike = "auto", crs: Any = None) -
         for d in ds.dims:
             if d not in sizes:
                 sizes[d] = -1
-        ds = ds.chunk(sizes)
+        ds = packed_as_float32(ds.chunk(sizes))
     for n in ds.variables:
         for k in ("chunks", "preferred_chunks", "chunksizes", "contiguous", "original_shape"):
             ds[n].encoding.pop(k, None)
