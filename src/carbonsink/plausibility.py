@@ -61,6 +61,8 @@ __all__ = ["check_values", "PlausibilityReport", "Finding", "PlausibilityWarning
 DEFAULT_SAMPLE = 200_000
 #: default largest number of time steps read per input
 MAX_STEPS = 12
+#: time chunks (file blocks) the sample reads at most (see _sample_steps)
+CHUNKS_SAMPLED = 4
 
 #: fill values products commonly leave undeclared (in the file's units)
 FILL_VALUES = (-9999.0, -999.0, -99.0, 9999.0, -99999.0, 99999.0, -32768.0, -32767.0, 32767.0,
@@ -167,9 +169,7 @@ def _sample(da: xr.DataArray, sample: int, time_dim: str) -> tuple[np.ndarray, i
     sel = da
     n_steps = 1
     if time_dim in da.dims:
-        nt = da.sizes[time_dim]
-        k = min(nt, MAX_STEPS)
-        idx = np.unique(np.linspace(0, nt - 1, k).round().astype(int))
+        idx = _sample_steps(da, time_dim)
         sel = sel.isel({time_dim: idx})
         n_steps = idx.size
     spatial = [d for d in sel.dims if d != time_dim]
@@ -181,6 +181,27 @@ def _sample(da: xr.DataArray, sample: int, time_dim: str) -> tuple[np.ndarray, i
     # a small, bounded read: synchronous, so no thread pool is started for it
     values = sel.compute(scheduler="synchronous") if sel.chunks is not None else sel
     return np.asarray(values.values, dtype=np.float64).ravel(), n_steps
+
+
+def _sample_steps(da: xr.DataArray, time_dim: str) -> np.ndarray:
+    """Up to MAX_STEPS time steps spread over the record. For an input read in file order
+    (a chunk of 12 months x the whole grid), reading one step decompresses its whole chunk:
+    the steps are then taken from at most CHUNKS_SAMPLED chunks spread over the record (the
+    first, the last and between), a few per chunk."""
+    nt = da.sizes[time_dim]
+    k = min(nt, MAX_STEPS)
+    even = np.unique(np.linspace(0, nt - 1, k).round().astype(int))
+    if da.chunks is None:
+        return even
+    sizes = np.asarray(da.chunks[da.dims.index(time_dim)])
+    if sizes.size <= CHUNKS_SAMPLED:
+        return even
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    picked = np.unique(np.linspace(0, sizes.size - 1, CHUNKS_SAMPLED).round().astype(int))
+    per = max(1, -(-k // picked.size))
+    idx = [starts[c] + np.unique(np.linspace(0, sizes[c] - 1, min(per, sizes[c]))
+                                 .round().astype(int)) for c in picked]
+    return np.unique(np.concatenate(idx))
 
 
 def _any_valid(da: xr.DataArray) -> bool:

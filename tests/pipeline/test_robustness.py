@@ -253,7 +253,11 @@ def test_read_only_midway_and_full_disk(folder, tmpfs):
     assert not (out / "index.html").exists()
     assert not (out / ".carbonsink" / "flux.json").exists()  # the unfinished step is not current
     _remount(tmpfs, "rw")
-    # full disk: fill the tmpfs up to ~200 kB, then run again
+    # full disk: a study writing ~700 kB (two combinations, Zarr and NetCDF cubes) into a
+    # tmpfs filled up to 600 kB free (above the 512 KiB a run needs to start)
+    study = put_study(folder, small_study(
+        models={"combinations": ["modis+pei", "modis+gsmsr_bl"]},
+        outputs={"formats": ["zarr", "netcdf", "csv"]}))
     filler = tmpfs / "filler"
     free = os.statvfs(tmpfs).f_bavail * os.statvfs(tmpfs).f_frsize
     filler.write_bytes(b"\0" * max(0, free - 600_000))

@@ -732,6 +732,21 @@ def _prepare_cf(obj: xr.Dataset | xr.DataArray, attrs: Mapping[str, Any] | None)
     return _apply_cf_write(ds)
 
 
+def _netcdf_os_error(exc: RuntimeError, path: Path) -> Exception:
+    """An OSError for a NetCDF library error met while writing ``path`` when the cause is the
+    file system (no space left), else the error itself."""
+    import errno
+    import shutil
+
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return exc
+    if free < (1 << 20):
+        return OSError(errno.ENOSPC, f"No space left on device ({exc})", str(path))
+    return exc
+
+
 def write_netcdf(obj: xr.Dataset | xr.DataArray, path: PathLike, *,
                  attrs: Mapping[str, Any] | None = None, complevel: int = 4,
                  engine: str = "netcdf4") -> Path:
@@ -754,7 +769,10 @@ def write_netcdf(obj: xr.Dataset | xr.DataArray, path: PathLike, *,
         encoding[str(name)] = enc
         ds[name].encoding = {}
     with atomic_write(path) as tmp:
-        ds.to_netcdf(tmp, engine=engine, encoding=encoding, format="NETCDF4")
+        try:
+            ds.to_netcdf(tmp, engine=engine, encoding=encoding, format="NETCDF4")
+        except RuntimeError as exc:  # the HDF5 library reports a full disk as "HDF error"
+            raise _netcdf_os_error(exc, Path(tmp)) from None
     return path
 
 
