@@ -63,6 +63,8 @@ DEFAULT_SAMPLE = 200_000
 MAX_STEPS = 12
 #: time chunks (file blocks) the sample reads at most (see _sample_steps)
 CHUNKS_SAMPLED = 4
+#: bytes of file blocks the sample decompresses at most (but at least two blocks)
+SAMPLE_BLOCK_BYTES = 256 << 20
 
 #: fill values products commonly leave undeclared (in the file's units)
 FILL_VALUES = (-9999.0, -999.0, -99.0, 9999.0, -99999.0, 99999.0, -32768.0, -32767.0, 32767.0,
@@ -194,10 +196,14 @@ def _sample_steps(da: xr.DataArray, time_dim: str) -> np.ndarray:
     if da.chunks is None:
         return even
     sizes = np.asarray(da.chunks[da.dims.index(time_dim)])
-    if sizes.size <= CHUNKS_SAMPLED:
+    # large blocks (a year of 8-day composites x the whole grid): fewer of them, at least the
+    # first and the last
+    block = int(sizes.max()) * (da.size // max(nt, 1)) * da.dtype.itemsize
+    n_chunks = min(CHUNKS_SAMPLED, max(2, SAMPLE_BLOCK_BYTES // max(block, 1)))
+    if sizes.size <= n_chunks:
         return even
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    picked = np.unique(np.linspace(0, sizes.size - 1, CHUNKS_SAMPLED).round().astype(int))
+    picked = np.unique(np.linspace(0, sizes.size - 1, n_chunks).round().astype(int))
     per = max(1, -(-k // picked.size))
     idx = [starts[c] + np.unique(np.linspace(0, sizes[c] - 1, min(per, sizes[c]))
                                  .round().astype(int)) for c in picked]
