@@ -33,6 +33,8 @@ __all__ = ["build_steps", "read_inputs", "target_grid", "check_study", "selected
 _FREQ_PERIOD = {"month": "month", "year": "year", "8day": None, "static": None}
 _GROUP_OF_FREQ = {"month": "monthly", "year": "annual", "8day": "8day", "static": "static"}
 _FLUX_VARS = ("npp", "rh", "nep", "rs")
+#: lazily opened cubes of this process (see open_cube)
+_OPEN_CACHE: dict[tuple, xr.Dataset] = {}
 #: encoding key of a read input: how its aligned copy can be stored (integers, scale, offset)
 _PACKING = "carbonsink_packing"
 
@@ -554,7 +556,26 @@ def open_cube(ctx: RunContext, name: str, *, combination: str | None = None,
     from ..io import read_cube
 
     p = ctx.catalog.cube(name, combination=combination, experiment=experiment)
-    return _chunked(ctx.cfg, read_cube(p, chunks=None)) if p is not None else None
+    if p is None:
+        return None
+    # opening a cube (metadata, time axis, CRS) costs ~0.1 s whatever its size, and the steps
+    # open the same cubes dozens of times: keep the lazy Dataset while the store is the same
+    # (a rewritten store is a new directory: another inode)
+    st = p.stat()
+    key = (str(p), st.st_ino, st.st_mtime_ns, json_key(ctx.cfg.dask.chunks))
+    ds = _OPEN_CACHE.get(key)
+    if ds is None:
+        ds = _chunked(ctx.cfg, read_cube(p, chunks=None))
+        if len(_OPEN_CACHE) > 256:
+            _OPEN_CACHE.clear()
+        _OPEN_CACHE[key] = ds
+    return ds.copy()
+
+
+def json_key(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, sort_keys=True, default=str)
 
 
 def write_table(ctx: RunContext, df: pd.DataFrame, name: str, step: str) -> list[Path]:
@@ -1245,15 +1266,27 @@ def write_maps(ctx: RunContext, ds: xr.Dataset, variables, *, prefix: str = "",
                step: str = "maps") -> list[Path]:
     from ..io import write_cog
 
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    import dask
+
     prov = flat_attrs(provenance(ctx.cfg, step, models={"combination": combination}
                                  if combination else None))
-    outs = []
-    for var in variables:
-        da = ds[var].drop_vars("experiment", errors="ignore").assign_attrs(**prov)
-        p = ctx.catalog.map(f"{prefix}{var}", combination=combination, experiment=experiment)
+    layers = [ds[var].drop_vars("experiment", errors="ignore").assign_attrs(**prov)
+              for var in variables]
+    # the layers in one computation (the cube is read once), then written side by side
+    # (GDAL compresses without the GIL)
+    layers = list(dask.compute(*layers))
+    outs = [ctx.catalog.map(f"{prefix}{var}", combination=combination, experiment=experiment)
+            for var in variables]
+    for p in outs:
         p.parent.mkdir(parents=True, exist_ok=True)
-        write_cog(da, p)
-        outs.append(p)
+    threads = max(1, min(len(outs), int(dask.config.get("num_workers", None)
+                                        or os.cpu_count() or 1)))
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for f in [pool.submit(write_cog, da, p) for da, p in zip(layers, outs)]:
+            f.result()
     return outs
 
 
@@ -1287,6 +1320,7 @@ def step_maps(ctx: RunContext) -> list[Path]:
                 if annual[v].rio.crs:
                     mean = mean.rio.write_crs(annual[v].rio.crs)
                 means[f"{v}_mean_annual"] = mean
+            means = means.compute()  # one read of the cube for the maps and the figure
             if "cog" in cfg.outputs.formats:
                 outs += write_maps(ctx, means, list(means.data_vars), combination=name,
                                    experiment=e)
