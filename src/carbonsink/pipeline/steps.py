@@ -562,7 +562,7 @@ def open_cube(ctx: RunContext, name: str, *, combination: str | None = None,
     # open the same cubes dozens of times: keep the lazy Dataset while the store is the same
     # (a rewritten store is a new directory: another inode)
     st = p.stat()
-    key = (str(p), st.st_ino, st.st_mtime_ns, json_key(ctx.cfg.dask.chunks))
+    key = (str(p), st.st_ino, st.st_mtime_ns, _json_key(ctx.cfg.dask.chunks))
     ds = _OPEN_CACHE.get(key)
     if ds is None:
         ds = _chunked(ctx.cfg, read_cube(p, chunks=None))
@@ -572,7 +572,7 @@ def open_cube(ctx: RunContext, name: str, *, combination: str | None = None,
     return ds.copy()
 
 
-def json_key(obj: Any) -> str:
+def _json_key(obj: Any) -> str:
     import json
 
     return json.dumps(obj, sort_keys=True, default=str)
