@@ -892,6 +892,9 @@ def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
         tc = da.chunks[da.dims.index("time")][0] if "time" in da.dims and da.chunks else -1
         stage[v] = da.chunk({**{d: -1 for d in da.dims}, **tiles,
                              **({"time": tc} if "time" in da.dims else {})})
+        # the scratch holds float32 (LZ4 is cheaper than packing twice); the cube is packed
+        stage[v].encoding = {k: x for k, x in da.encoding.items()
+                             if k not in ("dtype", "scale_factor", "add_offset", "_FillValue")}
     scratch = ctx.out_dir / "cubes" / "_scratch" / (
         f"{name}{'@' + experiment if experiment else ''}.zarr")
     scratch.parent.mkdir(parents=True, exist_ok=True)
@@ -904,6 +907,10 @@ def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
         for v in back.data_vars:  # what the CF round trip does not carry
             if v in ds:
                 back[v].attrs = {**ds[v].attrs, **back[v].attrs}
+                pack = {k: x for k, x in ds[v].encoding.items()
+                        if k in ("dtype", "scale_factor", "add_offset", "_FillValue")}
+                if "scale_factor" in pack or "add_offset" in pack:
+                    back[v].encoding.update(pack)
         return write_cube(ctx, back, name, "prepare", experiment=experiment)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
