@@ -369,7 +369,9 @@ def summary_table(ctx: RunContext) -> str:
 def product_sizes(ctx: RunContext) -> str:
     """Size on disk of every product of the results folder, largest first, grouped as the
     catalog names them (a cube of a combination, a model's monthly cube, the maps of a
-    combination, the tables, the figures), with the total."""
+    combination, the tables, the figures), with the total. A file shared by hard links
+    (identical model chunks of several combinations' cubes) counts once, for the first
+    product in path order, so the total is the space the folder takes."""
     out = ctx.out_dir
     groups: dict[str, list[int]] = {}
     seen: set[tuple[int, int]] = set()
@@ -397,6 +399,9 @@ def product_sizes(ctx: RunContext) -> str:
         lines.append(f"{name[:58]:58s} {size / 1e6:10.1f} {n:7d}")
     lines.append(f"{'total':58s} {sum(g[0] for g in groups.values()) / 1e6:10.1f} "
                  f"{sum(g[1] for g in groups.values()):7d}")
+    if len(seen) < sum(g[1] for g in groups.values()):
+        lines.append("(files shared by hard links between cubes count once, for the first "
+                     "product)")
     return "\n".join(lines)
 
 

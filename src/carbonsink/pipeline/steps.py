@@ -1364,11 +1364,11 @@ def _summary_text(ctx: RunContext) -> str:
 def _sizes_by_kind(ctx: RunContext, rel: list[str]) -> dict[str, float]:
     from .runner import _size
 
-    out: dict[str, float] = {}
+    by_kind: dict[str, list[Path]] = {}
     for r in rel:
-        kind = Catalog.kind_of(r)
-        out[kind] = out.get(kind, 0.0) + _size([ctx.out_dir / r]) / 1e6
-    return {k: round(v, 2) for k, v in out.items()}
+        by_kind.setdefault(Catalog.kind_of(r), []).append(ctx.out_dir / r)
+    # per kind at once: a file shared by hard links between cubes counts once
+    return {k: round(_size(paths) / 1e6, 2) for k, paths in by_kind.items()}
 
 
 def step_report(ctx: RunContext) -> list[Path]:
