@@ -78,24 +78,45 @@ _BOUNDS_DIMS = {"bnds", "bounds", "nv", "nb2", "bnd", "d2"}
 # --------------------------------------------------------------------------- reading
 
 
-def packed_as_float32(ds: xr.Dataset) -> xr.Dataset:
-    """Variables stored as integers of at most 16 bits with a scale and offset, decoded as
-    float32 (lazily; dask-backed variables only, others are left as they are).
-
-    Zarr keeps attributes as JSON, so a float32 ``scale_factor`` comes back as a float64 and
-    xarray decodes to float64: twice the memory and float64 results downstream. A 16-bit
-    integer has fewer significant digits than float32 holds, so the values are those that
-    were written."""
-    cast = {}
-    for n, v in ds.data_vars.items():
+def _packed_names(ds: xr.Dataset) -> list[str]:
+    out = []
+    for n, v in ds.variables.items():
         enc = v.encoding
         dt = np.dtype(enc.get("dtype", v.dtype))
-        if v.dtype == np.float64 and v.chunks is not None and dt.kind in "iu" and \
-                dt.itemsize <= 2 and ("scale_factor" in enc or "add_offset" in enc):
-            f = v.astype("float32")
-            f.encoding = dict(enc)
-            cast[n] = f
-    return ds.assign(cast) if cast else ds
+        if dt.kind in "iu" and dt.itemsize <= 2 and ("scale_factor" in enc or
+                                                     "add_offset" in enc):
+            out.append(str(n))
+    return out
+
+
+def _decode_packed_float32(ds: xr.Dataset, path: Path) -> xr.Dataset:
+    """Zarr variables stored as integers of at most 16 bits with a scale and offset, decoded
+    lazily straight to float32 (xarray would decode to float64: Zarr keeps the float32
+    ``scale_factor`` as a JSON number). The integers are read as they are and decoded with
+    float32 arithmetic, as NetCDF readers do for a float32 scale."""
+    packed = _packed_names(ds)
+    if not packed:
+        return ds
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*consolidated metadata.*")
+        raw = xr.open_dataset(path, engine="zarr", chunks=None, cache=False,
+                              mask_and_scale=False, decode_times=False, decode_coords=False,
+                              decode_timedelta=False,
+                              drop_variables=[n for n in ds.variables if n not in packed])
+    out = {}
+    for n in packed:
+        var = raw[n].variable.copy(deep=False)
+        var.attrs = dict(var.attrs)
+        for k in ("scale_factor", "add_offset"):
+            var.attrs[k] = np.float32(var.attrs.get(k, 0.0 if k == "add_offset" else 1.0))
+        dec = xr.conventions.decode_cf_variable(n, var, mask_and_scale=True,
+                                                decode_times=False, decode_timedelta=False)
+        if dec.dtype != np.float32:
+            continue
+        dec.attrs = dict(ds[n].attrs)
+        dec.encoding = dict(ds[n].encoding)
+        out[n] = dec
+    return ds.assign(out) if out else ds
 
 
 def _open_dataset(path: Path, engine: str | None) -> xr.Dataset:
@@ -422,7 +443,10 @@ def read_cube(path: PathLike, *, chunks: ChunksLike = "auto", crs: Any = None) -
     variables).
     """
     (p,) = expand_paths(path)
-    ds = _undo_cf_write(_open_dataset(p, "zarr" if _is_zarr(p) else None))
+    ds = _open_dataset(p, "zarr" if _is_zarr(p) else None)
+    if _is_zarr(p):
+        ds = _decode_packed_float32(ds, p)
+    ds = _undo_cf_write(ds)
     rename: dict[str, str] = {}
     lat_lon = False
     for d in ds.dims:
@@ -477,7 +501,7 @@ def read_cube(path: PathLike, *, chunks: ChunksLike = "auto", crs: Any = None) -
         for d in ds.dims:
             if d not in sizes:
                 sizes[d] = -1
-        ds = packed_as_float32(ds.chunk(sizes))
+        ds = ds.chunk(sizes)
     for n in ds.variables:
         for k in ("chunks", "preferred_chunks", "chunksizes", "contiguous", "original_shape"):
             ds[n].encoding.pop(k, None)

@@ -738,9 +738,7 @@ def study_chunks(cfg: StudyConfig, sizes) -> dict[str, int]:
 
 
 def _chunked(cfg: StudyConfig, ds: xr.Dataset) -> xr.Dataset:
-    from ..io.netcdf import packed_as_float32
-
-    return packed_as_float32(ds.chunk(study_chunks(cfg, ds.sizes)))
+    return ds.chunk(study_chunks(cfg, ds.sizes))
 
 
 def step_prepare(ctx: RunContext) -> list[Path]:
