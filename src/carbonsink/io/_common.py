@@ -332,3 +332,10 @@ def text_tags(attrs: Mapping[str, Any]) -> dict[str, str]:
         else:
             tags[k] = str(v)
     return tags
+
+
+def small_integer(dtype) -> bool:
+    """Whether ``dtype`` is an integer of at most 16 bits (how products pack their values
+    with a scale and offset, and how carbonsink keeps them: see ``io.read_cube``)."""
+    dt = np.dtype(dtype)
+    return dt.kind in "iu" and dt.itemsize <= 2

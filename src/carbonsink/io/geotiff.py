@@ -30,7 +30,7 @@ from rasterio.errors import RasterioIOError
 
 from ..errors import AlignmentError, InputError, InvalidArgumentError
 from ._common import (ChunksLike, PathLike, attach_crs, chunk_sizes, expand_paths, parse_crs,
-                      text_tags, to_datetime64_ns)
+                      small_integer, text_tags, to_datetime64_ns)
 from .atomic import atomic_write
 
 __all__ = ["read_geotiff", "read_geotiff_series", "write_cog", "class_palette", "parse_date",
@@ -194,14 +194,13 @@ def _finish(da: xr.DataArray, meta: _Meta, crs: Any, variable: str | None,
 def _packing(meta: _Meta) -> dict[str, Any]:
     """How the file stores the values when they are small integers with one scale and offset
     for every band (xarray's CF encoding keys), so a copy can be stored the same way."""
-    dtype = np.dtype(meta.dtype)
-    if dtype.kind not in "iu" or dtype.itemsize > 2:
+    if not small_integer(meta.dtype):
         return {}
     pairs = {_scale_offset(meta, b) for b in range(meta.count)}
     if len(pairs) != 1:
         return {}
     (s, o), = pairs
-    enc: dict[str, Any] = {"dtype": dtype, "scale_factor": s, "add_offset": o}
+    enc: dict[str, Any] = {"dtype": np.dtype(meta.dtype), "scale_factor": s, "add_offset": o}
     if meta.nodata is not None and not (isinstance(meta.nodata, float)
                                         and math.isnan(meta.nodata)):
         enc["_FillValue"] = meta.nodata

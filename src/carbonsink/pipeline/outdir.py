@@ -379,7 +379,7 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(sig, prev if prev is not None else signal.SIG_DFL)
 
 
-def link_identical_files(stores: list[Path], *, min_bytes: int = 1) -> int:
+def link_identical_files(stores: list[Path]) -> int:
     """Replace files that are byte-identical across ``stores`` by hard links to one copy.
 
     The annual and growing-season cubes of the combinations sharing a model hold that
@@ -395,44 +395,29 @@ def link_identical_files(stores: list[Path], *, min_bytes: int = 1) -> int:
     import hashlib
     from concurrent.futures import ThreadPoolExecutor
 
-    groups: dict[tuple[str, str, int], list[Path]] = {}
-    for store in stores:
-        store = Path(store)
+    groups: dict[tuple[str, str, int], list[tuple[Path, tuple[int, int]]]] = {}
+    for store in map(Path, stores):
         if not store.is_dir():
             continue
         for f in store.rglob("*"):
-            if not f.is_file() or f.name.startswith("."):
-                continue
-            st = f.stat()
-            if st.st_size < min_bytes:
-                continue
-            key = (store.name, f.relative_to(store).as_posix(), st.st_size)
-            groups.setdefault(key, []).append(f)
-    cands = [fs for fs in groups.values() if len(fs) > 1]
-    if not cands:
-        return 0
+            if f.is_file() and not f.name.startswith("."):  # chunks, not metadata
+                st = f.stat()
+                key = (store.name, f.relative_to(store).as_posix(), st.st_size)
+                groups.setdefault(key, []).append((f, (st.st_dev, st.st_ino)))
+    cands = {k: fs for k, fs in groups.items() if len(fs) > 1}
 
-    def digest(f: Path) -> tuple[Path, tuple[int, int], str]:
-        st = f.stat()
-        h = hashlib.blake2b(f.read_bytes(), digest_size=20).hexdigest()
-        return f, (st.st_dev, st.st_ino), h
+    def digest(f: Path) -> str:
+        return hashlib.blake2b(f.read_bytes(), digest_size=20).hexdigest()
 
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        hashed = list(pool.map(digest, [f for fs in cands for f in fs]))
-    first: dict[tuple[str, str, int, str], tuple[Path, tuple[int, int]]] = {}
+        hashes = dict(zip([f for fs in cands.values() for f, _ in fs],
+                          pool.map(digest, [f for fs in cands.values() for f, _ in fs])))
     saved = 0
-    where = {f: (h, ino) for f, ino, h in hashed}
-    for key, fs in groups.items():
-        if len(fs) < 2:
-            continue
-        for f in fs:
-            h, ino = where[f]
-            k = (*key, h)
-            if k not in first:
-                first[k] = (f, ino)
-                continue
-            src, src_ino = first[k]
-            if ino == src_ino:
+    for (_, _, size), fs in cands.items():
+        first: dict[str, tuple[Path, tuple[int, int]]] = {}
+        for f, ino in fs:
+            src, src_ino = first.setdefault(hashes[f], (f, ino))
+            if src_ino == ino:
                 continue
             tmp = f.with_name(f".{f.name}.link")
             try:
@@ -444,7 +429,7 @@ def link_identical_files(stores: list[Path], *, min_bytes: int = 1) -> int:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
                 return saved  # no hard links here: keep the copies
-            saved += key[2]
+            saved += size
     return saved
 
 

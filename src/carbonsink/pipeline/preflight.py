@@ -21,10 +21,10 @@ and grid templates read, as ``run`` does).
 
 from __future__ import annotations
 
-import numpy as np
-
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..errors import CarbonsinkError, ConfigError
 from .config import StudyConfig

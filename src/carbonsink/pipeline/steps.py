@@ -37,6 +37,8 @@ _FLUX_VARS = ("npp", "rh", "nep", "rs")
 _OPEN_CACHE: dict[tuple, xr.Dataset] = {}
 #: encoding key of a read input: how its aligned copy can be stored (integers, scale, offset)
 _PACKING = "carbonsink_packing"
+#: the CF encoding keys of that packing
+_PACK_KEYS = ("dtype", "scale_factor", "add_offset", "_FillValue")
 
 
 # --------------------------------------------------------------------------- study helpers
@@ -562,7 +564,7 @@ def open_cube(ctx: RunContext, name: str, *, combination: str | None = None,
     # open the same cubes dozens of times: keep the lazy Dataset while the store is the same
     # (a rewritten store is a new directory: another inode)
     st = p.stat()
-    key = (str(p), st.st_ino, st.st_mtime_ns, _json_key(ctx.cfg.dask.chunks))
+    key = (str(p), st.st_ino, st.st_mtime_ns, tuple(sorted(ctx.cfg.dask.chunks.items())))
     ds = _OPEN_CACHE.get(key)
     if ds is None:
         ds = _chunked(ctx.cfg, read_cube(p, chunks=None))
@@ -570,12 +572,6 @@ def open_cube(ctx: RunContext, name: str, *, combination: str | None = None,
             _OPEN_CACHE.clear()
         _OPEN_CACHE[key] = ds
     return ds.copy()
-
-
-def _json_key(obj: Any) -> str:
-    import json
-
-    return json.dumps(obj, sort_keys=True, default=str)
 
 
 def write_table(ctx: RunContext, df: pd.DataFrame, name: str, step: str) -> list[Path]:
@@ -851,7 +847,6 @@ def _prepare_experiment(ctx: RunContext, name: str, exp, grid, mask) -> list[Pat
                                    f"{'calendar-month climatology' if how == 'climatology' else 'mean'}"
                                    f" (experiment {name})")
         held.name = role
-        held.encoding = {}  # a climatology is not on the source's integer lattice
         groups["monthly"][role] = held
     outs: list[Path] = []
     for g in INPUT_GROUPS:
@@ -885,14 +880,15 @@ def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
         return write_cube(ctx, ds, name, "prepare", experiment=experiment)
     tiles = study_chunks(cfg, {d: n for d, n in ds.sizes.items() if d in ("y", "x")})
     stage = {}
+    packs = {v: {k: x for k, x in ds[v].encoding.items() if k in _PACK_KEYS}
+             for v in ds.data_vars if "scale_factor" in ds[v].encoding}
     for v in ds.data_vars:
         da = ds[v]
         tc = da.chunks[da.dims.index("time")][0] if "time" in da.dims and da.chunks else -1
         stage[v] = da.chunk({**{d: -1 for d in da.dims}, **tiles,
                              **({"time": tc} if "time" in da.dims else {})})
         # the scratch holds float32 (LZ4 is cheaper than packing twice); the cube is packed
-        stage[v].encoding = {k: x for k, x in da.encoding.items()
-                             if k not in ("dtype", "scale_factor", "add_offset", "_FillValue")}
+        stage[v].encoding = {k: x for k, x in da.encoding.items() if k not in _PACK_KEYS}
     scratch = ctx.out_dir / "cubes" / "_scratch" / (
         f"{name}{'@' + experiment if experiment else ''}.zarr")
     scratch.parent.mkdir(parents=True, exist_ok=True)
@@ -905,10 +901,7 @@ def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
         for v in back.data_vars:  # what the CF round trip does not carry
             if v in ds:
                 back[v].attrs = {**ds[v].attrs, **back[v].attrs}
-                pack = {k: x for k, x in ds[v].encoding.items()
-                        if k in ("dtype", "scale_factor", "add_offset", "_FillValue")}
-                if "scale_factor" in pack or "add_offset" in pack:
-                    back[v].encoding.update(pack)
+                back[v].encoding.update(packs.get(v, {}))
         return write_cube(ctx, back, name, "prepare", experiment=experiment)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -1269,12 +1262,12 @@ def _resolve_section(sec, figures: dict[str, str], tables: dict[str, list[str]],
 def write_maps(ctx: RunContext, ds: xr.Dataset, variables, *, prefix: str = "",
                combination: str | None = None, experiment: str | None = None,
                step: str = "maps") -> list[Path]:
-    from ..io import write_cog
-
     import os
     from concurrent.futures import ThreadPoolExecutor
 
     import dask
+
+    from ..io import write_cog
 
     prov = flat_attrs(provenance(ctx.cfg, step, models={"combination": combination}
                                  if combination else None))
