@@ -119,3 +119,36 @@ def test_import_compiles_nothing():
             "lazy = [n for n in dir(K) if isinstance(getattr(K, n), K._LazyUfunc)]\n"
             "assert lazy and all(getattr(K, n)._uf is None for n in lazy), lazy\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_apply_time_major_inputs_of_different_lengths_statics_and_grid_check():
+    from carbonsink.errors import AlignmentError
+
+    rng = np.random.default_rng(5)
+    years = rng.normal(size=(3, 8, 6))
+    steps = rng.normal(size=(10, 8, 6))
+    lat = np.linspace(30, 40, 8)
+    coords = {"y": np.arange(8.0), "x": np.arange(6.0)}
+    a = xr.DataArray(years, dims=("yr", "y", "x"), coords=coords)
+    b = xr.DataArray(steps, dims=("st", "y", "x"), coords=coords)
+    s = xr.DataArray(lat, dims="y", coords={"y": coords["y"]})
+
+    def kernel(t2, s2):  # per pixel: each year's value + the step mean + the static
+        return t2[0] + t2[1].mean(axis=0)[None] + s2[0][None]
+
+    ref = years + steps.mean(axis=0)[None] + lat[None, :, None]
+    for lazy in (False, True):
+        aa, bb = (a.chunk({"y": 3, "x": 4}), b.chunk({"st": 4, "y": 3, "x": 4})) if lazy \
+            else (a, b)
+        out = E.apply_time_major(kernel, [aa, bb], [s], core_dims=["yr", "st"], out_dim="yr",
+                                 dtype=np.float64)
+        assert out.dims == ("yr", "y", "x") and (out.chunks is not None) == lazy
+        np.testing.assert_allclose(out.values, ref)
+    # a per-pixel (no time) output, the input in (y, x, time) order
+    tot = E.apply_time_major(lambda t2, s2: t2[0].sum(axis=0), [b.transpose("y", "x", "st")],
+                             [], core_dims=["st"], out_dim="st", dtype=np.float64,
+                             out_time=False)
+    np.testing.assert_allclose(tot.transpose("y", "x").values, steps.sum(axis=0))
+    with pytest.raises(AlignmentError):
+        E.apply_time_major(kernel, [a, b.assign_coords(x=coords["x"] + 0.5)], [s],
+                           core_dims=["yr", "st"], out_dim="yr", dtype=np.float64)

@@ -26,7 +26,8 @@ PACKAGE_DIR = Path(carbonsink.__file__).resolve().parent
 ROOT = "__init__"  # the root package itself (``import carbonsink``, ``from carbonsink import x``)
 
 RANKS: dict[str, int] = {
-    "errors": 0, "units": 0, "plausibility": 0, "_xrutil": 0, "_engine": 0, "_version": 0, "_constants": 0,
+    "errors": 0, "units": 0, "plausibility": 0, "_xrutil": 0, "_engine": 0, "_grouped": 0,
+    "_version": 0, "_constants": 0,
     "_time": 0, ROOT: 0,
     "io": 1,
     "cube": 2,

@@ -54,8 +54,8 @@ from ._xrutil import keep_coord_attrs
 from .errors import AlignmentError, InputError, InvalidArgumentError
 
 __all__ = ["float_dtype", "get_num_threads", "set_num_threads", "run_ranges", "to_2d",
-           "run_time_kernel", "run_pixel_kernel", "apply", "apply_time_kernel", "elementwise",
-           "prepare", "is_lazy", "is_xr", "is_dask", "MIN_PIXELS_PER_TASK", "LAYOUTS"]
+           "run_time_kernel", "run_pixel_kernel", "apply", "apply_time_kernel", "apply_time_major",
+           "elementwise", "prepare", "is_lazy", "is_xr", "is_dask", "MIN_PIXELS_PER_TASK", "LAYOUTS"]
 
 LAYOUTS = ("time_major", "pixel_major")
 
@@ -336,43 +336,117 @@ def apply(func: Callable, objs: Sequence[Any], dim: str, *, n_out: int = 1,
 
 
 def apply_time_kernel(func: Callable, time_inputs: list, static_inputs: list, *, time_dim: str,
-                      dtype: np.dtype, out_time: bool = True):
+                      dtype: np.dtype, out_time: bool = True, out_size: int | None = None):
     """Run a time-major kernel ``func(time_arrays_2d, static_arrays_1d) -> (nt, npix) | (npix,)``
     on NumPy arrays (time on axis 0) or DataArrays (time = ``time_dim``).
+    ``out_size``: the kernel returns ``out_size`` steps instead of ``nt`` (e.g. months into
+    years); the output's ``time_dim`` then has that length and no coordinate.
 
     ``time_inputs`` have a time dimension; ``static_inputs`` are per pixel (no time) and
-    broadcast over it. xarray inputs go through :func:`apply` (one task per spatial chunk,
-    time rechunked to one chunk); NumPy inputs are computed at once, threaded over pixel
+    broadcast over it. xarray inputs go through :func:`apply_time_major` (one task per spatial
+    chunk, time rechunked to one chunk); NumPy inputs are computed at once, threaded over pixel
     ranges (:func:`run_time_kernel`). The output keeps the dim order of the first time input.
     """
     nt_in = len(time_inputs)
 
-    def _block(*arrays, core_last=True, threads=None):
-        return run_time_kernel(func, arrays[:nt_in], [np.asarray(a) for a in arrays[nt_in:]],
-                               core_last=core_last, dtype=dtype, out_time=out_time,
-                               threads=threads)
-
     if any(is_xr(a) for a in time_inputs + static_inputs):
-        cores = []
         for a in time_inputs:
             if not is_xr(a):
                 raise InputError("mixing numpy and xarray time series is not supported; "
                                  "wrap every time-varying input in a DataArray")
-            cores.append([time_dim])
-        for s in static_inputs:
-            if is_xr(s) and time_dim in s.dims:
-                raise InputError(f"'{s.name}' must not have a '{time_dim}' dimension here")
-            cores.append([])
-        (out,) = apply(_block, list(time_inputs) + list(static_inputs), time_dim,
-                       out_dtypes=[dtype], in_core_dims=cores,
-                       out_core_dims=[[time_dim]] if out_time else [[]],
-                       align=False, rechunk=False)
+        for st in static_inputs:
+            if is_xr(st) and time_dim in st.dims:
+                raise InputError(f"'{st.name}' must not have a '{time_dim}' dimension here")
+        out = apply_time_major(func, time_inputs, static_inputs,
+                               core_dims=[time_dim] * nt_in, out_dim=time_dim,
+                               out_size=out_size, dtype=dtype, out_time=out_time)
         if out_time:
             dims = list(time_inputs[0].dims)
             order = [d for d in dims if d in out.dims] + [d for d in out.dims if d not in dims]
             out = out.transpose(*order)
         return out
-    return _block(*time_inputs, *static_inputs, core_last=False)
+    return run_time_kernel(func, time_inputs, [np.asarray(a) for a in static_inputs],
+                           core_last=False, dtype=dtype, out_time=out_time)
+
+
+def apply_time_major(func: Callable, time_inputs: Sequence[xr.DataArray],
+                     static_inputs: Sequence[Any], *, core_dims: Sequence[str], out_dim: str,
+                     dtype: np.dtype, out_time: bool = True, out_size: int | None = None
+                     ) -> xr.DataArray:
+    """A time-major kernel on DataArrays without changing their memory layout.
+
+    Each time input ``k`` has its own core (time) dimension ``core_dims[k]`` (lengths may
+    differ, e.g. years and 8-day composites); the spatial dimensions are those of the first
+    input, in its order, and every input must share their coordinates exactly
+    (:class:`~carbonsink.errors.AlignmentError` otherwise). Blocks reach ``func`` as
+    ``(time, pixel)`` arrays straight from the stored ``(time, y, x)`` layout: no transposing
+    copy, no concatenation (``xr.apply_ufunc`` moves core dimensions last, which costs two
+    transposing copies of every input block). For dask input: one task per spatial chunk of
+    the first lazy input, time whole. Returns ``(out_dim, *spatial)`` (``out_size`` steps,
+    default the length of the first input's core) or ``(*spatial)`` without ``out_time``.
+    """
+    import dask.array as dsa
+
+    first = time_inputs[0]
+    space = [d for d in first.dims if d != core_dims[0]]
+    tin = []
+    for a, c in zip(time_inputs, core_dims):
+        if set(a.dims) != {c, *space}:
+            raise AlignmentError(f"'{a.name}' has dimensions {a.dims}; expected {c} and "
+                                 f"{tuple(space)} as '{first.name}'")
+        tin.append(a.transpose(c, *space))
+    plane = first.isel({core_dims[0]: 0}, drop=True)
+    sin: list[Any] = []
+    for st in static_inputs:
+        if is_xr(st):
+            if set(st.dims) - set(space):
+                raise AlignmentError(f"'{st.name}' has dimensions {st.dims} beyond the spatial "
+                                     f"dimensions {tuple(space)}")
+            st = st.broadcast_like(plane).transpose(*space)
+        elif np.ndim(st) == 0:
+            st = xr.full_like(plane, float(st), dtype=np.float64)
+        else:
+            st = xr.DataArray(np.broadcast_to(np.asarray(st, dtype=np.float64), plane.shape),
+                              dims=space, coords=plane.coords)
+        sin.append(st)
+    try:
+        aligned = xr.align(*tin, *sin, join="exact", copy=False, exclude=set(core_dims))
+    except ValueError as exc:
+        raise AlignmentError(f"inputs are not on the same grid ({exc}); put them on one grid "
+                             "first (carbonsink.cube.regrid)") from None
+    tin, sin = list(aligned[:len(tin)]), list(aligned[len(tin):])
+    n_out = int(out_size) if out_size is not None else first.sizes[core_dims[0]]
+    coords = {k: v for k, v in plane.coords.items()}
+    if out_time and out_size is None and out_dim == core_dims[0] and core_dims[0] in first.coords:
+        coords[out_dim] = first[core_dims[0]]
+    dims = (out_dim, *space) if out_time else tuple(space)
+    nt = len(tin)
+
+    def block(*blocks):
+        blocks = [b[0] if isinstance(b, list) else b for b in blocks]
+        return run_time_kernel(func, blocks[:nt], blocks[nt:], core_last=False, dtype=dtype,
+                               out_time=out_time, threads=1)
+
+    if not any(isinstance(x.data, dsa.Array) for x in (*tin, *sin)):
+        res = run_time_kernel(func, [x.values for x in tin], [x.values for x in sin],
+                              core_last=False, dtype=dtype, out_time=out_time)
+        return keep_coord_attrs(xr.DataArray(res, dims=dims, coords=coords),
+                                *time_inputs, *[x for x in static_inputs if is_xr(x)])
+    lazy = next(x for x in (*tin, *sin) if isinstance(x.data, dsa.Array))
+    schunks = lazy.chunks[-len(space):] if space else ()
+    sidx = tuple(f"s{i}" for i in range(len(space)))
+    args: list[Any] = []
+    for k, x in enumerate(tin):
+        args += [dsa.asarray(x.data).rechunk((-1, *schunks)), (f"c{k}", *sidx)]
+    for x in sin:
+        args += [dsa.asarray(x.data).rechunk(schunks), sidx]
+    out_ind = ("o", *sidx) if out_time else sidx
+    arr = dsa.blockwise(block, out_ind, *args, dtype=dtype, concatenate=False,
+                        new_axes={"o": n_out} if out_time else {},
+                        meta=np.empty((0,) * len(out_ind), dtype=dtype),
+                        token=getattr(func, "__name__", "kernel").strip("<>"))
+    return keep_coord_attrs(xr.DataArray(arr, dims=dims, coords=coords),
+                            *time_inputs, *[x for x in static_inputs if is_xr(x)])
 
 
 # --------------------------------------------------------------------------- element-wise

@@ -26,7 +26,8 @@ from .cube.mask import match_grid
 from .errors import AlignmentError, InputError, InvalidArgumentError, UnitError
 from .units import parse_units, ureg
 
-__all__ = ["regional_mean", "regional_total", "per_class_summary", "summarise", "total_factor"]
+__all__ = ["regional_mean", "regional_total", "per_class_summary", "summarise",
+           "summarise_many", "total_factor"]
 
 _PERIOD_TOKEN = {"month": "month-1", "year": "yr-1"}
 
@@ -234,59 +235,113 @@ def summarise(da: xr.DataArray, area: xr.DataArray | None = None, *,
     Returns columns ``zone``, the non-spatial dimensions of ``da`` (e.g. ``time``),
     ``statistic``, ``units``, ``value``: first the block of the whole region
     (``zone = region``), then one block per zone in label order. The region and every zone
-    are computed in one pass (one dask computation over zone weights), so 34 provinces cost
-    about as much as one.
+    are computed in one compiled pass over the data (:mod:`carbonsink._grouped`: each value
+    read once, sums per block), so 34 provinces cost about as much as one;
+    :func:`summarise_many` computes several summaries in one pass.
     """
+    return summarise_many([dict(da=da, area=area, zones=zones, how=how, units=units,
+                                region=region, mask=mask)])[0]
+
+
+def summarise_many(requests: list[dict[str, Any]]) -> list[pd.DataFrame]:
+    """Several :func:`summarise` calls (each a dict of its keyword arguments, ``da`` included)
+    computed in one pass: every input is read once and both cores share the work of all of
+    them. Returns one table per request, as :func:`summarise` would."""
     import dask
+
+    plans = [_summary_plan(**r) for r in requests]
+    (sums,) = dask.compute([p[0] for p in plans])
+    return [finish(s) for s, (_, finish) in zip(sums, plans)]
+
+
+def _summary_plan(da: xr.DataArray, area: xr.DataArray | None = None, *,
+                  zones: xr.DataArray | None = None, how: tuple[str, ...] = ("mean", "total"),
+                  units: str = "Tg C", region: str = "study area",
+                  mask: xr.DataArray | None = None):
+    """(lazy sums, function turning the computed sums into the table) of one summary."""
+    from ._grouped import grouped_sums
 
     bad = sorted(set(how) - {"mean", "total", "area"})
     if bad:
         raise InvalidArgumentError(f"summarise: unknown statistic(s) {bad}; choose from "
                                    "mean, total, area")
     data, w, dims = _prepare(da, area, mask)
-    valid = data.notnull()
     factor, total_units = (total_factor(da.attrs.get("units"), units, str(da.name or "?"))
                            if "total" in how else (1.0, ""))
     units_of = {"mean": da.attrs.get("units", ""), "total": total_units, "area": "km2"}
-    wa = (w * valid).sum(dims)
-    wf = (data.fillna(0) * w).sum(dims)
-    parts = {"mean": wf / wa.where(wa > 0), "total": (wf * factor).where(valid.any(dims)),
-             "area": wa / 1e6}
-    parts = {k: v for k, v in parts.items() if k in how}
-    stack, names = _zone_stack(zones, data, dims) if zones is not None else (None, {})
-    zparts: dict[str, xr.DataArray] = {}
-    if stack is not None:
-        valid_w = (w * valid.astype(stack.dtype)).drop_vars("spatial_ref", errors="ignore")
-        weighted = (data.fillna(0) * w).drop_vars("spatial_ref", errors="ignore")
-        a = xr.dot(stack, valid_w, dim=list(dims))
-        sz = xr.dot(stack, weighted, dim=list(dims))
-        zparts = {"mean": sz / a.where(a > 0), "total": (sz * factor).where(a > 0),
-                  "area": a / 1e6}
-        zparts = {k: v for k, v in zparts.items() if k in how}
-    parts, zparts = dask.compute(parts, zparts)
-    frames = []
-    for stat, arr in parts.items():
-        if arr.dims:
-            df = arr.drop_vars("spatial_ref", errors="ignore").rename("value").to_dataframe()
-            df = df.reset_index()[[*arr.dims, "value"]]
-        else:
-            df = pd.DataFrame({"value": [float(arr)]})
-        df.insert(0, "zone", region)
-        df["statistic"], df["units"] = stat, units_of[stat]
-        frames.append(df)
-    for stat, arr in zparts.items():
-        df = arr.rename("value").to_dataframe().reset_index()
-        df = df[["zone", *[d for d in arr.dims if d != "zone"], "value"]]
-        df["zone"] = [names.get(int(z), str(int(z))) for z in df["zone"]]
-        df["statistic"], df["units"] = stat, units_of[stat]
-        frames.append(df)
-    return _order(pd.concat(frames, ignore_index=True))
+    codes, n_labels, shares, zone_ids, names = _zone_groups(zones, data, dims)
+    sums = grouped_sums(data, w, dims, codes=codes, n_groups=n_labels, shares=shares)
+    other = [d for d in data.dims if d not in dims]
+
+    def finish(s: xr.DataArray) -> pd.DataFrame:
+        a, f, n = (s.sel(statistic=k, drop=True) for k in ("area", "sum", "count"))
+        ra, rf, rn = (x.isel(group=slice(0, n_labels)).sum("group") for x in (a, f, n))
+        parts = {"mean": rf / ra.where(ra > 0), "total": (rf * factor).where(rn > 0),
+                 "area": ra / 1e6}
+        frames = []
+        for stat in how:
+            arr = parts[stat]
+            if arr.dims:
+                df = arr.rename("value").to_dataframe().reset_index()[[*arr.dims, "value"]]
+            else:
+                df = pd.DataFrame({"value": [float(arr)]})
+            df.insert(0, "zone", region)
+            df["statistic"], df["units"] = stat, units_of[stat]
+            frames.append(df)
+        if zone_ids:
+            pos = np.arange(len(zone_ids)) + (0 if shares is not None else 1)
+            if shares is not None:
+                pos = pos + n_labels
+            za, zf = (x.isel(group=pos).rename(group="zone").assign_coords(zone=zone_ids)
+                      .transpose("zone", *other) for x in (a, f))
+            zparts = {"mean": zf / za.where(za > 0), "total": (zf * factor).where(za > 0),
+                      "area": za / 1e6}
+            for stat in how:
+                arr = zparts[stat]
+                df = arr.rename("value").to_dataframe().reset_index()
+                df = df[["zone", *[d for d in arr.dims if d != "zone"], "value"]]
+                df["zone"] = [names.get(int(z), str(int(z))) for z in df["zone"]]
+                df["statistic"], df["units"] = stat, units_of[stat]
+                frames.append(df)
+        return _order(pd.concat(frames, ignore_index=True))
+
+    return sums, finish
 
 
-def _zone_stack(zones: xr.DataArray, like: xr.DataArray,
-                dims) -> tuple[xr.DataArray | None, dict[int, str]]:
-    """Zone weights ``(zone, y, x)``: the fraction stack itself, or one-hot layers of a label
-    map (label 0 = no zone); with ``{label: name}``."""
+def _zone_groups(zones: xr.DataArray | None, like: xr.DataArray, dims):
+    """The groups of a summary: (label index per cell or None, number of labels, share stack
+    or None, zone ids in output order, {id: name}). Label 0 collects the cells in no zone,
+    so that the region is the sum over all labels."""
+    if zones is None:
+        return None, 1, None, [], {}
+    stack, names = _zone_stack(zones, like, dims)
+    if stack is None:
+        return None, 1, None, [], names
+    if "zone" in stack.dims:  # shares: region from one label (every cell), zones from shares
+        return (xr.zeros_like(stack.isel(zone=0, drop=True), dtype=np.int64), 1, stack,
+                [int(z) for z in stack["zone"].values], names)
+    ids = sorted(names)
+    return _label_index(stack, ids), len(ids) + 1, None, ids, names
+
+
+def _label_index(labels: xr.DataArray, ids) -> xr.DataArray:
+    """1 + the position of each cell's label in ``ids`` (int64), 0 for any other value/NaN."""
+    ids = np.asarray(ids, dtype=np.float64)
+
+    def _lookup(b):
+        b = np.asarray(b, dtype=np.float64)
+        pos = np.searchsorted(ids, b)
+        pos = np.clip(pos, 0, max(ids.size - 1, 0))
+        hit = (ids[pos] == b) if ids.size else np.zeros(b.shape, bool)
+        return np.where(hit, pos + 1, 0).astype(np.int64)
+
+    return xr.apply_ufunc(_lookup, labels, dask="parallelized", output_dtypes=[np.int64])
+
+
+def _zone_stack(zones: xr.DataArray, like: xr.DataArray, dims
+                ) -> tuple[xr.DataArray | None, dict[int, str]]:
+    """Zones on the grid of ``like``: the share stack ``(zone, y, x)`` itself or the label map
+    ``(y, x)`` (label 0 = no zone; None if it names no zone), with ``{label: name}``."""
     import json
 
     if "zone_names" in zones.attrs:
@@ -299,13 +354,10 @@ def _zone_stack(zones: xr.DataArray, like: xr.DataArray,
     plane = like.isel({d: 0 for d in like.dims if d not in dims}, drop=True)
     if "zone" in zones.dims:
         stack = match_grid(zones, plane, "zones").fillna(0)
+    elif not names:
+        return None, {}
     else:
-        if not names:
-            return None, {}
-        codes = np.asarray(sorted(names))
-        labels = match_grid(zones, plane, "zones")
-        stack = (labels == xr.DataArray(codes, dims="zone", coords={"zone": codes}))
-        stack = stack.astype(np.result_type(like.dtype, np.float32))
+        stack = match_grid(zones, plane, "zones")
     return stack.drop_vars("spatial_ref", errors="ignore"), names
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..regions import summarise
+from ..regions import summarise_many
 from .base import Analysis, AnalysisResult, register_analysis, tidy
 
 __all__ = ["RegionalSummary", "LandcoverSummary", "regional_series", "class_series"]
@@ -36,12 +36,20 @@ def regional_series(ds, area, *, variables=_VARS, total_units: str = "Tg C",
 
     Columns: zone, year, variable, statistic (``mean`` | ``total``), units, value.
     """
+    reqs = _series_requests(ds, area, variables=variables, total_units=total_units,
+                            statistics=statistics, zones=zones, region=region)
+    return _series_table([v for v, _ in reqs], summarise_many([r for _, r in reqs]))
+
+
+def _series_requests(ds, area, *, variables, total_units, statistics, zones, region):
+    """The :func:`carbonsink.regions.summarise` calls of one :func:`regional_series`."""
+    return [(v, dict(da=ds[v], area=area, zones=zones, how=tuple(statistics),
+                     units=total_units, region=region)) for v in variables if v in ds]
+
+
+def _series_table(names, tables) -> pd.DataFrame:
     frames = []
-    for v in variables:
-        if v not in ds:
-            continue
-        df = summarise(ds[v], area, zones=zones, how=tuple(statistics), units=total_units,
-                       region=region)
+    for v, df in zip(names, tables):
         df.insert(1, "year", pd.DatetimeIndex(df.pop("time")).year.astype(int))
         df.insert(2, "variable", v)
         frames.append(df)
@@ -113,29 +121,41 @@ class RegionalSummary(Analysis):
         area = ctx.area
         nmonths = len(ctx.growing_season_months)
         keep = pixel_set(ctx, options)
+        zones = ctx.zone_fractions()
+        zones = ctx.zones() if zones is None else zones
+        # every summary of every combination in one pass over the cubes (both cores busy,
+        # each cube read once)
+        plan = []
         for exp, combo in ctx.runs():
-            annual = ctx.cube("annual", combo, exp)
-            if annual is None:
+            mask = None if keep is None else (keep[(exp, combo)] if isinstance(keep, dict)
+                                              else keep)
+            for product in ("annual", "growing_season"):
+                if product == "growing_season" and not options.growing_season:
+                    continue
+                ds = ctx.cube(product, combo, exp)
+                if ds is None:
+                    if product == "annual":
+                        break
+                    continue
+                if mask is not None:
+                    ds = ds.where(mask)
+                reqs = _series_requests(
+                    ds, area, variables=options.variables, total_units=options.total_units,
+                    zones=zones, region=ctx.zone,
+                    statistics=("mean", "total", "area") if product == "annual" else ("mean",))
+                plan.append((exp, combo, product, reqs))
+        tables = summarise_many([r for *_, reqs in plan for _, r in reqs])
+        pos = 0
+        for exp, combo, product, reqs in plan:
+            df = _series_table([v for v, _ in reqs], tables[pos:pos + len(reqs)])
+            pos += len(reqs)
+            if product == "annual":
+                res.add_table("regional_annual", tidy(df, experiment=exp, combination=combo))
                 continue
-            zones = ctx.zone_fractions()
-            zones = ctx.zones() if zones is None else zones
-            if keep is not None:
-                annual = annual.where(keep[(exp, combo)] if isinstance(keep, dict) else keep)
-            df = regional_series(annual, area, variables=options.variables,
-                                 total_units=options.total_units, zones=zones, region=ctx.zone,
-                                 statistics=("mean", "total", "area"))
-            res.add_table("regional_annual", tidy(df, experiment=exp, combination=combo))
-            gs = ctx.cube("growing_season", combo, exp) if options.growing_season else None
-            if gs is None:
-                continue
-            if keep is not None:
-                gs = gs.where(keep[(exp, combo)] if isinstance(keep, dict) else keep)
-            g = regional_series(gs, area, variables=options.variables, statistics=("mean",),
-                                zones=zones, region=ctx.zone)
-            total = g.assign(statistic="season_total")
-            mean = g.assign(statistic="monthly_mean", value=g["value"] / nmonths,
-                            units=g["units"].str.replace(r"\s*$", "", regex=True)
-                            .map(lambda u: f"{u} month-1" if "month" not in u else u))
+            total = df.assign(statistic="season_total")
+            mean = df.assign(statistic="monthly_mean", value=df["value"] / nmonths,
+                             units=df["units"].str.replace(r"\s*$", "", regex=True)
+                             .map(lambda u: f"{u} month-1" if "month" not in u else u))
             res.add_table("regional_growing_season",
                           tidy(pd.concat([total, mean], ignore_index=True), experiment=exp,
                                combination=combo))
@@ -241,13 +261,27 @@ def class_series(ds, classes, area=None, *, variables=_VARS, zones=None, labels=
     Tidy DataFrame: ``zone, year, class, class_name, variable, statistic, units, value``;
     besides one row per class, ``class`` 0 holds the aggregates ``all classes`` and (with
     ``exclude``) ``without <names>``. Zone ``region`` is every pixel, then one block per
-    zone. Vectorised: one ``bincount`` per weight over (year, zone, class) codes.
+    zone. One compiled pass over each variable (:mod:`carbonsink._grouped`) sums the area and
+    the weighted flux of every (year, zone, class) group.
     """
-    import numpy as np
-    import xarray as xr
+    import dask
 
-    from ..regions import total_factor
-    from .landcover_change import _area_m2, _index, class_codes, group_sums, zone_index
+    sums, finish = _class_plan(ds, classes, area, variables=variables, zones=zones,
+                               labels=labels, exclude=exclude, total_units=total_units,
+                               region=region)
+    (computed,) = dask.compute(sums)
+    return finish(computed)
+
+
+def _class_plan(ds, classes, area=None, *, variables=_VARS, zones=None, labels=None,
+                exclude=(), total_units: str = "Tg C", region: str = "study area"):
+    """(lazy sums, function turning the computed sums into the table) of one
+    :func:`class_series`."""
+    import numpy as np
+
+    from .._grouped import grouped_sums
+    from ..regions import _spatial_dims, total_factor
+    from .landcover_change import _area_m2, _index, class_codes, zone_index
 
     codes, names = class_codes(classes, labels)
     bad = sorted(set(exclude) - set(names.values()))
@@ -267,49 +301,46 @@ def class_series(ds, classes, area=None, *, variables=_VARS, zones=None, labels=
     kidx = _index(cls, codes)
     zidx, zlabels, znames = zone_index(zones)
     nz = len(zlabels)
-    tidx = xr.DataArray(np.arange(nt), dims="time", coords={"time": like["time"].values})
-    zpart = zidx if zidx is not None else 0
-    code = ((tidx * nz + zpart) * k + kidx).where(kidx >= 0, -1)
+    # a cell whose zone label is unknown counts in the region only (as "no zone")
+    zpart = zidx.where(zidx >= 0, 0) if zidx is not None else 0
+    code = (zpart * k + kidx).where(kidx >= 0, -1)
     w = _area_m2(area, like)
-    weights = {}
-    for v in variables:
-        if v not in ds:
-            continue
-        f = ds[v].drop_vars("spatial_ref", errors="ignore")
-        valid = f.notnull()
-        weights[f"{v}:area"] = w.where(valid)
-        weights[f"{v}:sum"] = (w * f).where(valid)
-    sums = group_sums(code, nt * nz * k, weights)
+    dims = _spatial_dims(like)
+    present = [v for v in variables if v in ds]
+    sums = {v: grouped_sums(ds[v], w, dims, codes=code, n_groups=nz * k) for v in present}
     keep = [i for i, c in enumerate(codes) if names[c] not in exclude]
     groups = [(c, names[c], [i]) for i, c in enumerate(codes)]
     groups.append((0, "all classes", list(range(k))))
     if exclude:
         groups.append((0, "without " + ", ".join(exclude), keep))
-    frames = []
-    for v in variables:
-        if v not in ds:
-            continue
-        units = ds[v].attrs.get("units", "")
-        factor, tunits = total_factor(units, total_units, v)
-        a = sums[f"{v}:area"].reshape(nt, nz, k)
-        s = sums[f"{v}:sum"].reshape(nt, nz, k)
-        for zi, zname in enumerate([region, *znames]):
-            za = a.sum(axis=1) if zi == 0 else a[:, zi]
-            zs = s.sum(axis=1) if zi == 0 else s[:, zi]
-            for code_, cname, members in groups:
-                ga, gs_ = za[:, members].sum(axis=1), zs[:, members].sum(axis=1)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    mean = np.where(ga > 0, gs_ / ga, np.nan)
-                tot = np.where(ga > 0, gs_ * factor, np.nan)
-                base = pd.DataFrame({"zone": zname, "year": years, "class": code_,
-                                     "class_name": cname, "variable": v})
-                frames += [base.assign(statistic="area", units="km2", value=ga * 1e-6),
-                           base.assign(statistic="mean", units=units, value=mean),
-                           base.assign(statistic="total", units=tunits, value=tot)]
-    out = pd.concat(frames, ignore_index=True)
-    out.attrs["landcover_attribution"] = classes.attrs.get("landcover_attribution",
-                                                           "one map for all years")
-    return out
+    attribution = classes.attrs.get("landcover_attribution", "one map for all years")
+
+    def finish(computed) -> pd.DataFrame:
+        frames = []
+        for v in present:
+            units = ds[v].attrs.get("units", "")
+            factor, tunits = total_factor(units, total_units, v)
+            arr = np.asarray(computed[v].transpose("statistic", "time", "group").values)
+            a = arr[0].reshape(nt, nz, k)
+            s = arr[1].reshape(nt, nz, k)
+            for zi, zname in enumerate([region, *znames]):
+                za = a.sum(axis=1) if zi == 0 else a[:, zi]
+                zs = s.sum(axis=1) if zi == 0 else s[:, zi]
+                for code_, cname, members in groups:
+                    ga, gs_ = za[:, members].sum(axis=1), zs[:, members].sum(axis=1)
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        mean = np.where(ga > 0, gs_ / ga, np.nan)
+                    tot = np.where(ga > 0, gs_ * factor, np.nan)
+                    base = pd.DataFrame({"zone": zname, "year": years, "class": code_,
+                                         "class_name": cname, "variable": v})
+                    frames += [base.assign(statistic="area", units="km2", value=ga * 1e-6),
+                               base.assign(statistic="mean", units=units, value=mean),
+                               base.assign(statistic="total", units=tunits, value=tot)]
+        out = pd.concat(frames, ignore_index=True)
+        out.attrs["landcover_attribution"] = attribution
+        return out
+
+    return sums, finish
 
 
 def _multi_year(series: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
@@ -427,6 +458,8 @@ class LandcoverSummary(Analysis):
         zones = ctx.zones()
         nmonths = len(ctx.growing_season_months)
         attribution = None
+        # the class sums of every combination and product in one pass over the cubes
+        plan = []
         for exp, combo in ctx.runs():
             inputs = ctx.inputs(exp)
             annual = ctx.cube("annual", combo, exp)
@@ -436,8 +469,6 @@ class LandcoverSummary(Analysis):
                                  overrides=options.overrides, table=table)
             mask = inputs.get("region_mask")
             exclude = [c for c in options.exclude if c in classes.attrs["flag_meanings"].split()]
-            keys = dict(experiment=exp, combination=combo, scheme=options.scheme)
-            out = {}
             for product in ("annual", "growing_season"):
                 ds = annual if product == "annual" else ctx.cube("growing_season", combo, exp)
                 if ds is None:
@@ -447,11 +478,19 @@ class LandcoverSummary(Analysis):
                     attrs = dict(cl.attrs)
                     cl = cl.where(mask.astype(bool), 0).assign_attrs(attrs)
                 attribution = cl.attrs.get("landcover_attribution")
-                out[product] = class_series(ds, cl, area, variables=options.variables,
-                                            zones=zones, exclude=exclude,
-                                            total_units=options.total_units, region=ctx.zone)
-            if "annual" not in out:
-                continue
+                plan.append((exp, combo, product, attribution, _class_plan(
+                    ds, cl, area, variables=options.variables, zones=zones, exclude=exclude,
+                    total_units=options.total_units, region=ctx.zone)))
+        import dask
+
+        (computed,) = dask.compute([p[-1][0] for p in plan])
+        per_run: dict = {}
+        for (exp, combo, product, attr, (_, finish)), sums in zip(plan, computed):
+            per_run.setdefault((exp, combo), {})[product] = (attr, finish(sums))
+        for (exp, combo), out in per_run.items():
+            keys = dict(experiment=exp, combination=combo, scheme=options.scheme)
+            attribution = out["annual"][0]
+            out = {k: v[1] for k, v in out.items()}
             keys["landcover"] = attribution
             ser = out["annual"]
             multi = _multi_year(ser)

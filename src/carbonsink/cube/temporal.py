@@ -1,9 +1,12 @@
 """Temporal aggregation (carbonsink docs/methods.md §1.2, §1.3) and period checks.
 
-All aggregations are weighted sums over the time axis written as a
-``(time steps × output periods)`` weight matrix applied with :func:`xarray.dot`
-(a tensordot), so they are vectorised and stay lazy for dask input (time is
-contracted whole; space keeps its chunks).
+All aggregations are weighted sums over the time axis, defined by a
+``(time steps × output periods)`` weight matrix. When every step belongs to at most
+one period and periods are contiguous (months into years or seasons, the usual
+case) the sums and the NaN rule run in one compiled pass over the steps
+(time-major, one task per spatial chunk); other maps apply the matrix with
+:func:`xarray.dot`. Both stay lazy for dask input (time whole; space keeps its
+chunks).
 
 NaN rule (``min_valid_fraction``): an output period is NaN unless the valid
 share of its constituents (time steps; days for 8-day composites) is at least
@@ -58,6 +61,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import numba as nb
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -244,42 +248,73 @@ def _segments(count_w: np.ndarray, value_w: np.ndarray):
     return steps, starts, periods
 
 
-def _segment_kernel(x: np.ndarray, steps: np.ndarray, starts: np.ndarray, wv: np.ndarray,
-                    wc: np.ndarray, use_value: bool) -> np.ndarray:
-    """Segment sums over the last axis: ``(..., 2, periods)`` = (weighted total, valid count)."""
-    xs = np.take(x, steps, axis=-1)
-    valid = ~np.isnan(xs)
-    w = wv if use_value else wc
-    total = np.add.reduceat(np.where(valid, xs * w, 0), starts, axis=-1)
-    count = np.add.reduceat(valid * wc, starts, axis=-1)
-    return np.stack([total, count], axis=-2).astype(wv.dtype, copy=False)
+@nb.njit(nogil=True, cache=True)
+def _segment_kernel(x, steps, bounds, periods, wv, wc, expected, nper, how_sum,
+                    min_valid_fraction):  # pragma: no cover - compiled
+    """Aggregate a ``(steps, pixel)`` array into ``(nper, pixel)`` periods in one pass: for
+    segment ``s`` (member steps ``steps[bounds[s]:bounds[s + 1]]`` of period ``periods[s]``) the
+    weighted total Σ w·x and the valid count Σ c over the valid (non-NaN) steps, then the NaN
+    rule of :func:`_aggregate`. Time-major: the inner loop runs over contiguous pixels."""
+    npix = x.shape[1]
+    out = np.full((nper, npix), np.nan, dtype=x.dtype)
+    tot = np.empty(npix)
+    cnt = np.empty(npix)
+    for s in range(periods.size):
+        tot[:] = 0.0
+        cnt[:] = 0.0
+        for k in range(bounds[s], bounds[s + 1]):
+            t = steps[k]
+            a = wv[k]
+            c = wc[k]
+            for p in range(npix):
+                v = x[t, p]
+                if not np.isnan(v):
+                    tot[p] += v * a
+                    cnt[p] += c
+        e = expected[periods[s]]
+        need = e * (min_valid_fraction - 1e-9)
+        row = periods[s]
+        for p in range(npix):
+            n = cnt[p]
+            if n < need:
+                continue
+            if how_sum:
+                if min_valid_fraction < 1.0:
+                    if n > 0:
+                        out[row, p] = tot[p] * (e / n)
+                else:
+                    out[row, p] = tot[p]
+            elif n > 0:
+                out[row, p] = tot[p] / n
+    return out
 
 
-def _segment_sums(x: xr.DataArray, dim: str, segments, value_w: np.ndarray,
-                  count_w: np.ndarray, use_value: bool, nperiods: int, wdtype, tmp: str):
-    """(weighted total, valid count) per period by segment sums: one pass over the steps."""
+def _segment_aggregate(x: xr.DataArray, dim: str, segments, value_w: np.ndarray,
+                       count_w: np.ndarray, expected: np.ndarray, how: str,
+                       min_valid_fraction: float, nperiods: int, wdtype, tmp: str
+                       ) -> xr.DataArray:
+    """Contiguous periods: weighted sums and the NaN rule in one compiled pass over the steps
+    (:func:`_segment_kernel`), time-major, one task per spatial chunk
+    (:func:`carbonsink._engine.apply_time_kernel`)."""
+    from .. import _engine
+
     steps, starts, periods = segments
     member = periods.repeat(np.diff(np.append(starts, len(steps))))
-    pair = "_pair_"
-    if x.chunks is not None:
+    bounds = np.append(starts, len(steps)).astype(np.int64)
+    wc = count_w[steps, member].astype(np.float64)
+    wv = value_w[steps, member].astype(np.float64) if how == "sum" else wc
+    args = (steps.astype(np.int64), bounds, periods.astype(np.int64), wv, wc,
+            expected.astype(np.float64), int(nperiods), how == "sum", float(min_valid_fraction))
+
+    def kernel(t2, _s2):
+        return _segment_kernel(t2[0], *args)
+
+    if not isinstance(x.data, np.ndarray):
         x = x.chunk({dim: -1})
-    res = xr.apply_ufunc(
-        _segment_kernel, x.astype(wdtype, copy=False), input_core_dims=[[dim]],
-        output_core_dims=[[pair, tmp]],
-        kwargs={"steps": steps, "starts": starts, "wv": value_w[steps, member].astype(wdtype),
-                "wc": count_w[steps, member].astype(wdtype), "use_value": use_value},
-        dask="parallelized", output_dtypes=[wdtype],
-        dask_gufunc_kwargs={"output_sizes": {pair: 2, tmp: len(periods)}})
-    total, n_valid = res.isel({pair: 0}), res.isel({pair: 1})
-    if len(periods) != nperiods:
-        # periods without any member step (e.g. a season absent from the series): all missing
-        full = xr.DataArray(np.arange(nperiods), dims=tmp)
-        pos = np.zeros(nperiods, dtype=int)
-        pos[periods] = np.arange(len(periods))
-        sel = xr.DataArray(pos, dims=tmp)
-        total = total.isel({tmp: sel}).where(full.isin(periods))
-        n_valid = n_valid.isel({tmp: sel}).where(full.isin(periods), 0)
-    return total, n_valid
+    x = x.astype(wdtype, copy=False)
+    out = _engine.apply_time_kernel(kernel, [x.rename({dim: tmp})], [], time_dim=tmp,
+                                    dtype=wdtype, out_time=True, out_size=nperiods)
+    return out
 
 
 def _aggregate(da: xr.DataArray, dim: str, value_w: np.ndarray, count_w: np.ndarray,
@@ -303,8 +338,13 @@ def _aggregate(da: xr.DataArray, dim: str, value_w: np.ndarray, count_w: np.ndar
     x = x.drop_vars(dim)
     segments = _segments(count_w, value_w)
     if segments is not None:
-        total, n_valid = _segment_sums(x, dim, segments, value_w, count_w, how == "sum",
-                                       len(new_times), wdtype, tmp)
+        out = _segment_aggregate(x, dim, segments, value_w, count_w, expected, how,
+                                 min_valid_fraction, len(new_times), wdtype, tmp)
+        order = [tmp if d == dim else d for d in da.dims]
+        out = out.transpose(*order).rename({tmp: dim})
+        out = out.assign_coords({dim: new_times.values.astype("datetime64[ns]")})
+        out.name = da.name
+        return out
     else:
         vw = xr.DataArray(value_w.astype(wdtype), dims=(dim, tmp))
         cw = xr.DataArray(count_w.astype(wdtype), dims=(dim, tmp))

@@ -34,7 +34,8 @@ import xarray as xr
 from .._xrutil import keep_coord_attrs
 from ..errors import AlignmentError, InputError, InsufficientDataError
 from . import _kernels as K
-from .._engine import apply, apply_time_kernel, elementwise, float_dtype, is_dask, is_xr, run_time_kernel
+from .._engine import (apply_time_kernel, apply_time_major, elementwise, float_dtype, is_dask, is_xr,
+                       run_time_kernel)
 from ._util import calendar_of, check_mode, choice, finish, prep, time_length
 from .rh import _warn_count
 from .water import thornthwaite_pet
@@ -316,10 +317,8 @@ def modis_monthly(npp_annual: Any, gpp_8day: Any, *, split: str | None = None,
     comp_year = np.concatenate([np.full(k1 - k0, j, dtype=np.int64)
                                 for j, (k0, k1, _) in enumerate(blocks)])
 
-    def _block(n_b, g_b, core_last=True, threads=None):
-        return run_time_kernel(
-            lambda t2, s2: K.modis_kernel(t2[0], t2[1], amat, comp_year, nyear, zero_neg),
-            [n_b, g_b], [], core_last=core_last, dtype=dtype, threads=threads)
+    def kernel(t2, s2):
+        return K.modis_kernel(t2[0], t2[1], amat, comp_year, nyear, zero_neg)
 
     months = pd.DatetimeIndex([pd.Timestamp(year=int(y), month=m, day=1)
                                for y in npp_years for m in range(1, 13)])
@@ -330,19 +329,18 @@ def modis_monthly(npp_annual: Any, gpp_8day: Any, *, split: str | None = None,
             [c for c in gpp.coords if time_dim in gpp[c].dims], errors="ignore")
         n_in = npp.drop_vars([c for c in npp.coords if time_dim in npp[c].dims], errors="ignore")
         try:
-            (out,) = apply(
-                _block, [n_in.rename({time_dim: "_year"}), g_sel.rename({time_dim: "_composite"})],
-                time_dim, in_core_dims=[["_year"], ["_composite"]], out_core_dims=[["_month"]],
-                out_dtypes=[dtype], out_sizes={"_month": 12 * nyear}, align=False,
-                rechunk=False)
-        except ValueError as exc:
+            out = apply_time_major(
+                kernel, [n_in.rename({time_dim: "_year"}), g_sel.rename({time_dim: "_composite"})],
+                [], core_dims=["_year", "_composite"], out_dim=time_dim, out_size=12 * nyear,
+                dtype=dtype)
+        except (ValueError, AlignmentError) as exc:
             raise AlignmentError(f"npp_annual and gpp_8day are not on the same grid: {exc}. "
                                  "Fix: regrid both onto one grid (carbonsink.cube.regrid)") from exc
         out = keep_coord_attrs(out, npp, gpp)
-        out = out.rename({"_month": time_dim}).assign_coords({time_dim: months.values})
-        out = out.transpose(time_dim, *[d for d in out.dims if d != time_dim])
+        out = out.assign_coords({time_dim: months.values})
     else:
-        out = _block(np.asarray(npp), np.asarray(gpp)[sel], core_last=False)
+        out = run_time_kernel(kernel, [np.asarray(npp), np.asarray(gpp)[sel]], [],
+                              core_last=False, dtype=dtype)
     extra: dict[str, Any] = {"negative_npp": negative_npp}
     if negative_npp == "propagate":
         _warn_count(npp, npp < 0, extra, "n_negative_npp",
