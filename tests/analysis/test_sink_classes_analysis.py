@@ -131,3 +131,30 @@ def test_class_shares_by_zone_equals_class_area_shares_on_each_zone():
         np.testing.assert_allclose(g["area_km2"].values, ref["area_km2"].values, rtol=1e-12)
         np.testing.assert_allclose(g["share_percent"].values, ref["share_percent"].values,
                                    rtol=1e-12)
+
+
+def test_yearly_shares_of_a_lazy_cube_equal_the_in_memory_table():
+    """The per-year shares the analysis computes block by block (never loading the class
+    cube) are the table of class_shares_by_zone on the loaded cube."""
+    from carbonsink.analysis.sink_classes import _yearly_shares_plan
+
+    rng = np.random.default_rng(8)
+    area = pixel_area(GridSpec("EPSG:4326", 0.5, (100.0, 30.0, 106.0, 34.0)))
+    t = pd.date_range("2001", periods=5, freq="YS")
+    v = rng.normal(100, 200, (5, *area.shape))
+    v[:, 1, :4] = np.nan
+    nep = xr.DataArray(v, dims=("time", "y", "x"), coords={"time": t, "y": area.y,
+                                                          "x": area.x})
+    z = rng.integers(0, 5, area.shape).astype("int32")  # label 4 has no name: no listed zone
+    zones = xr.DataArray(z, dims=area.dims, coords={"y": area.y, "x": area.x},
+                         attrs={"zone_names": json.dumps({"1": "a", "2": "b", "3": "c"})})
+    for scheme in ("binary", "001"):
+        classes = sink_source_classes(nep.chunk({"y": 3, "x": 5}), scheme=scheme)
+        sums, finish = _yearly_shares_plan(classes, area, zones, region="all")
+        assert sums.chunks is not None  # lazy until computed
+        got = finish(sums.compute())
+        ref = class_shares_by_zone(classes.compute(), area, zones, by="time", region="all")
+        pd.testing.assert_frame_equal(got[["zone", "time", "class", "label"]],
+                                      ref[["zone", "time", "class", "label"]])
+        np.testing.assert_allclose(got["area_km2"], ref["area_km2"], rtol=1e-12)
+        np.testing.assert_allclose(got["share_percent"], ref["share_percent"], rtol=1e-12)

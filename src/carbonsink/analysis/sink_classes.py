@@ -73,7 +73,6 @@ def class_shares_by_zone(classes: xr.DataArray, area: xr.DataArray,
     the zones in label order; every class listed for every zone, also with zero area.
     One ``bincount`` over combined (by, zone, class) indices: no loop over pixels or zones.
     """
-    from ..cube import zone_names
     from ..stats.classes import _area_km2
 
     if not isinstance(classes, xr.DataArray):
@@ -93,18 +92,9 @@ def class_shares_by_zone(classes: xr.DataArray, area: xr.DataArray,
         cv = cv[None]
     nb = cv.shape[0]
     av = np.asarray(a_km2.values, dtype=np.float64)
-    if zones is not None:
-        names = zone_names(zones)
-        zv = np.asarray(zones.transpose(*a_km2.dims).values, dtype=np.float64)
-        zv = np.where(np.isfinite(zv), zv, 0).astype(np.int64)
-        zlabels = sorted(names)
-    else:
-        names, zlabels = {}, []
-        zv = np.zeros(av.shape, np.int64)
-    zpos = np.zeros(int(max([0, *zlabels, int(zv.max(initial=0))])) + 1, np.int64)
-    for i, z in enumerate(zlabels, start=1):
-        zpos[z] = i
-    zi = zpos[np.clip(zv, 0, None)]  # 0 = no (listed) zone
+    zi, zlabels, names = _zone_positions(zones, a_km2.dims)
+    if zi is None:
+        zi = np.zeros(av.shape, np.int64)
     nz = len(zlabels) + 1
     k = len(codes)
     kpos = {c: i for i, c in enumerate(codes)}
@@ -117,14 +107,21 @@ def class_shares_by_zone(classes: xr.DataArray, area: xr.DataArray,
     flat = ((bidx * nz + zi[None]) * k + ci)[ok]
     w = np.broadcast_to(av[None], cv.shape)[ok]
     sums = np.bincount(flat, weights=w, minlength=nb * nz * k).reshape(nb, nz, k)
+    keys = cls[by].values if by is not None else [None]
+    return _share_rows(sums, region, names, zlabels, codes, lab, by, keys)
+
+
+def _share_rows(sums, region, names, zlabels, codes, lab, by, keys) -> pd.DataFrame:
+    """The table of :func:`class_shares_by_zone` from class areas ``sums (by, zone, class)``
+    [km2] (zone 0 = in no listed zone)."""
+    nb = sums.shape[0]
     blocks = [(region, sums.sum(axis=1))] + [(names[z], sums[:, i]) for i, z in
                                              enumerate(zlabels, start=1)]
-    keys = cls[by].values if by is not None else [None]
     rows = []
     for zname, s in blocks:
         tot = s.sum(axis=1)
         for b in range(nb):
-            for c, i in kpos.items():
+            for i, c in enumerate(codes):
                 row = {"zone": zname, "class": c, "label": lab[c], "area_km2": float(s[b, i]),
                        "share_percent": 100.0 * s[b, i] / tot[b] if tot[b] > 0 else np.nan}
                 if by is not None:
@@ -133,6 +130,56 @@ def class_shares_by_zone(classes: xr.DataArray, area: xr.DataArray,
                 rows.append(row)
     cols = ["zone"] + ([by] if by else []) + ["class", "label", "area_km2", "share_percent"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def _zone_positions(zones, dims):
+    """(zone position per cell (0 = in no listed zone), zone labels, names) as numpy."""
+    from ..cube import zone_names
+
+    if zones is None:
+        return None, [], {}
+    names = zone_names(zones)
+    zv = np.asarray(zones.transpose(*dims).values, dtype=np.float64)
+    zv = np.where(np.isfinite(zv), zv, 0).astype(np.int64)
+    zlabels = sorted(names)
+    zpos = np.zeros(int(max([0, *zlabels, int(zv.max(initial=0))])) + 1, np.int64)
+    for i, z in enumerate(zlabels, start=1):
+        zpos[z] = i
+    return zpos[np.clip(zv, 0, None)], zlabels, names
+
+
+def _yearly_shares_plan(classes: xr.DataArray, area: xr.DataArray,
+                        zones: xr.DataArray | None, *, region: str, by: str = "time"):
+    """:func:`class_shares_by_zone` of a lazy ``(by, y, x)`` class cube without loading it:
+    (lazy class areas from one compiled pass per block, function making the table)."""
+    from .._grouped import grouped_sums
+    from ..stats.classes import _area_km2
+
+    lab = class_labels(classes)
+    codes = sorted(int(c) for c in lab)
+    a_km2 = _area_km2(area)
+    dims = tuple(a_km2.dims)
+    zi, zlabels, names = _zone_positions(zones, dims)
+    nz, k = len(zlabels) + 1, len(codes)
+    lut = np.asarray(codes, dtype=np.float64)
+
+    def index(v):
+        v = np.asarray(v, dtype=np.float64)
+        pos = np.clip(np.searchsorted(lut, v), 0, k - 1)
+        return np.where((lut[pos] == v) & (v != CLASS_FILL), pos, -1).astype(np.int64)
+
+    ci = xr.apply_ufunc(index, classes, dask="parallelized", output_dtypes=[np.int64])
+    zpart = 0 if zi is None else xr.DataArray(zi, dims=dims, coords={d: a_km2[d] for d in dims})
+    code = (zpart * k + ci).where(ci >= 0, -1)
+    sums = grouped_sums(classes.astype(np.float32), a_km2, dims, codes=code, n_groups=nz * k)
+    keys = classes[by].values
+
+    def finish(s) -> pd.DataFrame:
+        a = np.asarray(s.sel(statistic="area").transpose(by, "group").values)
+        return _share_rows(a.reshape(len(keys), nz, k), region, names, zlabels, codes, lab,
+                           by, keys)
+
+    return sums, finish
 
 
 def _years(t: pd.Series) -> np.ndarray:
@@ -197,6 +244,8 @@ class SinkClasses(Analysis):
         layer = zones.attrs.get("zone_layer", "zone") if zones is not None else None
         schemes = options.schemes
         map_blocks = []
+        # the class maps of every combination and their yearly class areas in one pass
+        runs, lazy = [], []
         for exp, combo in ctx.runs():
             annual = ctx.cube("annual", combo, exp)
             if annual is None or "nep" not in annual:
@@ -205,13 +254,20 @@ class SinkClasses(Analysis):
             nep_mean.attrs = dict(annual["nep"].attrs)
             ds = xr.Dataset()
             for scheme in schemes:
-                classes = sink_source_classes(nep_mean, scheme=scheme)
-                ds[f"sink_class_{scheme}"] = classes
-            ds = ds.compute()
+                ds[f"sink_class_{scheme}"] = sink_source_classes(nep_mean, scheme=scheme)
+            plans = [_yearly_shares_plan(sink_source_classes(annual["nep"], scheme=scheme),
+                                         area, zones, region=ctx.zone)
+                     for scheme in schemes] if options.per_year else []
+            runs.append((exp, combo, [f for _, f in plans]))
+            lazy.append((ds, [s_ for s_, _ in plans]))
+        import dask
+
+        (computed,) = dask.compute(lazy)
+        for (exp, combo, finishers), (ds, yearly_sums) in zip(runs, computed):
             if options.maps:
                 res.add_dataset("sink_classes", ds, combination=combo, experiment=exp,
                                 maps=tuple(ds.data_vars), map_prefix="nep_")
-            for scheme in schemes:
+            for i, scheme in enumerate(schemes):
                 classes = ds[f"sink_class_{scheme}"]
                 shares = class_shares_by_zone(classes, area, zones, region=ctx.zone)
                 res.add_table("sink_source_area", tidy(
@@ -226,8 +282,7 @@ class SinkClasses(Analysis):
                 map_blocks.append((fname, f"{_label(exp, combo, ctx)}: {SINK_SCHEMES[scheme]}; "
                                           f"legend: area share of {ctx.zone}"))
                 if options.per_year:
-                    yearly = sink_source_classes(annual["nep"], scheme=scheme)
-                    ys = class_shares_by_zone(yearly, area, zones, region=ctx.zone, by="time")
+                    ys = finishers[i](yearly_sums[i])
                     ys.insert(1, "year", _years(ys.pop("time")))
                     res.add_table("sink_source_area_yearly", tidy(
                         class_share_table(ys, variable="nep", scheme=scheme),

@@ -14,7 +14,7 @@ import pandas as pd
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..regions import summarise
+from ..regions import summarise, summarise_many
 from ..stats import (
     mann_kendall,
     ols_four_classes,
@@ -86,7 +86,11 @@ def regional_series_table(da: xr.DataArray, area: xr.DataArray, *, zones=None,
                           region: str = "study area") -> pd.DataFrame:
     """Area-weighted mean series (Σ F·A / Σ A per year, docs/methods.md §1.6) of ``da`` for
     the region and every zone: columns ``zone, year, units, value`` (zones in label order)."""
-    df = summarise(da, area, zones=zones, how=("mean",), region=region)
+    return _series_table(summarise(da, area, zones=zones, how=("mean",), region=region))
+
+
+def _series_table(df: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`carbonsink.regions.summarise` mean table as ``zone, year, units, value``."""
     t = np.asarray(df.pop("time"))
     years = pd.DatetimeIndex(t).year.to_numpy(dtype=int) if \
         np.issubdtype(t.dtype, np.datetime64) else t.astype(int)
@@ -241,6 +245,9 @@ class Trends(Analysis):
         flux = [v for v in options.variables if v in FLUX_VARIABLES]
         drivers = [v for v in options.variables if v not in FLUX_VARIABLES]
         years = None
+        # the series to analyse, in table order: (series, variable, season, experiment,
+        # combination, per-pixel trend maps too?)
+        items: list[tuple[xr.DataArray, str, str, str, str, bool]] = []
         for season in options.seasons:
             for exp, combo in ctx.runs() if flux else []:
                 cube = ctx.cube(season, combo, exp)
@@ -254,11 +261,10 @@ class Trends(Analysis):
                     if v not in cube:
                         self._notes.append(f"{combo} has no {v} ({_SEASON_TEXT[season]})")
                         continue
-                    self._one(ctx, res, cube[v], v, season, exp, combo, options, zones)
+                    items.append((cube[v], v, season, exp, combo, True))
                 if options.regional_fluxes:  # the regional series of the other fluxes too
                     for v in (x for x in FLUX_VARIABLES if x not in flux and x in cube):
-                        self._regional(ctx, res, cube[v], v, season, exp, combo, options,
-                                       zones)
+                        items.append((cube[v], v, season, exp, combo, False))
             for exp in ctx.experiments if drivers else []:
                 drv = ctx.drivers(season, exp)
                 if drv is None:
@@ -273,7 +279,28 @@ class Trends(Analysis):
                         self._notes.append(f"'{v}' is not among the {_SEASON_TEXT[season]} "
                                            f"driver series ({', '.join(drv.data_vars)})")
                         continue
-                    self._one(ctx, res, drv[v], v, season, exp, DRIVERS, options, zones)
+                    items.append((drv[v], v, season, exp, DRIVERS, True))
+        # every trend cube in one computation, every regional series in another: the cubes
+        # are read once and both cores share the work
+        pixel = [it for it in items if it[5]]
+        written = dict(zip((id(it) for it in pixel), ctx.store_many(
+            [self._product(ctx, it, options) for it in pixel]))) if pixel else {}
+        area = ctx.area
+        series = summarise_many([dict(da=it[0], area=area, zones=zones, how=("mean",),
+                                      region=ctx.zone) for it in items])
+        for it, ser in zip(items, series):
+            da, v, season, exp, combo, maps = it
+            ser = _series_table(ser)
+            trends = series_trends(ser, variant=options.mk_variant)
+            trends.insert(1, "variable", v)
+            trends.insert(1, "season", season)
+            if maps:
+                self._one(ctx, res, written[id(it)], v, season, exp, combo, options, zones)
+            res.add_table("regional_trends", tidy(trends, experiment=exp, combination=combo))
+            if maps:
+                self._series.append(ser.assign(experiment=exp, combination=combo,
+                                               season=season, variable=v,
+                                               line=_label(exp, combo, ctx)))
         for n in self._notes:
             ctx.echo(f"trends: {n}")
         if "regional_trends" not in res.tables:
@@ -293,26 +320,36 @@ class Trends(Analysis):
         res.figures.clear()
         return res
 
-    def _one(self, ctx, res, da, v, season, exp, combo, options, zones) -> None:
-        from ..report.figures import categorical_map_figure, map_figure
-
-        tag = _SEASON_TAG[season]
-        area = ctx.area
+    @staticmethod
+    def _product(ctx, item, options) -> CubeProduct:
+        """The per-pixel trend cube of one series (lazy), with the maps written as COG."""
         import math
 
+        da, v, season, exp, combo, _ = item
+        tag = _SEASON_TAG[season]
         need = max(4, math.ceil(options.min_valid_share * da.sizes["time"] - 1e-9))
         ds = trend_dataset(da, variant=options.mk_variant, schemes=options.schemes,
                            min_valid=need)
         maps = options.maps if options.maps is not None else \
             ["sen_slope", "ols_slope", "ols_p"] + [TREND_SCHEMES[s][0] for s in options.schemes]
-        written = ctx.store(CubeProduct(f"{v}_{tag}trend", ds, combination=combo,
-                                        experiment=exp, maps=tuple(m for m in maps if m in ds),
-                                        map_prefix=f"{v}_{tag}"))
+        return CubeProduct(f"{v}_{tag}trend", ds, combination=combo, experiment=exp,
+                           maps=tuple(m for m in maps if m in ds), map_prefix=f"{v}_{tag}")
+
+    def _one(self, ctx, res, written, v, season, exp, combo, options, zones) -> None:
+        """Class shares, class maps and the slope map of one stored trend cube."""
+        from ..report.figures import categorical_map_figure, map_figure
+
+        tag = _SEASON_TAG[season]
+        area = ctx.area
         label = _label(exp, combo, ctx)
         what = f"{_SEASON_TEXT[season]} {v.upper() if v in FLUX_VARIABLES else v}"
+        layers = [TREND_SCHEMES[s][0] for s in options.schemes] + ["sen_slope"]
+        import dask
+
+        (loaded,) = dask.compute({k: written[k] for k in layers})
         for scheme in options.schemes:
             var, scheme_label = TREND_SCHEMES[scheme]
-            classes = written[var].compute()
+            classes = loaded[var]
             shares = class_shares_by_zone(classes, area, zones, region=ctx.zone)
             res.add_table(f"{v}_trend_classes", tidy(
                 class_share_table(shares, variable=v, scheme=scheme_label).assign(
@@ -325,23 +362,11 @@ class Trends(Analysis):
             self._maps.append((fname, f"{label}: {scheme_label} of the {what} trend; legend: "
                                       f"area share of {ctx.zone}"))
         fname = _fig(exp, combo, ctx, f"{v}_{tag}sen_slope_map")
-        res.add_figure(fname, map_figure(written["sen_slope"].compute(),
+        res.add_figure(fname, map_figure(loaded["sen_slope"],
                                          title=f"{label}: Theil–Sen trend of {what}",
                                          cmap="RdBu", synthetic=ctx.synthetic))
         self._maps.append((fname, f"{label}: Theil–Sen slope of {what} "
                                   f"[{written['sen_slope'].attrs.get('units', '')}]"))
-        series = self._regional(ctx, res, da, v, season, exp, combo, options, zones)
-        self._series.append(series.assign(experiment=exp, combination=combo, season=season,
-                                          variable=v, line=label))
-
-    def _regional(self, ctx, res, da, v, season, exp, combo, options, zones) -> pd.DataFrame:
-        """Trends of the regional and per-zone series of ``da`` into ``regional_trends``."""
-        series = regional_series_table(da, ctx.area, zones=zones, region=ctx.zone)
-        trends = series_trends(series, variant=options.mk_variant)
-        trends.insert(1, "variable", v)
-        trends.insert(1, "season", season)
-        res.add_table("regional_trends", tidy(trends, experiment=exp, combination=combo))
-        return series
 
     def _report(self, ctx, res, sec, options, years, zones) -> None:
         from ..report.figures import area_share_figure, trend_series_figure

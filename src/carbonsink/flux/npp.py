@@ -723,9 +723,14 @@ def casa(ndvi: Any, tas: Any, sol: Any, landcover: Any, *, pr: Any = None, eet: 
     # --- land cover → class index and ε_max
     cls_by_code, emax_by_code = _code_arrays(
         lc_table, epsilon_max if isinstance(epsilon_max, Mapping) else None)
-    lc = _lc_monthly(landcover, n, time_dim, time)
+    # per-class values are looked up on the land-cover layers (one per year) and then mapped
+    # to the months: 21 lookups instead of 252
+
+    def monthly(per_layer):
+        return _lc_monthly(per_layer, n, time_dim, time)
+
     if epsilon_max is None or isinstance(epsilon_max, Mapping):
-        emax = _lookup(lc, emax_by_code.astype(dt), np.nan)
+        emax = monthly(_lookup(landcover, emax_by_code.astype(dt), np.nan))
         params["epsilon_max"] = "table (Zhu et al. 2006)" if epsilon_max is None else \
             {"table_overrides": dict(epsilon_max)}
     else:
@@ -747,9 +752,9 @@ def casa(ndvi: Any, tas: Any, sol: Any, landcover: Any, *, pr: Any = None, eet: 
         else:
             table = _bounds_table(ndvi_bounds)
             params["ndvi_bounds"] = "given"
-        cls = _lookup(lc, cls_by_code, -1)
-        lo = _take_table(cls, table[:, 0]).astype(dt)
-        hi = _take_table(cls, table[:, 1]).astype(dt)
+        cls = _lookup(landcover, cls_by_code, -1)
+        lo = monthly(_take_table(cls, table[:, 0]).astype(dt))
+        hi = monthly(_take_table(cls, table[:, 1]).astype(dt))
         f = elementwise(K.fpar_zhu_uf, n, lo, hi, fpar_min, fpar_max, alpha)
         params.update(fpar_min=fpar_min, fpar_max=fpar_max, alpha=alpha)
     else:

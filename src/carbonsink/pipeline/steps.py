@@ -660,25 +660,35 @@ class PipelineContext(AnalysisContext):
         return self.inputs().get("zone_fractions")
 
     def store(self, product):
-        self.outputs += _write_product(self._ctx, product, self._step, self._parameters)
-        exp = self._exp(product.experiment)
-        return open_cube(self._ctx, product.name, combination=product.combination,
-                         experiment=exp)
+        return self.store_many([product])[0]
+
+    def store_many(self, products):
+        self.outputs += _write_products(self._ctx, products, self._step, self._parameters)
+        return [open_cube(self._ctx, p.name, combination=p.combination,
+                          experiment=self._exp(p.experiment)) for p in products]
 
 
-def _write_product(ctx: RunContext, prod, step: str, parameters: dict | None) -> list[Path]:
-    exp = prod.experiment if ctx.cfg.experiments else None
-    outs = write_cube(ctx, prod.data, prod.name, step, combination=prod.combination,
-                      experiment=exp,
-                      models={"analysis": step, **({"combination": prod.combination}
-                                                   if prod.combination else {})},
-                      parameters=parameters)
-    if "cog" in ctx.cfg.outputs.formats and prod.maps:
-        written = open_cube(ctx, prod.name, combination=prod.combination, experiment=exp)
-        outs += write_maps(ctx, written, prod.maps,
-                           prefix=prod.map_prefix if prod.map_prefix is not None
-                           else f"{prod.name}_",
-                           combination=prod.combination, experiment=exp, step=step)
+def _write_products(ctx: RunContext, products, step: str, parameters: dict | None
+                    ) -> list[Path]:
+    """Write the cubes of ``products`` in one computation, then their maps (COG)."""
+    batch = CubeBatch(ctx)
+    for prod in products:
+        exp = prod.experiment if ctx.cfg.experiments else None
+        batch.add(prod.data, prod.name, step, combination=prod.combination, experiment=exp,
+                  models={"analysis": step, **({"combination": prod.combination}
+                                               if prod.combination else {})},
+                  parameters=parameters)
+    outs = batch.write()
+    if "cog" in ctx.cfg.outputs.formats:
+        for prod in products:
+            if not prod.maps:
+                continue
+            exp = prod.experiment if ctx.cfg.experiments else None
+            written = open_cube(ctx, prod.name, combination=prod.combination, experiment=exp)
+            outs += write_maps(ctx, written, prod.maps,
+                               prefix=prod.map_prefix if prod.map_prefix is not None
+                               else f"{prod.name}_",
+                               combination=prod.combination, experiment=exp, step=step)
     return outs
 
 
@@ -1228,8 +1238,8 @@ def run_analysis_step(ctx: RunContext, name: str) -> list[Path]:
         paths = write_table(ctx, df, tname, name)
         outs += paths
         written_tables[tname] = [ctx.catalog.rel(p) for p in paths]
-    for prod in result.datasets:
-        outs += _write_product(ctx, prod, name, opts.model_dump(mode="json"))
+    if result.datasets:
+        outs += _write_products(ctx, result.datasets, name, opts.model_dump(mode="json"))
     figure_paths: dict[str, str] = {}
     if ctx.cfg.outputs.figures:
         meta = flat_attrs(provenance(ctx.cfg, name))
