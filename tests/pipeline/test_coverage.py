@@ -117,3 +117,34 @@ def test_check_opens_the_region_file(folder):
     _square(folder / "far.geojson", (0, 0, 1, 1))
     with pytest.raises(ConfigError, match="cover no cell of the study grid"):
         check(_study(folder, region={"path": "far.geojson"}))
+
+
+def test_valid_fractions_computed_in_the_first_pass_equal_the_direct_ones(folder):
+    """The valid fraction of a time-varying input is computed in its group's first pass (the
+    sampled steps come from the file blocks that pass reads anyway); it equals the fraction
+    computed on its own from the raw input."""
+    from carbonsink.pipeline import steps
+    from carbonsink.pipeline.config import load_study
+
+    with xr.open_dataset(folder / "tas.nc") as ds:
+        tas = ds.load()
+    name = next(iter(tas.data_vars))
+    xdim = tas[name].dims[-1]
+    # a band of columns inside the study grid never valid (half of a 0.1° study cell too)
+    lon = tas[xdim]
+    tas[name] = tas[name].where((lon < 110.55) | (lon > 110.8))
+    (folder / "tas.nc").unlink()
+    tas.to_netcdf(folder / "tas.nc")
+    study = _study(folder, region=None)
+    run_study(study, echo=lambda s: None)
+    got = xr.open_zarr(folder / "results" / "cubes" / "inputs_static.zarr")["valid_fraction"]
+    cfg = load_study(study)
+    arrays = steps.read_inputs(cfg)
+    direct = steps.input_fractions(cfg, arrays, steps.target_grid(cfg, arrays))
+    ref = None
+    for f in direct.values():
+        f = f.drop_vars("spatial_ref", errors="ignore").compute()
+        ref = f if ref is None else np.minimum(ref, f)
+    assert float(got.min()) == 0.0 and 0.0 < float(got.max()) == 1.0  # the gap shows
+    assert ((got > 0) & (got < 1)).any()  # partly covered cells at its edge
+    np.testing.assert_array_equal(got.values, ref.values)
