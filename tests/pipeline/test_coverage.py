@@ -119,10 +119,10 @@ def test_check_opens_the_region_file(folder):
         check(_study(folder, region={"path": "far.geojson"}))
 
 
-def test_valid_fractions_computed_in_the_first_pass_equal_the_direct_ones(folder):
-    """The valid fraction of a time-varying input is computed in its group's first pass (the
-    sampled steps come from the file blocks that pass reads anyway); it equals the fraction
-    computed on its own from the raw input."""
+def test_stored_valid_fraction_equals_the_direct_fractions_of_the_inputs(folder):
+    """The valid fraction the prepare step stores (smallest over the inputs) equals the
+    fractions computed on their own from the raw inputs, for a time-varying input with a
+    permanent gap."""
     from carbonsink.pipeline import steps
     from carbonsink.pipeline.config import load_study
 

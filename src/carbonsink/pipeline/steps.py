@@ -771,22 +771,9 @@ def step_prepare(ctx: RunContext) -> list[Path]:
         mask = region_mask(grid, cfg.resolve(cfg.region.path), attribute=cfg.region.attribute,
                            values=cfg.region.values)
     groups = _align(cfg, arrays, cfg.inputs, grid, mask)
-    fractions = input_fractions(cfg, arrays, grid)
-    # the valid fraction of a time-varying input reads sampled steps of the same file blocks
-    # as its group's first pass: computed in that pass, so each block is read once
-    along = {g: {} for g in INPUT_GROUPS}
-    for role, f in fractions.items():
-        if role in cfg.inputs:
-            g = _GROUP_OF_FREQ[_frequency(cfg.inputs[role], role)]
-            if g != "static" and role in groups[g]:
-                along[g][role] = f
-    outs: list[Path] = []
-    for g in INPUT_GROUPS:
-        if groups[g] and g != "static":
-            outs += _write_inputs(ctx, xr.Dataset(groups[g]), f"inputs_{g}",
-                                  along=along[g], computed=fractions)
     static = groups["static"]
     static["area"] = pixel_area(grid)
+    fractions = input_fractions(cfg, arrays, grid)
     if fractions:
         frac = None
         for f in fractions.values():
@@ -825,7 +812,10 @@ def step_prepare(ctx: RunContext) -> list[Path]:
             elif mask is not None:
                 zf = zf.where(mask, 0)
             static["zone_fractions"] = zf.astype("float32").assign_attrs(zattrs)
-    outs += _write_inputs(ctx, xr.Dataset(static), "inputs_static")
+    outs: list[Path] = []
+    for g in INPUT_GROUPS:
+        if groups[g]:
+            outs += _write_inputs(ctx, xr.Dataset(groups[g]), f"inputs_{g}")
     for name, exp in (cfg.experiments or {}).items():
         outs += _prepare_experiment(ctx, name, exp, grid, mask)
     return outs
@@ -876,8 +866,7 @@ def _prepare_experiment(ctx: RunContext, name: str, exp, grid, mask) -> list[Pat
 
 
 def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
-                  experiment: str | None = None, *, along: dict[str, xr.DataArray] | None = None,
-                  computed: dict[str, xr.DataArray] | None = None) -> list[Path]:
+                  experiment: str | None = None) -> list[Path]:
     """Write aligned inputs read in file order as time-contiguous cubes, reading each input
     byte once and with memory bounded by one file block and one tile.
 
@@ -889,10 +878,6 @@ def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
     pass 2 joins each tile's time blocks into one time-contiguous chunk
     (:func:`study_chunks`) and writes the cube. The scratch store lives in the output folder
     (workers of a dask cluster see it) and is removed afterwards.
-
-    ``along``: lazy ``(y, x)`` layers computed in pass 1 with the inputs (e.g. valid-area
-    fractions, which read sampled steps of the same file blocks: each block is read once);
-    their values are put into ``computed`` under the same keys.
     """
     import shutil
 
@@ -901,13 +886,7 @@ def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
     cfg = ctx.cfg
     timed = [v for v in ds.data_vars if "time" in ds[v].dims and ds[v].chunks is not None
              and len(ds[v].chunks[ds[v].dims.index("time")]) > 1]
-    along = dict(along or {})
     if not timed:
-        if along and computed is not None:
-            import dask
-
-            (done,) = dask.compute(along)
-            computed.update(done)
         return write_cube(ctx, ds, name, "prepare", experiment=experiment)
     tiles = study_chunks(cfg, {d: n for d, n in ds.sizes.items() if d in ("y", "x")})
     stage = {}
@@ -920,11 +899,6 @@ def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
                              **({"time": tc} if "time" in da.dims else {})})
         # the scratch holds float32 (LZ4 is cheaper than packing twice); the cube is packed
         stage[v].encoding = {k: x for k, x in da.encoding.items() if k not in _PACK_KEYS}
-    extra = {f"_along_{k}": v.drop_vars("spatial_ref", errors="ignore").chunk(tiles)
-             for k, v in along.items()}
-    for k, v in extra.items():
-        v.encoding = {}
-        stage[k] = v
     scratch = ctx.out_dir / "cubes" / "_scratch" / (
         f"{name}{'@' + experiment if experiment else ''}.zarr")
     scratch.parent.mkdir(parents=True, exist_ok=True)
@@ -934,11 +908,6 @@ def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
             staged = staged.rio.write_crs(ds.rio.crs)
         write_zarr(staged, scratch)
         back = read_cube(scratch, chunks=None)
-        for key, layer in along.items():
-            value = back[f"_along_{key}"].load()
-            if computed is not None:
-                computed[key] = value.assign_attrs(layer.attrs).rename(layer.name)
-        back = back.drop_vars(list(extra))
         for v in back.data_vars:  # what the CF round trip does not carry
             if v in ds:
                 back[v].attrs = {**ds[v].attrs, **back[v].attrs}
