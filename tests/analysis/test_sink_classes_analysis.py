@@ -107,17 +107,24 @@ def test_maps_dataset_figures_and_section(setup):
     assert "each province" in text
 
 
-def test_class_shares_by_zone_equals_class_area_shares_on_each_zone():
-    rng = np.random.default_rng(5)
-    area = pixel_area(GridSpec("EPSG:4326", 0.5, (100.0, 30.0, 105.0, 34.0)))
-    t = pd.date_range("2001", periods=4, freq="YS")
-    v = rng.normal(100, 150, (4, *area.shape))
-    v[:, 0, :3] = np.nan
+def _nep_and_zones(seed, east, years, sd, gap, nlabels):
+    """Random yearly NEP (one row band missing) and zones a, b, c (labels 1-3; a label
+    beyond 3 names no zone) on a 0.5° grid."""
+    rng = np.random.default_rng(seed)
+    area = pixel_area(GridSpec("EPSG:4326", 0.5, (100.0, 30.0, east, 34.0)))
+    t = pd.date_range("2001", periods=years, freq="YS")
+    v = rng.normal(100, sd, (years, *area.shape))
+    v[:, gap[0], :gap[1]] = np.nan
     nep = xr.DataArray(v, dims=("time", "y", "x"), coords={"time": t, "y": area.y,
                                                           "x": area.x})
-    z = rng.integers(0, 4, area.shape).astype("int32")
+    z = rng.integers(0, nlabels, area.shape).astype("int32")
     zones = xr.DataArray(z, dims=area.dims, coords={"y": area.y, "x": area.x},
                          attrs={"zone_names": json.dumps({"1": "a", "2": "b", "3": "c"})})
+    return area, nep, zones
+
+
+def test_class_shares_by_zone_equals_class_area_shares_on_each_zone():
+    area, nep, zones = _nep_and_zones(5, 105.0, 4, 150, (0, 3), 4)
     classes = sink_source_classes(nep, scheme="001")
     got = class_shares_by_zone(classes, area, zones, by="time", region="all")
     ref = class_area_shares(classes, area, by="time")
@@ -138,16 +145,7 @@ def test_yearly_shares_of_a_lazy_cube_equal_the_in_memory_table():
     cube) are the table of class_shares_by_zone on the loaded cube."""
     from carbonsink.analysis.sink_classes import _yearly_shares_plan
 
-    rng = np.random.default_rng(8)
-    area = pixel_area(GridSpec("EPSG:4326", 0.5, (100.0, 30.0, 106.0, 34.0)))
-    t = pd.date_range("2001", periods=5, freq="YS")
-    v = rng.normal(100, 200, (5, *area.shape))
-    v[:, 1, :4] = np.nan
-    nep = xr.DataArray(v, dims=("time", "y", "x"), coords={"time": t, "y": area.y,
-                                                          "x": area.x})
-    z = rng.integers(0, 5, area.shape).astype("int32")  # label 4 has no name: no listed zone
-    zones = xr.DataArray(z, dims=area.dims, coords={"y": area.y, "x": area.x},
-                         attrs={"zone_names": json.dumps({"1": "a", "2": "b", "3": "c"})})
+    area, nep, zones = _nep_and_zones(8, 106.0, 5, 200, (1, 4), 5)  # label 4: no zone
     for scheme in ("binary", "001"):
         classes = sink_source_classes(nep.chunk({"y": 3, "x": 5}), scheme=scheme)
         sums, finish = _yearly_shares_plan(classes, area, zones, region="all")
