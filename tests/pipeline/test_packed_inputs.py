@@ -116,3 +116,29 @@ def test_results_from_packed_inputs_are_float32_and_equal_within_rounding(packed
                 assert a[v].dtype == np.float32, (combo, product, v)
                 np.testing.assert_allclose(a[v].values, b[v].values, rtol=1e-5, atol=1e-3,
                                            err_msg=f"{combo} {product} {v}")
+
+
+def test_an_input_chunked_finer_than_the_tiles_is_aligned_unchanged(tmp_path):
+    """A NetCDF chunked in space more finely than the study's tiles (the 8-day GPP file of a
+    large region) is staged in its own chunks; the aligned cube holds its values."""
+    from carbonsink.pipeline import run_study
+
+    study = _demo_study(tmp_path, n=24)
+    gpp_file = tmp_path / "inputs" / "modis_gpp_8day.nc"
+    with xr.open_dataset(gpp_file, mask_and_scale=False) as ds:
+        raw = ds.load()
+    var = next(v for v in raw.data_vars if raw[v].ndim == 3)
+    enc = {k: raw[var].encoding[k] for k in ("dtype", "zlib") if k in raw[var].encoding}
+    gpp_file.unlink()
+    raw.to_netcdf(gpp_file, encoding={var: {**enc, "chunksizes": (46, 5, 7)}})
+    cfg = yaml.safe_load(study.read_text())
+    cfg["dask"] = {"chunks": {"y": 12, "x": 12}}
+    study.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    run_study(study, echo=lambda s: None)
+    cube = read_cube(tmp_path / "inputs" / "results" / "cubes" / "inputs_8day.zarr")
+    with xr.open_dataset(gpp_file) as src:
+        ref = src[var].values.astype(np.float64) * 1000.0  # kg C m-2 -> g C m-2
+    got = cube["gpp_8day"].values.astype(np.float64)
+    assert got.shape == ref.shape
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    np.testing.assert_allclose(got, ref, rtol=2e-6, atol=1e-9)

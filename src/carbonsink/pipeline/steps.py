@@ -895,7 +895,15 @@ def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
     for v in ds.data_vars:
         da = ds[v]
         tc = da.chunks[da.dims.index("time")][0] if "time" in da.dims and da.chunks else -1
-        stage[v] = da.chunk({**{d: -1 for d in da.dims}, **tiles,
+        # a file whose chunks are smaller than the study's tiles in space (a NetCDF chunk of
+        # 242 composites x 125 x 150 cells) is staged in its own chunks: gathering pieces of
+        # several file chunks into each tile here makes the scheduler hold many of them
+        space = tiles
+        if da.chunks is not None and all(
+                d in da.dims and max(da.chunks[da.dims.index(d)]) < tiles[d]
+                for d in ("y", "x")):
+            space = {d: da.chunks[da.dims.index(d)][0] for d in ("y", "x")}
+        stage[v] = da.chunk({**{d: -1 for d in da.dims}, **space,
                              **({"time": tc} if "time" in da.dims else {})})
         # the scratch holds float32 (LZ4 is cheaper than packing twice); the cube is packed
         stage[v].encoding = {k: x for k, x in da.encoding.items() if k not in _PACK_KEYS}
