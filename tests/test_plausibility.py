@@ -149,3 +149,123 @@ def test_implausibly_small_without_a_typical_factor():
     rep = check_values(tiny, "ndvi", how="report", source_units="0.0001")
     (f,) = rep.findings
     assert f.kind == "too_small" and f.share == 1.0 and "below the least plausible 0.01" in f.found
+
+
+# --------------------------------------------------------------------------- chunk budget
+# 8-day-like layout: chunks deep in time (24 steps) and small in space (8 x 10 cells), 8 x 8
+# spatial chunks; float64, so one chunk is 24 * 8 * 10 * 8 = 15360 bytes
+
+SHAPE, CHUNKS = (48, 64, 80), (24, 8, 10)
+COLUMN = 48 * 8 * 10 * 8        # bytes of one spatial chunk over both time chunks
+
+
+def _recording(values, units, chunks=CHUNKS):
+    """A lazy input that records the location of every chunk it computes (decompresses)."""
+    import dask.array as dsa
+
+    seen = []
+
+    def load(block, block_info=None):
+        seen.append(tuple(block_info[0]["chunk-location"]))
+        return block
+
+    arr = dsa.from_array(np.asarray(values, dtype="float64"), chunks=chunks)
+    arr = arr.map_blocks(load, dtype="float64", meta=np.array((), dtype="float64"))
+    da = xr.DataArray(arr, dims=("time", "y", "x"), attrs={"units": units},
+                      coords={"time": pd.date_range("2001-01-01", periods=values.shape[0],
+                                                    freq="8D")})
+    return da, seen
+
+
+def _cost(locations, chunks=CHUNKS, item=8):
+    """Bytes of the distinct chunks at ``locations`` (hand count from the chunk sizes)."""
+    sizes = [np.diff(np.r_[0, np.cumsum(np.broadcast_to(c, (n // c,)))]) for n, c in
+             zip(SHAPE, chunks)]
+    return sum(int(np.prod([sizes[a][i] for a, i in enumerate(loc)])) * item
+               for loc in set(locations))
+
+
+def _chunk_of(idx, size):
+    return set((np.asarray(idx) // size).tolist())
+
+
+def test_deep_time_small_space_chunks_bounded_and_spread(monkeypatch):
+    from carbonsink import plausibility as pl
+
+    budget = 7 * COLUMN + 100    # room for 7 spatial chunks over the 2 time chunks
+    monkeypatch.setattr(pl, "SAMPLE_BLOCK_BYTES", budget)
+    values = RNG.gamma(2.0, 30.0, SHAPE)
+    da, seen = _recording(values, "mm month-1")
+    # the strided subset alone (no confinement) would touch every chunk: 2 x 64 chunks
+    stride = int(np.ceil((64 * 80 / 100) ** 0.5))
+    assert _chunk_of(range(0, 64, stride), 8) == set(range(8))
+    assert _chunk_of(range(0, 80, stride), 10) == set(range(8))
+    assert 2 * 64 * 24 * 8 * 10 * 8 > budget
+
+    rep = check_values(da, "pr", sample=1200)
+    assert rep.ok and rep.n_steps == 12
+    # chunks really computed: within the budget, both time chunks, several distant tiles
+    assert seen and _cost(seen) <= budget
+    assert {t for t, _, _ in seen} == {0, 1}
+    rows, cols = {r for _, r, _ in seen}, {c for _, _, c in seen}
+    assert {0, 7} <= rows and {0, 7} <= cols and len(rows) * len(cols) >= 4
+    # about as many values as asked (3 x 2 tiles: 24 x 20 cells -> 11 x 9 per step)
+    assert 0.95 * 1200 <= rep.n_sampled <= 1200
+    # the selected positions cover the grid ends and the values are those positions'
+    index, n = pl._sample_index(da, 1200, "time")
+    y, x = index["y"], index["x"]
+    assert y.min() == 0 and y.max() == 63 and x.min() == 0 and x.max() == 79
+    assert _chunk_of(y, 8) == rows and _chunk_of(x, 10) == cols
+    got, _ = pl._sample(da, 1200, "time")
+    np.testing.assert_array_equal(got, values[np.ix_(index["time"], y, x)].ravel())
+
+
+def test_confined_sample_still_detects_slips_and_edge_fill(monkeypatch):
+    from carbonsink import plausibility as pl
+
+    monkeypatch.setattr(pl, "SAMPLE_BLOCK_BYTES", 7 * COLUMN + 100)
+    pr = RNG.gamma(2.0, 30.0, SHAPE)
+    # metres labelled mm over the whole field
+    da, seen = _recording(pr / 1000.0, "mm month-1")
+    with pytest.raises(InputError, match=r'1000 times too small.*inputs\.pr\.units: "m"'):
+        check_values(da, "pr", name="inputs.pr", source_units="mm", sample=1200)
+    assert _cost(seen) <= pl.SAMPLE_BLOCK_BYTES
+    # an undeclared fill value over the last chunk row (the grid's southern edge)
+    v = pr.copy()
+    v[:, 56:, :] = -9999.0
+    da, seen = _recording(v, "mm month-1")
+    rep = check_values(da, "pr", how="report", sample=1200)
+    y = pl._sample_index(da, 1200, "time")[0]["y"]
+    (f,) = rep.findings
+    assert f.kind == "fill_value" and f.share == pytest.approx(np.mean(y >= 56))
+    assert _cost(seen) <= pl.SAMPLE_BLOCK_BYTES
+
+
+def test_one_spatial_chunk_when_even_one_exceeds_the_budget(monkeypatch):
+    from carbonsink import plausibility as pl
+
+    monkeypatch.setattr(pl, "SAMPLE_BLOCK_BYTES", 1000)   # less than any chunk
+    da, seen = _recording(RNG.gamma(2.0, 30.0, SHAPE), "mm month-1")
+    rep = check_values(da, "pr", sample=1200)
+    # the least any sample reads: one (middle) spatial chunk in each of the 2 time chunks
+    assert set(seen) == {(0, 3, 3), (1, 3, 3)} and _cost(seen) == COLUMN
+    assert rep.n_sampled == 12 * 80 and rep.ok
+
+
+def test_whole_grid_chunks_and_numpy_inputs_keep_the_strided_sample(monkeypatch):
+    from carbonsink import plausibility as pl
+
+    values = RNG.normal(5, 10, (24, 60, 60))
+    expected = {"time": np.unique(np.linspace(0, 23, 12).round().astype(int))}
+    # monthly layout: 12 steps x the whole grid per chunk, within the default budget
+    monthly = _da(values, "degC", lazy=False).chunk({"time": 12, "y": 60, "x": 60})
+    for da in (monthly, _da(values, "degC", lazy=False)):
+        index, n = pl._sample_index(da, 1200, "time")
+        assert n == 12 and np.array_equal(index["time"], expected["time"])
+        assert index["y"] == slice(None, None, 6) and index["x"] == slice(None, None, 6)
+    # a tight budget cannot confine a single spatial chunk: the strided subset is kept
+    monkeypatch.setattr(pl, "SAMPLE_BLOCK_BYTES", 1000)
+    index, _ = pl._sample_index(monthly, 1200, "time")
+    assert index["y"] == slice(None, None, 6) and index["x"] == slice(None, None, 6)
+    index, _ = pl._sample_index(_da(values, "degC", lazy=False), 1200, "time")
+    assert index["y"] == slice(None, None, 6)

@@ -31,10 +31,16 @@ converted to canonical units and looks for, in this order:
 
 The sample is a few time steps spread over the record times a strided spatial
 subset (at most ``sample`` values), so the check costs a small read whatever
-the input size. Each problem becomes a :class:`Finding` naming the offending
-share of values, what was found and the fix; :func:`check_values` raises
-:class:`~carbonsink.errors.InputError` (``how="raise"``), warns with
-:class:`PlausibilityWarning` (``how="warn"``) or only reports.
+the input size. A lazy input is decompressed a whole chunk at a time: when the
+chunks that subset touches would exceed ``SAMPLE_BLOCK_BYTES`` (chunks deep in
+time and small in space, e.g. 242 8-day composites x 125 x 150 cells, where a
+strided subset touches every spatial chunk), the spatial sample is confined to
+a few chunk rows x chunk columns spread evenly over the grid (the first, the
+last and between), with about as many values. Each problem becomes a
+:class:`Finding` naming the offending share of values, what was found and the
+fix; :func:`check_values` raises :class:`~carbonsink.errors.InputError`
+(``how="raise"``), warns with :class:`PlausibilityWarning` (``how="warn"``) or
+only reports.
 
 Reference for the ranges: the ``valid_range`` of each variable in
 :mod:`carbonsink.units`; for the fill values, the CF conventions (``_FillValue``
@@ -63,7 +69,8 @@ DEFAULT_SAMPLE = 200_000
 MAX_STEPS = 12
 #: time chunks (file blocks) the sample reads at most (see _sample_steps)
 CHUNKS_SAMPLED = 4
-#: bytes of file blocks the sample decompresses at most (but at least two blocks)
+#: bytes of file blocks (dask chunks) the sample decompresses at most, but at least two time
+#: chunks (see _sample_steps) of one spatial chunk each (see _chunk_subset)
 SAMPLE_BLOCK_BYTES = 256 << 20
 
 #: fill values products commonly leave undeclared (in the file's units)
@@ -167,29 +174,135 @@ def _fmt(v: float) -> str:
 
 
 def _sample(da: xr.DataArray, sample: int, time_dim: str) -> tuple[np.ndarray, int]:
-    """A few time steps spread over the record times a strided spatial subset, as numpy."""
-    sel = da
-    n_steps = 1
-    if time_dim in da.dims:
-        idx = _sample_steps(da, time_dim)
-        sel = sel.isel({time_dim: idx})
-        n_steps = idx.size
-    spatial = [d for d in sel.dims if d != time_dim]
-    cells = int(np.prod([sel.sizes[d] for d in spatial])) if spatial else 1
-    budget = max(sample // max(n_steps, 1), 1)
-    if cells > budget and spatial:
-        stride = math.ceil((cells / budget) ** (1.0 / len(spatial)))
-        sel = sel.isel({d: slice(None, None, stride) for d in spatial})
+    """A few time steps spread over the record times a spatial subset, as numpy (the
+    selection of :func:`_sample_index`)."""
+    index, n_steps = _sample_index(da, sample, time_dim)
+    sel = da.isel(index) if index else da
     # a small, bounded read: synchronous, so no thread pool is started for it
     values = sel.compute(scheduler="synchronous") if sel.chunks is not None else sel
     return np.asarray(values.values, dtype=np.float64).ravel(), n_steps
+
+
+def _sample_index(da: xr.DataArray, sample: int,
+                  time_dim: str) -> tuple[dict[str, np.ndarray | slice], int]:
+    """The positions the sample reads (for ``da.isel``) and its number of time steps.
+
+    Time: the steps of :func:`_sample_steps`. Space: every ``s``-th cell along each other
+    dimension, ``s = ceil((cells / budget) ** (1 / n_dims))`` with ``budget = sample //
+    n_steps`` cells per step, so the sample holds at most ``sample`` values. A lazy input
+    is read a whole chunk at a time, and that strided subset touches every spatial chunk: for
+    chunks deep in time and small in space (8-day composites in 242 steps x 125 x 150 cells)
+    the sample would decompress every chunk of the sampled time chunks (GB for 12 steps). When
+    the chunks touched cost more than ``SAMPLE_BLOCK_BYTES``, the subset is confined to the
+    cells of a few chunks per dimension spread evenly over the grid (the first, the last and
+    between; see :func:`_chunk_subset`), which bounds the bytes decompressed whatever the
+    chunk layout while the sample keeps about ``sample`` values spread over the grid.
+    """
+    index: dict[str, np.ndarray | slice] = {}
+    n_steps = 1
+    if time_dim in da.dims:
+        index[time_dim] = _sample_steps(da, time_dim)
+        n_steps = index[time_dim].size
+    spatial = [d for d in da.dims if d != time_dim]
+    if not spatial:
+        return index, n_steps
+    cells = int(np.prod([da.sizes[d] for d in spatial]))
+    budget = max(sample // max(n_steps, 1), 1)
+    if cells > budget:
+        stride = math.ceil((cells / budget) ** (1.0 / len(spatial)))
+        index.update({d: slice(None, None, stride) for d in spatial})
+    if da.chunks is not None:
+        confined = _chunk_subset(da, index, spatial, budget)
+        if confined is not None:
+            index.update(confined)
+    return index, n_steps
+
+
+def _touched_chunks(idx: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Indices of the chunks (of lengths ``sizes``) that hold the positions ``idx``."""
+    return np.unique(np.searchsorted(np.cumsum(sizes), idx, side="right"))
+
+
+def _spread(n: int, k: int) -> np.ndarray:
+    """``k <= n`` distinct positions in ``0 .. n-1`` spread evenly, the first and the last
+    included (consecutive targets are >= 1 apart, so rounding half up keeps them distinct);
+    a single position is the middle one."""
+    if k >= n:
+        return np.arange(n)
+    if k <= 1:
+        return np.array([(n - 1) // 2])
+    return np.unique(np.floor(np.linspace(0, n - 1, max(k, 1)) + 0.5).astype(int))
+
+
+def _fit(lengths: np.ndarray, cap: int) -> np.ndarray:
+    """Counts ``1 <= k_d <= lengths_d`` with ``prod k_d <= cap``, as close to ``cap`` as a
+    share of every dimension allows: ``k_d = floor(lengths_d * g)``, ``g = (cap / prod
+    lengths) ** (1 / n_dims)``, each then topped up while the product stays within ``cap``."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    g = min(1.0, (cap / float(lengths.prod())) ** (1.0 / lengths.size))
+    k = np.ones_like(lengths)
+    for i in range(lengths.size):  # the product stays <= cap after every step
+        room = cap // int(np.prod(np.delete(k, i)))
+        k[i] = max(1, min(lengths[i], int(lengths[i] * g), room))
+    for i in range(lengths.size):
+        k[i] = max(1, min(lengths[i], cap // int(np.prod(np.delete(k, i)))))
+    return k
+
+
+def _chunk_subset(da: xr.DataArray, index: dict[str, np.ndarray | slice], spatial: list[str],
+                  budget: int) -> dict[str, np.ndarray] | None:
+    """Spatial positions confined to a few chunks spread over the grid, or None when the
+    chunks the selection ``index`` touches cost at most ``SAMPLE_BLOCK_BYTES``.
+
+    Cost of a selection [bytes]: each chunk it touches is decompressed whole, once::
+
+        cost = itemsize * prod_d sum_{c touched along d} size_d(c)
+
+    (the chunks touched are the product of those touched along each dimension). With ``T``
+    the steps of the time chunks touched and ``S`` the cells of the largest spatial chunk,
+    ``n = max(1, SAMPLE_BLOCK_BYTES // (itemsize * T * S))`` spatial chunks fit in the
+    budget; ``m_d`` chunks are taken along each spatial dimension (``prod m_d <= n``, in
+    proportion to the number of chunks along it), at positions spread evenly over the chunk
+    indices, and ``k_d`` cells spread evenly over the cells of those chunks
+    (``prod k_d <= budget``, as close as possible). The cost is then at most
+    ``max(SAMPLE_BLOCK_BYTES, itemsize * T * S)``: one spatial chunk per time chunk is the
+    least any sample reads.
+    """
+    chunks = dict(zip(da.dims, da.chunks))
+    item = da.dtype.itemsize
+
+    def touched_cells(d: str) -> int:
+        sizes = np.asarray(chunks[d])
+        idx = np.arange(da.sizes[d])[index.get(d, slice(None))]
+        return int(sizes[_touched_chunks(idx, sizes)].sum())
+
+    depth = int(np.prod([touched_cells(d) for d in da.dims if d not in spatial]))
+    cost = item * depth * int(np.prod([touched_cells(d) for d in spatial]))
+    if cost <= SAMPLE_BLOCK_BYTES:
+        return None
+    largest = int(np.prod([max(chunks[d]) for d in spatial]))
+    n_blocks = max(1, SAMPLE_BLOCK_BYTES // max(item * depth * largest, 1))
+    n_chunks = np.array([len(chunks[d]) for d in spatial])
+    if n_blocks >= n_chunks.prod():
+        return None
+    m = _fit(n_chunks, int(n_blocks))
+    cells = []
+    for d, k in zip(spatial, m):
+        sizes = np.asarray(chunks[d])
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        picked = _spread(sizes.size, int(k))
+        cells.append(np.concatenate([np.arange(starts[c], starts[c] + sizes[c])
+                                     for c in picked]))
+    k = _fit(np.array([c.size for c in cells]), budget)
+    return {d: c[_spread(c.size, int(n))] for d, c, n in zip(spatial, cells, k)}
 
 
 def _sample_steps(da: xr.DataArray, time_dim: str) -> np.ndarray:
     """Up to MAX_STEPS time steps spread over the record. For an input read in file order
     (a chunk of 12 months x the whole grid), reading one step decompresses its whole chunk:
     the steps are then taken from at most CHUNKS_SAMPLED chunks spread over the record (the
-    first, the last and between), a few per chunk."""
+    first, the last and between), a few per chunk. Chunks small in space are confined
+    afterwards to a few spatial chunks by :func:`_chunk_subset`."""
     nt = da.sizes[time_dim]
     k = min(nt, MAX_STEPS)
     even = np.unique(np.linspace(0, nt - 1, k).round().astype(int))
@@ -427,7 +540,9 @@ def check_values(da: xr.DataArray, variable: str, *, name: str | None = None,
         How messages name the input (e.g. ``"inputs.tas"``); default ``variable``.
     sample : int
         Largest number of values read: at most 12 time steps spread over the
-        record times a strided spatial subset [values].
+        record times a strided spatial subset, confined to a few spatial chunks
+        spread over the grid when the chunks it touches would exceed
+        ``SAMPLE_BLOCK_BYTES`` [values].
     how : {"raise", "warn", "report"}
         Raise :class:`~carbonsink.errors.InputError`, warn with
         :class:`PlausibilityWarning`, or only return the report.
