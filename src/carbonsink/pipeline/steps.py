@@ -1066,22 +1066,26 @@ def _flux_experiment(ctx: RunContext, experiment: str | None) -> list[Path]:
         ctx.echo(f"      combination '{name}'")
         if annual_step:
             cube = cube[[v for v in ("npp", "rh", "nep") if v in cube]]
-        cube = _masked(cfg, inputs, cube)
         cube.attrs["combination"] = name
         cube.attrs["carbonsink_cache_key"] = ck
         kw = dict(combination=name, experiment=experiment, models=models, parameters=params)
         if annual_step:
-            batch.add(cube, "annual", "flux", **kw)
+            batch.add(_masked(cfg, inputs, cube), "annual", "flux", **kw)
             continue
         if "monthly" in products:
-            batch.add(cube, "monthly", "flux", **kw)
+            batch.add(_masked(cfg, inputs, cube), "monthly", "flux", **kw)
         fluxes = cube[[v for v in _FLUX_VARS if v in cube]]
         fluxes = fluxes.drop_vars("experiment", errors="ignore")
         fluxes.attrs["carbonsink_cache_key"] = ck
-        annual = to_annual(fluxes, min_valid_fraction=1.0)
+        # the vegetation mask follows the yearly land cover, so it is constant within each
+        # calendar year, and the annual and growing-season periods lie within one (seasons
+        # crossing New Year are not supported): masking the yearly values equals masking the
+        # months first (a masked month makes its period NaN), at a twelfth of the work
+        annual = _masked(cfg, inputs, to_annual(fluxes, min_valid_fraction=1.0))
         annual.attrs["carbonsink_cache_key"] = ck
         batch.add(annual, "annual", "flux", **kw)
-        gs = growing_season(fluxes, months=tuple(cfg.outputs.growing_season_months))
+        gs = _masked(cfg, inputs, growing_season(
+            fluxes, months=tuple(cfg.outputs.growing_season_months)))
         gs.attrs["carbonsink_cache_key"] = ck
         batch.add(gs, "growing_season", "flux", **kw)
     if len(batch):
