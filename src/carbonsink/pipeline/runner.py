@@ -297,6 +297,26 @@ def _size(paths: list[Path]) -> int:
     return disk_bytes(files)
 
 
+def release_memory() -> None:
+    """Hand the memory the allocator keeps from freed arrays back to the system (glibc
+    ``malloc_trim``; a no-op elsewhere). Called between steps and passes: the arrays of one
+    pass are gone, but glibc keeps freed heap pages for reuse, so the resident memory of the
+    next pass would start from the high-water mark of the previous one (at 1.2 million pixels,
+    0.23 GB after the checks alone; README, "Speed, memory and disk")."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to do
+        return
+    trim(0)
+
+
 def _peak_rss_gb() -> float:
     """Peak resident memory of this process so far [GB] (VmHWM; ru_maxrss elsewhere)."""
     try:
@@ -485,6 +505,7 @@ def run_steps(ctx: RunContext, steps: list[Step]) -> RunContext:
             if step.name == "report":
                 settle()  # the report links every figure: all are written first
             ctx.echo(f"[{i}/{n}] {step.title} ...")
+            release_memory()
             t0 = time.perf_counter()
             c0 = time.process_time()
             progress = _Progress(ctx.echo) if (ctx.progress and client is None) else None

@@ -25,7 +25,7 @@ from ..units import canonical_units, packing_after_conversion, to_canonical
 from .catalog import INPUT_GROUPS, Catalog
 from .config import INPUT_ROLES, InputConfig, StudyConfig
 from .provenance import flat_attrs, provenance
-from .runner import RunContext, Step
+from .runner import RunContext, Step, release_memory
 
 __all__ = ["build_steps", "read_inputs", "target_grid", "check_study", "selected_combinations",
            "selected_analyses", "PipelineContext", "read_result_table"]
@@ -816,6 +816,7 @@ def step_prepare(ctx: RunContext) -> list[Path]:
     for g in INPUT_GROUPS:
         if groups[g]:
             outs += _write_inputs(ctx, xr.Dataset(groups[g]), f"inputs_{g}")
+            release_memory()
     for name, exp in (cfg.experiments or {}).items():
         outs += _prepare_experiment(ctx, name, exp, grid, mask)
     return outs
@@ -915,6 +916,7 @@ def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
         if staged.rio.crs is None and ds.rio.crs is not None:
             staged = staged.rio.write_crs(ds.rio.crs)
         write_zarr(staged, scratch)
+        release_memory()
         back = read_cube(scratch, chunks=None)
         for v in back.data_vars:  # what the CF round trip does not carry
             if v in ds:
