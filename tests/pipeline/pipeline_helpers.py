@@ -122,3 +122,25 @@ def write_study(folder: Path, **over) -> Path:
     p = folder / "study.yaml"
     p.write_text(yaml.safe_dump(study_dict(**over), sort_keys=False))
     return p
+
+
+def demo_study_file(folder: Path, n: int = 12, **over) -> Path:
+    """A small demo study (n x n cells, 2001-2003, inputs written by carbonsink.demo under
+    ``folder / "inputs"``): two combinations, no analyses, Zarr only, no figures; ``over``
+    replaces top-level keys. Returns the study file (inputs relative to it)."""
+    from carbonsink.demo import generate, write_demo_inputs
+    from carbonsink.demo.generate import RES, SOUTH, WEST
+    from carbonsink.pipeline.demo_study import demo_study_dict
+
+    inputs = write_demo_inputs(folder / "inputs", data=generate(ny=n, nx=n, end=2003),
+                               write_truth=False)
+    study = demo_study_dict(inputs)
+    study["period"] = {"start": "2001-01", "end": "2003-12"}
+    study["grid"]["bounds"] = [WEST, SOUTH, round(WEST + n * RES, 6), round(SOUTH + n * RES, 6)]
+    study["models"] = {"combinations": ["modis+pei", "casa+gsmsr_bl"]}
+    study["analyses"] = {}
+    study["outputs"] = {"dir": "results", "formats": ["zarr"], "figures": False}
+    study.update(over)
+    p = folder / "inputs" / "study.yaml"
+    p.write_text(yaml.safe_dump(study, sort_keys=False))
+    return p

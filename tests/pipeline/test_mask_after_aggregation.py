@@ -6,30 +6,18 @@ from __future__ import annotations
 
 import numpy as np
 import yaml
+from pipeline_helpers import demo_study_file
 
 from carbonsink.cube.temporal import growing_season, to_annual
 from carbonsink.io import read_cube
 
 
-def _study(folder, n=12):
-    from carbonsink.demo import generate, write_demo_inputs
-    from carbonsink.demo.generate import RES, SOUTH, WEST
-    from carbonsink.pipeline.demo_study import demo_study_dict
-
-    inputs = write_demo_inputs(folder / "inputs", data=generate(ny=n, nx=n, end=2003),
-                               write_truth=False)
-    study = demo_study_dict(inputs)
-    study["period"] = {"start": "2001-01", "end": "2003-12"}
-    study["grid"]["bounds"] = [WEST, SOUTH, round(WEST + n * RES, 6), round(SOUTH + n * RES, 6)]
+def _study(folder):
     # cropland masked too: in the demo some cells switch between grassland and cropland
-    study["models"] = {"combinations": ["modis+pei", "casa+gsmsr_bl"],
-                       "mask_classes": ["water", "snow_ice", "CRO"]}
-    study["analyses"] = {}
-    study["outputs"] = {"dir": "results", "formats": ["zarr"], "figures": False,
-                        "monthly": "all"}
-    p = folder / "inputs" / "study.yaml"
-    p.write_text(yaml.safe_dump(study, sort_keys=False))
-    return p
+    return demo_study_file(folder, models={"combinations": ["modis+pei", "casa+gsmsr_bl"],
+                                           "mask_classes": ["water", "snow_ice", "CRO"]},
+                           outputs={"dir": "results", "formats": ["zarr"], "figures": False,
+                                    "monthly": "all"})
 
 
 def test_yearly_mask_after_aggregation_equals_masking_the_months(tmp_path):

@@ -771,9 +771,23 @@ def step_prepare(ctx: RunContext) -> list[Path]:
         mask = region_mask(grid, cfg.resolve(cfg.region.path), attribute=cfg.region.attribute,
                            values=cfg.region.values)
     groups = _align(cfg, arrays, cfg.inputs, grid, mask)
+    # the time-resolved inputs first: for an input sliced from its file's lattice the valid
+    # fraction is taken from the copy pass 1 wrote (LZ4 chunks in the study's tiles), not by
+    # decompressing its file blocks again (the 8-day composites at 1.2 M pixels: 9 s)
+    sliced = {r for r, da in arrays.items() if da.rio.crs is not None and
+              GridSpec.from_dataarray(da, name=r).window_of(as_grid(grid)) is not None}
+    validity: dict[str, xr.DataArray] = {}
+    outs: list[Path] = []
+    for g in INPUT_GROUPS:
+        if g != "static" and groups[g]:
+            outs += _write_inputs(ctx, xr.Dataset(groups[g]), f"inputs_{g}",
+                                  validity=(validity, sliced, grid))
+            release_memory()
     static = groups["static"]
     static["area"] = pixel_area(grid)
-    fractions = input_fractions(cfg, arrays, grid)
+    direct = input_fractions(cfg, {r: a for r, a in arrays.items() if r not in validity}, grid)
+    fractions = {r: validity[r] if r in validity else direct[r] for r in arrays
+                 if r in validity or r in direct}
     if fractions:
         frac = None
         for f in fractions.values():
@@ -812,11 +826,8 @@ def step_prepare(ctx: RunContext) -> list[Path]:
             elif mask is not None:
                 zf = zf.where(mask, 0)
             static["zone_fractions"] = zf.astype("float32").assign_attrs(zattrs)
-    outs: list[Path] = []
-    for g in INPUT_GROUPS:
-        if groups[g]:
-            outs += _write_inputs(ctx, xr.Dataset(groups[g]), f"inputs_{g}")
-            release_memory()
+    outs += _write_inputs(ctx, xr.Dataset(static), "inputs_static")
+    release_memory()
     for name, exp in (cfg.experiments or {}).items():
         outs += _prepare_experiment(ctx, name, exp, grid, mask)
     return outs
@@ -867,7 +878,7 @@ def _prepare_experiment(ctx: RunContext, name: str, exp, grid, mask) -> list[Pat
 
 
 def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
-                  experiment: str | None = None) -> list[Path]:
+                  experiment: str | None = None, validity: tuple | None = None) -> list[Path]:
     """Write aligned inputs read in file order as time-contiguous cubes, reading each input
     byte once and with memory bounded by one file block and one tile.
 
@@ -879,6 +890,12 @@ def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
     pass 2 joins each tile's time blocks into one time-contiguous chunk
     (:func:`study_chunks`) and writes the cube. The scratch store lives in the output folder
     (workers of a dask cluster see it) and is removed afterwards.
+
+    ``validity = (out, roles, grid)``: for each staged input of ``roles`` (inputs sliced
+    from their file's lattice, so the staged values are the file's), its valid fraction on
+    ``grid`` (:func:`input_fractions`, the same sampled steps) is computed from the scratch
+    store into ``out[role]`` before the store is removed. Cells outside the region (masked
+    when staged) get 0.
     """
     import shutil
 
@@ -922,6 +939,15 @@ def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
             if v in ds:
                 back[v].attrs = {**ds[v].attrs, **back[v].attrs}
                 back[v].encoding.update(packs.get(v, {}))
+        if validity is not None:
+            import dask
+
+            from ..cube import valid_fraction
+
+            out, roles, grid = validity
+            todo = {str(v): valid_fraction(_sampled(back[v]), grid, variable=str(v))
+                    for v in timed if v in roles}
+            out.update(zip(todo, dask.compute(*todo.values())))
         return write_cube(ctx, back, name, "prepare", experiment=experiment)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
