@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
+from pipeline_helpers import demo_study_file
 
 from carbonsink.io import read_cube
 from carbonsink.units import packing_after_conversion
@@ -41,21 +42,9 @@ def test_packing_after_conversion_follows_the_unit_conversion():
 
 
 def _demo_study(folder, n=12):
-    from carbonsink.demo import generate, write_demo_inputs
-    from carbonsink.demo.generate import RES, SOUTH, WEST
-    from carbonsink.pipeline.demo_study import demo_study_dict
-
-    inputs = write_demo_inputs(folder / "inputs", data=generate(ny=n, nx=n, end=2003),
-                               write_truth=False)
-    study = demo_study_dict(inputs)
-    study["period"] = {"start": "2001-01", "end": "2003-12"}
-    study["grid"]["bounds"] = [WEST, SOUTH, round(WEST + n * RES, 6), round(SOUTH + n * RES, 6)]
-    study["models"] = {"combinations": ["modis+pei", "casa+gsmsr_bl"]}
-    study["analyses"] = {"regional_summary": {}}
-    study["outputs"] = {"dir": "results", "formats": ["zarr", "csv"], "figures": False}
-    p = folder / "inputs" / "study.yaml"  # input paths are relative to the study file
-    p.write_text(yaml.safe_dump(study, sort_keys=False))
-    return p
+    return demo_study_file(folder, n, analyses={"regional_summary": {}},
+                           outputs={"dir": "results", "formats": ["zarr", "csv"],
+                                    "figures": False})
 
 
 @pytest.fixture(scope="module")
