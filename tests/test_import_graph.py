@@ -27,7 +27,7 @@ ROOT = "__init__"  # the root package itself (``import carbonsink``, ``from carb
 
 RANKS: dict[str, int] = {
     "errors": 0, "units": 0, "plausibility": 0, "_xrutil": 0, "_engine": 0, "_grouped": 0,
-    "_version": 0, "_constants": 0,
+    "_memory": 0, "_version": 0, "_constants": 0,
     "_time": 0, ROOT: 0,
     "io": 1,
     "cube": 2,

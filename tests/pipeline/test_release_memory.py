@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from carbonsink.pipeline.runner import release_memory
+from carbonsink._memory import release_memory
 
 
 def _rss_mb() -> float:

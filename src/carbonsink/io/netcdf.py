@@ -57,6 +57,7 @@ import xarray as xr
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
+from .._memory import release_memory
 from ..errors import AlignmentError, InputError, UnknownVariableError
 from ._common import (ChunksLike, PathLike, attach_crs, chunk_sizes, decode_time_values,
                       expand_paths, no_crs_error, parse_crs, serialisable_attrs,
@@ -881,6 +882,7 @@ def write_zarr_many(items: Sequence[tuple[xr.Dataset | xr.DataArray, PathLike]],
                     parts.append(sub.to_zarr(tmp, region={"y": ys, "x": xs}, compute=False,
                                              zarr_format=zarr_format))
                 dask.compute(*parts)
+                release_memory()  # the block's arrays are gone: their heap pages too
     return paths
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._memory import release_memory
 from ..errors import ConfigError
 from .config import StudyConfig
 from .fingerprint import DigestCache, option_files, path_fingerprint
@@ -295,26 +296,6 @@ def _size(paths: list[Path]) -> int:
         except OSError:
             pass
     return disk_bytes(files)
-
-
-def release_memory() -> None:
-    """Hand the memory the allocator keeps from freed arrays back to the system (glibc
-    ``malloc_trim``; a no-op elsewhere). Called between steps and passes: the arrays of one
-    pass are gone, but glibc keeps freed heap pages for reuse, so the resident memory of the
-    next pass would start from the high-water mark of the previous one (at 1.2 million pixels,
-    0.23 GB after the checks alone; README, "Speed, memory and disk")."""
-    import ctypes
-    import ctypes.util
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to do
-        return
-    trim(0)
 
 
 def _peak_rss_gb() -> float:

@@ -19,13 +19,14 @@ import pandas as pd
 import xarray as xr
 
 from ..analysis.base import DRIVERS, AnalysisContext, get_analysis
+from .._memory import release_memory
 from ..errors import AlignmentError, CarbonsinkError, ConfigError, InputError
 from ..cube.grid import GridSpec, as_grid
 from ..units import canonical_units, packing_after_conversion, to_canonical
 from .catalog import INPUT_GROUPS, Catalog
 from .config import INPUT_ROLES, InputConfig, StudyConfig
 from .provenance import flat_attrs, provenance
-from .runner import RunContext, Step, release_memory
+from .runner import RunContext, Step
 
 __all__ = ["build_steps", "read_inputs", "target_grid", "check_study", "selected_combinations",
            "selected_analyses", "PipelineContext", "read_result_table"]

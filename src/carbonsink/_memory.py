@@ -1,0 +1,41 @@
+"""Handing freed memory back to the system between passes over a region.
+
+glibc keeps the heap pages of freed arrays for reuse; after a pass over a large region the
+resident memory of the process then stays near that pass's high-water mark, and fragments
+left by many tiles add up as the region grows. :func:`release_memory` (``malloc_trim``)
+returns those pages, so each pass starts from the memory it really holds (README, "Speed,
+memory and disk of a whole study").
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+
+__all__ = ["release_memory"]
+
+_TRIM = None
+
+
+def _malloc_trim():
+    global _TRIM
+    if _TRIM is None:
+        _TRIM = False
+        if sys.platform.startswith("linux"):
+            try:
+                _TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+            except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to do
+                _TRIM = False
+    return _TRIM
+
+
+def release_memory() -> None:
+    """Return the heap pages of freed arrays to the system (glibc ``malloc_trim(0)``; a no-op
+    on other platforms). Called by the pipeline between steps, between the passes of the
+    prepare step and between the blocks of a region written block by block: the arrays of
+    the previous pass are gone, but without it glibc keeps their pages (at 1.2 million
+    pixels 0.23 GB after the input checks alone, ~0.1 GB over the flux step's blocks)."""
+    trim = _malloc_trim()
+    if trim:
+        trim(0)
