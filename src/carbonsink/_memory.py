@@ -32,9 +32,10 @@ def _malloc_trim():
 
 def release_memory() -> None:
     """Return the heap pages of freed arrays to the system (glibc ``malloc_trim(0)``; a no-op
-    on other platforms). Called by the pipeline between steps, between the passes of the
-    prepare step and between the blocks of a region written block by block: the arrays of
-    the previous pass are gone, but without it glibc keeps their pages (at 1.2 million
+    on other platforms). Called by the pipeline before each step and by the Zarr writers
+    after each computation (every pass of the prepare step, every block of a region written
+    block by block): the arrays of the previous pass are gone, but without it glibc keeps
+    their pages (at 1.2 million
     pixels 0.23 GB after the input checks alone, ~0.1 GB over the flux step's blocks)."""
     trim = _malloc_trim()
     if trim:

@@ -151,16 +151,14 @@ def _layer_attrs(meta: _Meta, bands: Sequence[int]) -> dict[str, Any]:
 def _decode(da: xr.DataArray, meta: _Meta, bands: Sequence[int]) -> xr.DataArray:
     """Apply per-band scale/offset (nodata is already NaN) and set attrs."""
     pairs = [_scale_offset(meta, b) for b in bands]
-    if any(p != (1.0, 0.0) for p in pairs):
+    if len(set(pairs)) == 1:  # one scale and offset for every band (or none)
+        da = _scale_block(da, *pairs[0])
+    else:
         if da.dtype.kind != "f":
             da = da.astype("float32")
-        if len(set(pairs)) == 1:
-            s, o = pairs[0]
-            da = da * np.asarray(s, dtype=da.dtype) + np.asarray(o, dtype=da.dtype)
-        else:
-            s = xr.DataArray(np.array([p[0] for p in pairs], dtype=da.dtype), dims="band")
-            o = xr.DataArray(np.array([p[1] for p in pairs], dtype=da.dtype), dims="band")
-            da = da * s + o
+        s = xr.DataArray(np.array([p[0] for p in pairs], dtype=da.dtype), dims="band")
+        o = xr.DataArray(np.array([p[1] for p in pairs], dtype=da.dtype), dims="band")
+        da = da * s + o
     da.attrs = _layer_attrs(meta, bands)
     return da
 
@@ -420,7 +418,8 @@ def _same_nodata(a: float | None, b: float | None) -> bool:
 
 
 def _scale_block(x: np.ndarray, scale: float, offset: float) -> np.ndarray:
-    """``x * scale + offset`` in the arithmetic of :func:`_decode` (same dtypes)."""
+    """``x * scale + offset`` (numpy or xarray; integers become float32 first, the scale and
+    offset take the data's float type); unchanged when the pair is (1, 0)."""
     if (scale, offset) != (1.0, 0.0):
         if x.dtype.kind != "f":
             x = x.astype("float32")

@@ -872,6 +872,7 @@ def write_zarr_many(items: Sequence[tuple[xr.Dataset | xr.DataArray, PathLike]],
                 delayed.append(d)
         if blocks is None:
             dask.compute(*delayed)
+            release_memory()  # the computation's arrays are gone: their heap pages too
         else:
             for ys, xs in blocks:
                 parts = []
@@ -882,7 +883,7 @@ def write_zarr_many(items: Sequence[tuple[xr.Dataset | xr.DataArray, PathLike]],
                     parts.append(sub.to_zarr(tmp, region={"y": ys, "x": xs}, compute=False,
                                              zarr_format=zarr_format))
                 dask.compute(*parts)
-                release_memory()  # the block's arrays are gone: their heap pages too
+                release_memory()
     return paths
 
 
@@ -917,5 +918,6 @@ def write_zarr(obj: xr.Dataset | xr.DataArray, path: PathLike, *,
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*consolidated metadata.*")
             ds.to_zarr(tmp, mode="w-", zarr_format=zarr_format, consolidated=consolidated)
+    release_memory()  # the computation's arrays are gone: their heap pages too
     return path
 

@@ -19,7 +19,6 @@ import pandas as pd
 import xarray as xr
 
 from ..analysis.base import DRIVERS, AnalysisContext, get_analysis
-from .._memory import release_memory
 from ..errors import AlignmentError, CarbonsinkError, ConfigError, InputError
 from ..cube.grid import GridSpec, as_grid
 from ..units import canonical_units, packing_after_conversion, to_canonical
@@ -705,6 +704,13 @@ def zone_label(cfg: StudyConfig) -> str:
 # --------------------------------------------------------------------------- prepare
 
 
+def _sliced_from_file(da: xr.DataArray, role: str, grid) -> bool:
+    """Whether the study grid is a window of the input's own lattice (aligning it slices
+    the file's values, no resampling)."""
+    return da.rio.crs is not None and GridSpec.from_dataarray(da, name=role).window_of(
+        as_grid(grid)) is not None
+
+
 def _align(cfg: StudyConfig, arrays: dict[str, xr.DataArray], inputs: dict[str, InputConfig],
            grid, mask) -> dict[str, dict[str, xr.DataArray]]:
     from ..cube import regrid
@@ -718,8 +724,7 @@ def _align(cfg: StudyConfig, arrays: dict[str, xr.DataArray], inputs: dict[str, 
             out = out.where(mask)
         out.name = role
         pack = da.encoding.get(_PACKING)
-        if pack is not None and GridSpec.from_dataarray(da, name=role).window_of(
-                as_grid(grid)) is not None:
+        if pack is not None and _sliced_from_file(da, role, grid):
             # sliced from the source lattice, values unchanged: stored as the source stores
             # them (the same integers, scale and offset in the canonical units), about half
             # the size of float32 and exact within float32 rounding
@@ -775,15 +780,13 @@ def step_prepare(ctx: RunContext) -> list[Path]:
     # the time-resolved inputs first: for an input sliced from its file's lattice the valid
     # fraction is taken from the copy pass 1 wrote (LZ4 chunks in the study's tiles), not by
     # decompressing its file blocks again (the 8-day composites at 1.2 M pixels: 9 s)
-    sliced = {r for r, da in arrays.items() if da.rio.crs is not None and
-              GridSpec.from_dataarray(da, name=r).window_of(as_grid(grid)) is not None}
+    sliced = {r for r, da in arrays.items() if _sliced_from_file(da, r, grid)}
     validity: dict[str, xr.DataArray] = {}
     outs: list[Path] = []
     for g in INPUT_GROUPS:
         if g != "static" and groups[g]:
             outs += _write_inputs(ctx, xr.Dataset(groups[g]), f"inputs_{g}",
-                                  validity=(validity, sliced, grid))
-            release_memory()
+                                  fractions=validity, of=sliced, grid=grid)
     static = groups["static"]
     static["area"] = pixel_area(grid)
     direct = input_fractions(cfg, {r: a for r, a in arrays.items() if r not in validity}, grid)
@@ -828,7 +831,6 @@ def step_prepare(ctx: RunContext) -> list[Path]:
                 zf = zf.where(mask, 0)
             static["zone_fractions"] = zf.astype("float32").assign_attrs(zattrs)
     outs += _write_inputs(ctx, xr.Dataset(static), "inputs_static")
-    release_memory()
     for name, exp in (cfg.experiments or {}).items():
         outs += _prepare_experiment(ctx, name, exp, grid, mask)
     return outs
@@ -879,7 +881,9 @@ def _prepare_experiment(ctx: RunContext, name: str, exp, grid, mask) -> list[Pat
 
 
 def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
-                  experiment: str | None = None, validity: tuple | None = None) -> list[Path]:
+                  experiment: str | None = None, *,
+                  fractions: dict[str, xr.DataArray] | None = None, of=(),
+                  grid=None) -> list[Path]:
     """Write aligned inputs read in file order as time-contiguous cubes, reading each input
     byte once and with memory bounded by one file block and one tile.
 
@@ -892,10 +896,10 @@ def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
     (:func:`study_chunks`) and writes the cube. The scratch store lives in the output folder
     (workers of a dask cluster see it) and is removed afterwards.
 
-    ``validity = (out, roles, grid)``: for each staged input of ``roles`` (inputs sliced
-    from their file's lattice, so the staged values are the file's), its valid fraction on
-    ``grid`` (:func:`input_fractions`, the same sampled steps) is computed from the scratch
-    store into ``out[role]`` before the store is removed. Cells outside the region (masked
+    ``fractions``: for each staged input named in ``of`` (inputs sliced from their file's
+    lattice, so the staged values are the file's), its valid fraction on ``grid``
+    (:func:`input_fractions`, the same sampled steps) is computed from the scratch store
+    into ``fractions[role]`` before the store is removed. Cells outside the region (masked
     when staged) get 0.
     """
     import shutil
@@ -934,21 +938,20 @@ def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
         if staged.rio.crs is None and ds.rio.crs is not None:
             staged = staged.rio.write_crs(ds.rio.crs)
         write_zarr(staged, scratch)
-        release_memory()
         back = read_cube(scratch, chunks=None)
         for v in back.data_vars:  # what the CF round trip does not carry
             if v in ds:
                 back[v].attrs = {**ds[v].attrs, **back[v].attrs}
                 back[v].encoding.update(packs.get(v, {}))
-        if validity is not None:
+        todo = [str(v) for v in timed if v in of] if fractions is not None else []
+        if todo:
             import dask
 
             from ..cube import valid_fraction
 
-            out, roles, grid = validity
-            todo = {str(v): valid_fraction(_sampled(back[v]), grid, variable=str(v))
-                    for v in timed if v in roles}
-            out.update(zip(todo, dask.compute(*todo.values())))
+            done = dask.compute(*[valid_fraction(_sampled(back[v]), grid, variable=v)
+                                  for v in todo])
+            fractions.update(zip(todo, done))
         return write_cube(ctx, back, name, "prepare", experiment=experiment)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
