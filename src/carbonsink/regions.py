@@ -265,11 +265,24 @@ def _summary_plan(da: xr.DataArray, area: xr.DataArray | None = None, *,
     if bad:
         raise InvalidArgumentError(f"summarise: unknown statistic(s) {bad}; choose from "
                                    "mean, total, area")
-    data, w, dims = _prepare(da, area, mask)
+    # a mask on the grid (y, x) is folded into the groups (a cell outside it is in no group)
+    # instead of masking every step of the data: the same sums without a pass that rewrites
+    # the whole cube (a 21-year cube of 1.2 M pixels: 0.3 s per variable)
+    fold = mask is not None and set(mask.dims) <= set(_spatial_dims(da))
+    data, w, dims = _prepare(da, area, None if fold else mask)
     factor, total_units = (total_factor(da.attrs.get("units"), units, str(da.name or "?"))
                            if "total" in how else (1.0, ""))
     units_of = {"mean": da.attrs.get("units", ""), "total": total_units, "area": "km2"}
     codes, n_labels, shares, zone_ids, names = _zone_groups(zones, data, dims)
+    if fold:
+        inside = match_grid(mask, da, "mask").astype(bool).drop_vars("spatial_ref",
+                                                                     errors="ignore")
+        if codes is None and shares is None:
+            codes = xr.zeros_like(inside, dtype=np.int64)
+        if codes is not None:
+            codes = codes.where(inside, -1)
+        if shares is not None:
+            shares = shares.where(inside, 0)
     sums = grouped_sums(data, w, dims, codes=codes, n_groups=n_labels, shares=shares)
     other = [d for d in data.dims if d not in dims]
 

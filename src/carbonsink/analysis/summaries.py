@@ -41,10 +41,13 @@ def regional_series(ds, area, *, variables=_VARS, total_units: str = "Tg C",
     return _series_table([v for v, _ in reqs], summarise_many([r for _, r in reqs]))
 
 
-def _series_requests(ds, area, *, variables, total_units, statistics, zones, region):
-    """The :func:`carbonsink.regions.summarise` calls of one :func:`regional_series`."""
+def _series_requests(ds, area, *, variables, total_units, statistics, zones, region,
+                     mask=None):
+    """The :func:`carbonsink.regions.summarise` calls of one :func:`regional_series`
+    (``mask``: the pixels summarised, None = every valid pixel)."""
     return [(v, dict(da=ds[v], area=area, zones=zones, how=tuple(statistics),
-                     units=total_units, region=region)) for v in variables if v in ds]
+                     units=total_units, region=region, mask=mask))
+            for v in variables if v in ds]
 
 
 def _series_table(names, tables) -> pd.DataFrame:
@@ -137,11 +140,9 @@ class RegionalSummary(Analysis):
                     if product == "annual":
                         break
                     continue
-                if mask is not None:
-                    ds = ds.where(mask)
                 reqs = _series_requests(
                     ds, area, variables=options.variables, total_units=options.total_units,
-                    zones=zones, region=ctx.zone,
+                    zones=zones, region=ctx.zone, mask=mask,
                     statistics=("mean", "total", "area") if product == "annual" else ("mean",))
                 plan.append((exp, combo, product, reqs))
         tables = summarise_many([r for *_, reqs in plan for _, r in reqs])
