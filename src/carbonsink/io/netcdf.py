@@ -99,6 +99,11 @@ def _decode_packed_float32(ds: xr.Dataset, path: Path) -> xr.Dataset:
     for n in packed:
         var = raw[n].variable.copy(deep=False)
         var.attrs = dict(var.attrs)
+        fused = _fused_unpacking(var)
+        if fused is not None:
+            out[n] = xr.Variable(var.dims, fused, attrs=dict(ds[n].attrs),
+                                 encoding=dict(ds[n].encoding))
+            continue
         for k in ("scale_factor", "add_offset"):
             var.attrs[k] = np.float32(var.attrs.get(k, 0.0 if k == "add_offset" else 1.0))
         dec = xr.conventions.decode_cf_variable(n, var, mask_and_scale=True,
@@ -109,6 +114,38 @@ def _decode_packed_float32(ds: xr.Dataset, path: Path) -> xr.Dataset:
         dec.encoding = dict(ds[n].encoding)
         out[n] = dec
     return ds.assign(out) if out else ds
+
+
+def _fused_unpacking(var: xr.Variable):
+    """The lazy float32 values of a packed integer variable decoded in one compiled pass
+    (:func:`carbonsink.io._unpack.unpack`, bit-identical to xarray's CF decoding, without its
+    four whole-block temporaries), or None where that decoding does not apply (``_Unsigned``,
+    a fill value the integer type cannot hold)."""
+    from functools import partial
+
+    from xarray.coding.variables import lazy_elemwise_func, unpack_for_decoding
+
+    from ._unpack import unpack
+
+    attrs = var.attrs
+    if "_Unsigned" in attrs:
+        return None
+    info = np.iinfo(var.dtype)
+    fills = []
+    for k in ("_FillValue", "missing_value"):
+        for f in np.atleast_1d(attrs.get(k, [])):
+            f = float(f)
+            if not (np.isfinite(f) and f == int(f) and info.min <= f <= info.max):
+                return None
+            fills.append(int(f))
+    if len(set(fills)) > 2:
+        return None
+    scale = np.float32(attrs.get("scale_factor", 1.0))
+    offset = np.float32(attrs.get("add_offset", 0.0))
+    _, data, _, _ = unpack_for_decoding(var)
+    fn = partial(unpack, fills=sorted(set(fills)), scale=scale,
+                 offset=offset, add="add_offset" in attrs)
+    return lazy_elemwise_func(data, fn, np.dtype(np.float32))
 
 
 def _open_dataset(path: Path, engine: str | None) -> xr.Dataset:

@@ -1,0 +1,89 @@
+"""Packed Zarr variables are decoded in one compiled pass (carbonsink.io._unpack): the values
+must be bit-identical to xarray's own CF decoding, for fill values, missing_value, offsets and
+the integer types the pipeline writes; cases it does not cover fall back to xarray."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from carbonsink.io import read_cube
+from carbonsink.io._unpack import unpack
+
+
+def _store(tmp_path, raw, attrs, name="v"):
+    t = np.arange(raw.shape[0])
+    ds = xr.Dataset({name: (("time", "y", "x"), raw, attrs)},
+                    coords={"time": ("time", t, {"units": "days since 2001-01-01"}),
+                            "y": np.arange(raw.shape[1], 0, -1) + 0.5,
+                            "x": np.arange(raw.shape[2]) + 100.5})
+    p = tmp_path / "c.zarr"
+    ds.to_zarr(p, mode="w")
+    return p
+
+
+def _xarray_decoded(p, name="v"):
+    ds = xr.open_dataset(p, engine="zarr", mask_and_scale=False, decode_times=False)
+    var = ds[name].variable.copy(deep=False)
+    var.attrs = dict(var.attrs)
+    for k in ("scale_factor", "add_offset"):
+        if k in var.attrs:
+            var.attrs[k] = np.float32(var.attrs[k])
+    return xr.conventions.decode_cf_variable(name, var, mask_and_scale=True,
+                                             decode_times=False).values
+
+
+def _bits(a):
+    return np.asarray(a, dtype=np.float32).view(np.int32)
+
+
+@pytest.mark.parametrize("dtype", ["int16", "int8", "uint16"])
+@pytest.mark.parametrize("attrs", [
+    {"scale_factor": 0.1, "_FillValue": 7},
+    {"scale_factor": 0.0001, "add_offset": 0.5, "_FillValue": 3},
+    {"scale_factor": 0.25, "add_offset": -1.0, "_FillValue": 0, "missing_value": 5},
+    {"scale_factor": 0.01},
+])
+def test_bit_identical_to_xarray(tmp_path, dtype, attrs, monkeypatch):
+    import carbonsink.io._unpack as mod
+
+    calls = []
+    monkeypatch.setattr(mod, "unpack", lambda raw, **kw: calls.append(1) or unpack(raw, **kw))
+    rng = np.random.default_rng(0)
+    info = np.iinfo(dtype)
+    raw = rng.integers(max(info.min, -20000), min(info.max, 20000), (7, 9, 11)).astype(dtype)
+    for k in ("_FillValue", "missing_value"):
+        if k in attrs and info.min <= attrs[k] <= info.max:
+            raw.flat[rng.choice(raw.size, 40, replace=False)] = attrs[k]
+    if any(k in attrs and not info.min <= attrs[k] <= info.max
+           for k in ("_FillValue", "missing_value")):
+        pytest.skip(f"fill value outside {dtype}")
+    attrs = {k: (np.dtype(dtype).type(v) if k in ("_FillValue", "missing_value") else v)
+             for k, v in attrs.items()}
+    p = _store(tmp_path, raw, {**attrs, "units": "1"})
+    want = _xarray_decoded(p)
+    got = read_cube(p, crs="EPSG:4326")["v"]
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(_bits(got.values), _bits(want))
+    assert calls, "the fused decoding was not used"
+    if "_FillValue" in attrs:
+        assert np.isnan(got.values).sum() >= 1
+    # lazily sliced: the same values as slicing the decoded array
+    sub = read_cube(p, crs="EPSG:4326", chunks=None)["v"].isel(time=slice(2, 5), x=[1, 4])
+    np.testing.assert_array_equal(_bits(sub.values), _bits(want[2:5][:, :, [1, 4]]))
+
+
+def test_unpack_hand_values():
+    raw = np.array([[-32767, 0, 10], [123, -5, -32767]], dtype=np.int16)
+    out = unpack(raw, fills=[-32767], scale=np.float32(0.5), offset=np.float32(1.0), add=True)
+    np.testing.assert_array_equal(out, np.array([[np.nan, 1.0, 6.0], [62.5, -1.5, np.nan]],
+                                                dtype=np.float32))
+    out = unpack(raw[:, ::2], fills=[], scale=np.float32(2.0), offset=np.float32(0.0),
+                 add=False)  # non-contiguous input, no fill
+    np.testing.assert_array_equal(out, np.array([[-65534, 20], [246, -65534]], np.float32))
+
+
+def test_unsigned_attribute_falls_back_to_xarray(tmp_path):
+    raw = np.array([[[-1, 0, 5]]], dtype=np.int8)
+    p = _store(tmp_path, raw, {"scale_factor": 0.5, "_Unsigned": "true", "units": "1"})
+    got = read_cube(p, crs="EPSG:4326")["v"].values
+    np.testing.assert_array_equal(got, np.array([[[127.5, 0.0, 2.5]]], dtype=np.float32))
