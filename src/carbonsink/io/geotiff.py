@@ -39,6 +39,10 @@ __all__ = ["read_geotiff", "read_geotiff_series", "write_cog", "class_palette", 
 GEOTIFF_SUFFIXES = (".tif", ".tiff", ".gtif")
 _SCALE_KEYS = ("scale_factor", "add_offset")
 _DROP_ATTRS = ("scale_factor", "add_offset", "_FillValue", "long_name")
+#: encoding keys that say how the values are stored (packed integer type, scale, offset,
+#: fill): true of a series only when every file stores its values the same way
+_PACKING_KEYS = ("dtype", "rasterio_dtype", "scale_factor", "add_offset", "_FillValue",
+                 "missing_value", "_Unsigned")
 
 
 @dataclass(frozen=True)
@@ -175,7 +179,13 @@ def _grid_mismatch(ref: _Meta, meta: _Meta) -> str | None:
 
 
 def _finish(da: xr.DataArray, meta: _Meta, crs: Any, variable: str | None,
-            units: str | None) -> xr.DataArray:
+            units: str | None, *, packed: bool = True) -> xr.DataArray:
+    """CRS, units, name and encoding of a decoded layer or series of ``meta``'s file(s).
+
+    ``packed=False`` (a series whose files store their values differently): no packing
+    encoding (``_PACKING_KEYS``) at all, so a copy is written as the decoded floats instead
+    of being packed with the scale, offset and fill of ``meta`` alone.
+    """
     if crs is not None:
         da = attach_crs(da, parse_crs(crs, source=str(meta.path)))
     elif meta.crs is None:
@@ -190,7 +200,11 @@ def _finish(da: xr.DataArray, meta: _Meta, crs: Any, variable: str | None,
     if variable is not None:
         da.name = variable
     da.encoding["source"] = str(meta.path)
-    da.encoding.update(_packing(meta))
+    if packed:
+        da.encoding.update(_packing(meta))
+    else:
+        for key in _PACKING_KEYS:
+            da.encoding.pop(key, None)
     return da
 
 
@@ -208,6 +222,13 @@ def _packing(meta: _Meta) -> dict[str, Any]:
                                         and math.isnan(meta.nodata)):
         enc["_FillValue"] = meta.nodata
     return enc
+
+
+def _same_packing(a: _Meta, b: _Meta) -> bool:
+    """Whether band 1 of two files is stored the same way: dtype, nodata and scale/offset
+    (then one encoding packs the decoded values of both exactly as in the files)."""
+    return (a.dtype == b.dtype and _same_nodata(a.nodata, b.nodata)
+            and _scale_offset(a, 0) == _scale_offset(b, 0))
 
 
 # --------------------------------------------------------------------------- dates
@@ -349,6 +370,12 @@ def read_geotiff_series(files: PathLike | Iterable[PathLike], date_pattern: str 
     only the first file is opened with rioxarray and the series is one dask array with a
     task per file and spatial chunk; otherwise (or with the private ``_fast=False``) one
     array per file is opened and concatenated. Both give the same result.
+
+    The ``encoding`` carries the files' packing (integer ``dtype``, ``scale_factor``,
+    ``add_offset``, ``_FillValue``), so that ``to_netcdf``/``to_zarr`` store a copy as the
+    files do, only when every file has the same dtype, nodata and scale/offset; a series of
+    files packed differently has no packing encoding (it is written as the decoded floats:
+    one file's packing would round, wrap or mask the values of the others).
     """
     paths = expand_paths(files, suffixes=GEOTIFF_SUFFIXES)
     pat = _compile(date_pattern)
@@ -381,7 +408,8 @@ def read_geotiff_series(files: PathLike | Iterable[PathLike], date_pattern: str 
     if out is None:
         out = _stack_concat(metas, times, sizes, chunks)
     out = out.rio.write_crs(ref.crs) if ref.crs is not None else out
-    return _finish(out, ref, crs, variable, units)
+    packed = all(_same_packing(ref, meta) for meta in metas[1:])
+    return _finish(out, ref, crs, variable, units, packed=packed)
 
 
 def _common_attrs(attrs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -451,10 +479,8 @@ def _stack_direct(metas: Sequence[_Meta], times: np.ndarray, sizes: dict[str, An
 
     ref = metas[0]
     pair = _scale_offset(ref, 0)
-    for meta in metas[1:]:
-        if (meta.dtype != ref.dtype or not _same_nodata(meta.nodata, ref.nodata)
-                or _scale_offset(meta, 0) != pair):
-            return None
+    if not all(_same_packing(ref, meta) for meta in metas[1:]):
+        return None
     raw = _open(ref, sizes)
     masked = raw.dtype
     if masked.kind not in "fc":  # rioxarray promotes to a NaN-capable dtype; else be safe
