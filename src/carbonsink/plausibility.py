@@ -35,12 +35,17 @@ the input size. A lazy input is decompressed a whole chunk at a time: when the
 chunks that subset touches would exceed ``SAMPLE_BLOCK_BYTES`` (chunks deep in
 time and small in space, e.g. 242 8-day composites x 125 x 150 cells, where a
 strided subset touches every spatial chunk), the spatial sample is confined to
-a few chunk rows x chunk columns spread evenly over the grid (the first, the
-last and between), with about as many values. Each problem becomes a
-:class:`Finding` naming the offending share of values, what was found and the
-fix; :func:`check_values` raises :class:`~carbonsink.errors.InputError`
-(``how="raise"``), warns with :class:`PlausibilityWarning` (``how="warn"``) or
-only reports.
+``T`` chunks (tiles) forming a Latin hypercube over the grid: each dimension is
+cut into ``T`` equal strata, each stratum of each dimension holds one tile (the
+chunk of its middle cell) and every tile the same number of cells, so the
+sample is self-weighting and its shares (missing, out of range, findings)
+estimate those of the whole grid, edges included (the first and the last chunk
+row and column are tiles whenever a stratum is at most two chunks wide), without
+over-weighting them (Cochran 1977, ch. 5; McKay, Beckman & Conover 1979); about
+as many values are read. Each problem becomes a :class:`Finding` naming the
+offending share of values, what was found and the fix; :func:`check_values`
+raises :class:`~carbonsink.errors.InputError` (``how="raise"``), warns with
+:class:`PlausibilityWarning` (``how="warn"``) or only reports.
 
 Reference for the ranges: the ``valid_range`` of each variable in
 :mod:`carbonsink.units`; for the fill values, the CF conventions (``_FillValue``
@@ -92,6 +97,7 @@ TYPICAL_MAGNITUDE: dict[str, tuple[float, float | None]] = {
 _IN_RANGE = 0.99          # share of values a slip correction must bring into range
 _MAX_OUT = 0.01           # tolerated share of out-of-range values without a finding
 _DAYS = 30.4375           # mean days per month
+_CELL = "sample_cell"     # dimension of the sampled cells of a sample confined to chunks
 
 
 class PlausibilityWarning(UserWarning):
@@ -122,7 +128,10 @@ class PlausibilityReport:
     """What :func:`check_values` found in the sample of one input.
 
     Shares are of the sampled values [1]: ``share_missing`` NaN, ``share_out_of_range``
-    finite values outside the plausible range (fill values and negatives included).
+    finite values outside the plausible range (fill values and negatives included). The
+    sample is self-weighting (strided, or equal cells per chunk of a Latin hypercube of
+    chunks), so these shares estimate those of the whole input:
+    ``share = n_flagged / n_sampled``.
     ``quantiles`` are the 1st, 50th and 99th percentiles of the finite values [units].
     """
 
@@ -183,8 +192,8 @@ def _sample(da: xr.DataArray, sample: int, time_dim: str) -> tuple[np.ndarray, i
     return np.asarray(values.values, dtype=np.float64).ravel(), n_steps
 
 
-def _sample_index(da: xr.DataArray, sample: int,
-                  time_dim: str) -> tuple[dict[str, np.ndarray | slice], int]:
+def _sample_index(da: xr.DataArray, sample: int, time_dim: str
+                  ) -> tuple[dict[str, np.ndarray | slice | xr.DataArray], int]:
     """The positions the sample reads (for ``da.isel``) and its number of time steps.
 
     Time: the steps of :func:`_sample_steps`. Space: every ``s``-th cell along each other
@@ -193,12 +202,15 @@ def _sample_index(da: xr.DataArray, sample: int,
     is read a whole chunk at a time, and that strided subset touches every spatial chunk: for
     chunks deep in time and small in space (8-day composites in 242 steps x 125 x 150 cells)
     the sample would decompress every chunk of the sampled time chunks (GB for 12 steps). When
-    the chunks touched cost more than ``SAMPLE_BLOCK_BYTES``, the subset is confined to the
-    cells of a few chunks per dimension spread evenly over the grid (the first, the last and
-    between; see :func:`_chunk_subset`), which bounds the bytes decompressed whatever the
-    chunk layout while the sample keeps about ``sample`` values spread over the grid.
+    the chunks touched cost more than ``SAMPLE_BLOCK_BYTES``, the spatial subset is confined
+    to the cells of ``T`` chunks placed as a Latin hypercube over the grid, the same number
+    of cells in each (see :func:`_chunk_subset`): the spatial indexers are then pointwise
+    (``xarray.DataArray`` along :data:`_CELL`, vectorised indexing), the sample is
+    self-weighting, so its shares estimate the grid's without over-weighting any part of it
+    (exactly for a pattern constant within each of the ``T`` strata of each dimension), and
+    the bytes decompressed stay bounded whatever the chunk layout.
     """
-    index: dict[str, np.ndarray | slice] = {}
+    index: dict[str, np.ndarray | slice | xr.DataArray] = {}
     n_steps = 1
     if time_dim in da.dims:
         index[time_dim] = _sample_steps(da, time_dim)
@@ -223,15 +235,50 @@ def _touched_chunks(idx: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     return np.unique(np.searchsorted(np.cumsum(sizes), idx, side="right"))
 
 
-def _spread(n: int, k: int) -> np.ndarray:
-    """``k <= n`` distinct positions in ``0 .. n-1`` spread evenly, the first and the last
-    included (consecutive targets are >= 1 apart, so rounding half up keeps them distinct);
-    a single position is the middle one."""
-    if k >= n:
-        return np.arange(n)
-    if k <= 1:
-        return np.array([(n - 1) // 2])
-    return np.unique(np.floor(np.linspace(0, n - 1, max(k, 1)) + 0.5).astype(int))
+def _lattice(n_tiles: int, n_dims: int) -> np.ndarray:
+    """Stratum of each tile along each spatial dimension, shape ``(n_tiles, n_dims)``.
+
+    Tile ``i`` lies in stratum ``i`` along the first dimension and in stratum ``i g_d mod
+    T`` along dimension ``d >= 1`` (``T = n_tiles``), with ``g_d`` the integer coprime with
+    ``T`` nearest to ``T frac(d / phi)`` (``phi`` the golden ratio): a rank-1 (Fibonacci-like)
+    lattice, so every stratum of every dimension holds exactly one tile (a Latin hypercube
+    design, McKay, Beckman & Conover 1979, Technometrics 21, 239-245) and the tiles are
+    spread over the plane rather than along a diagonal (Sloan & Joe 1994, *Lattice Methods
+    for Multiple Integration*, Oxford).
+    """
+    i = np.arange(n_tiles, dtype=np.int64)
+    out = [i]
+    for d in range(1, n_dims):
+        target = n_tiles * ((d * 0.6180339887498949) % 1.0)
+        coprime = [g for g in range(1, max(n_tiles, 2)) if math.gcd(g, n_tiles) == 1] or [1]
+        g = min(coprime, key=lambda c: (abs(c - target), c))
+        out.append((i * g) % n_tiles)
+    return np.stack(out, axis=1)
+
+
+def _tile_cells(sizes: np.ndarray, strata: np.ndarray,
+                n_tiles: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where the tiles in ``strata`` (of ``n_tiles`` equal strata of one dimension) place
+    their positions: the first cell and the length of an interval inside one chunk [cells].
+
+    Stratum ``s`` covers the cells ``[a, b) = [s L / T, (s + 1) L / T)`` of the ``L`` cells
+    of the dimension. Its tile is the chunk holding the stratum's middle cell ``floor((a + b
+    - 1) / 2)`` (the lower one for an even count), of first cell ``r`` and length ``c``; the
+    positions are placed in ``[f, f + w)`` with ``w = min(b - a, c)`` and ``f = clip(a, r, r +
+    c - w)``: the stratum itself when it lies in that chunk, else the whole chunk (a stratum
+    wider than a chunk is represented by its middle chunk, a systematic sample with a
+    central start, Cochran 1977, *Sampling Techniques*, 3rd ed., Wiley, ch. 8).
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    length = int(starts[-1])
+    a = strata * length / n_tiles
+    b = (strata + 1) * length / n_tiles
+    middle = np.clip(np.floor((a + b - 1) / 2), 0, length - 1)
+    q = np.searchsorted(starts, middle, side="right") - 1
+    r, c = starts[q], sizes[q]
+    w = np.minimum(b - a, c)
+    return np.clip(a, r, r + c - w), w
 
 
 def _fit(lengths: np.ndarray, cap: int) -> np.ndarray:
@@ -250,22 +297,40 @@ def _fit(lengths: np.ndarray, cap: int) -> np.ndarray:
 
 
 def _chunk_subset(da: xr.DataArray, index: dict[str, np.ndarray | slice], spatial: list[str],
-                  budget: int) -> dict[str, np.ndarray] | None:
-    """Spatial positions confined to a few chunks spread over the grid, or None when the
-    chunks the selection ``index`` touches cost at most ``SAMPLE_BLOCK_BYTES``.
+                  budget: int) -> dict[str, xr.DataArray] | None:
+    """Spatial cells confined to a few chunks (tiles) spread over the grid, as pointwise
+    indexers along :data:`_CELL`, or None when the chunks the selection ``index`` touches
+    cost at most ``SAMPLE_BLOCK_BYTES``.
 
     Cost of a selection [bytes]: each chunk it touches is decompressed whole, once::
 
         cost = itemsize * prod_d sum_{c touched along d} size_d(c)
 
-    (the chunks touched are the product of those touched along each dimension). With ``T``
+    (the chunks touched are the product of those touched along each dimension). With ``D``
     the steps of the time chunks touched and ``S`` the cells of the largest spatial chunk,
-    ``n = max(1, SAMPLE_BLOCK_BYTES // (itemsize * T * S))`` spatial chunks fit in the
-    budget; ``m_d`` chunks are taken along each spatial dimension (``prod m_d <= n``, in
-    proportion to the number of chunks along it), at positions spread evenly over the chunk
-    indices, and ``k_d`` cells spread evenly over the cells of those chunks
-    (``prod k_d <= budget``, as close as possible). The cost is then at most
-    ``max(SAMPLE_BLOCK_BYTES, itemsize * T * S)``: one spatial chunk per time chunk is the
+    ``T = max(1, SAMPLE_BLOCK_BYTES // (itemsize * D * S))`` spatial chunks fit in the
+    budget. Each spatial dimension (``L_d`` cells) is cut into ``T`` equal strata and the
+    ``T`` tiles are placed by :func:`_lattice` so that every stratum of every dimension holds
+    exactly one tile (a Latin hypercube of chunks), each tile being the chunk of its
+    strata's middle cells (:func:`_tile_cells`). Every tile then holds the same ``prod_d
+    k_d <= budget // T`` cells, ``k_d`` evenly spread over its interval along ``d``::
+
+        p_j = floor(f + (j + 1/2) w / k_d),   j = 0 .. k_d - 1
+
+    The sample is self-weighting: each tile stands for ``1/T`` of the grid, and along each
+    dimension each stratum (``W = 1/T`` of the axis) holds ``1/T`` of the sampled cells, so
+    the plain shares of :func:`check_values` (missing, out of range, findings) weight every
+    part of the grid as the grid does: a pattern varying along one dimension (missing values
+    along the region's western edge) is estimated as well as its tiles represent their
+    strata, exactly when it is constant within each stratum (Cochran 1977, ch. 5,
+    proportional allocation; McKay et al. 1979). With few tiles a pattern varying along both
+    dimensions (a frame along all four sides) is estimated to about ``1/T``. A design that
+    always reads the first and the last chunk row and column instead over-weights the edges
+    by about ``n_chunks / m`` for ``m`` chunks read per dimension.
+    The first and the last chunk along a dimension are tiles whenever a stratum is at most
+    two chunks wide (``T >= n_chunks / 2``), so values confined to an edge chunk row (an
+    undeclared fill value along the southern edge) are then sampled. The cost is at most
+    ``max(SAMPLE_BLOCK_BYTES, itemsize * D * S)``: one spatial chunk per time chunk is the
     least any sample reads.
     """
     chunks = dict(zip(da.dims, da.chunks))
@@ -285,16 +350,22 @@ def _chunk_subset(da: xr.DataArray, index: dict[str, np.ndarray | slice], spatia
     n_chunks = np.array([len(chunks[d]) for d in spatial])
     if n_blocks >= n_chunks.prod():
         return None
-    m = _fit(n_chunks, int(n_blocks))
-    cells = []
-    for d, k in zip(spatial, m):
-        sizes = np.asarray(chunks[d])
-        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        picked = _spread(sizes.size, int(k))
-        cells.append(np.concatenate([np.arange(starts[c], starts[c] + sizes[c])
-                                     for c in picked]))
-    k = _fit(np.array([c.size for c in cells]), budget)
-    return {d: c[_spread(c.size, int(n))] for d, c, n in zip(spatial, cells, k)}
+    n_tiles = int(n_blocks)
+    strata = _lattice(n_tiles, len(spatial))
+    placed = [_tile_cells(np.asarray(chunks[d]), strata[:, j], n_tiles)
+              for j, d in enumerate(spatial)]
+    # positions per tile along each dimension: at most the narrowest interval holds
+    caps = np.array([max(1, int(np.floor(w.min() + 1e-9))) for _, w in placed])
+    k = _fit(caps, max(1, budget // n_tiles))
+    axes = []
+    for j, ((first, width), n) in enumerate(zip(placed, k)):
+        pos = np.floor(first[:, None] + (np.arange(int(n))[None, :] + 0.5) * width[:, None]
+                       / int(n)).astype(np.int64)
+        shape = [n_tiles] + [1] * len(spatial)
+        shape[j + 1] = int(n)
+        axes.append(pos.reshape(shape))
+    grids = np.broadcast_arrays(*axes)
+    return {d: xr.DataArray(g.ravel(), dims=_CELL) for d, g in zip(spatial, grids)}
 
 
 def _sample_steps(da: xr.DataArray, time_dim: str) -> np.ndarray:
@@ -541,8 +612,8 @@ def check_values(da: xr.DataArray, variable: str, *, name: str | None = None,
     sample : int
         Largest number of values read: at most 12 time steps spread over the
         record times a strided spatial subset, confined to a few spatial chunks
-        spread over the grid when the chunks it touches would exceed
-        ``SAMPLE_BLOCK_BYTES`` [values].
+        (a self-weighting Latin hypercube of chunks, see the module docstring) when
+        the chunks it touches would exceed ``SAMPLE_BLOCK_BYTES`` [values].
     how : {"raise", "warn", "report"}
         Raise :class:`~carbonsink.errors.InputError`, warn with
         :class:`PlausibilityWarning`, or only return the report.
