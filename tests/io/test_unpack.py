@@ -87,3 +87,61 @@ def test_unsigned_attribute_falls_back_to_xarray(tmp_path):
     p = _store(tmp_path, raw, {"scale_factor": 0.5, "_Unsigned": "true", "units": "1"})
     got = read_cube(p, crs="EPSG:4326")["v"].values
     np.testing.assert_array_equal(got, np.array([[[127.5, 0.0, 2.5]]], dtype=np.float32))
+
+
+@pytest.mark.parametrize("attrs", [
+    {"scale_factor": np.float32(0.1), "add_offset": np.float32(0.0), "_FillValue": np.int16(-32767)},
+    {"scale_factor": 0.01, "_FillValue": -32767},
+    {"scale_factor": np.float64(0.0001), "add_offset": np.float64(-2.5), "_FillValue": 0},
+])
+@pytest.mark.parametrize("lazy", [False, True])
+def test_write_packs_the_bytes_xarray_would(tmp_path, attrs, lazy):
+    """write_zarr packs slice by slice: the stored integers and attributes are those of
+    xarray's CF encoding (values at the rounding edges, NaN, out-of-range magnitudes)."""
+    import json
+
+    import carbonsink.io._unpack as mod
+    from carbonsink.io import write_zarr
+
+    rng = np.random.default_rng(5)
+    v = (rng.normal(0, 300, (6, 40, 50))).astype(np.float32)
+    v[0, 0, :8] = [0.05, 0.15, -0.05, 0.25, 1e-9, -0.35, 2.5, 3.5]  # halves: round to even
+    v[rng.random(v.shape) < 0.1] = np.nan
+    t = np.array(["2001-01-01", "2002-01-01", "2003-01-01", "2004-01-01", "2005-01-01",
+                  "2006-01-01"], dtype="datetime64[ns]")
+    ds = xr.Dataset({"v": (("time", "y", "x"), v, {"units": "1"})},
+                    coords={"time": ("time", t),
+                            "y": np.arange(40, 0, -1) + 0.5, "x": np.arange(50) + 100.5})
+    ds = ds.rio.write_crs("EPSG:4326")
+    ds["v"].encoding = {"dtype": np.dtype("int16"), **attrs}
+    if lazy:
+        ds = ds.chunk({"time": -1, "y": 20, "x": 25})
+    import carbonsink.io.netcdf as nc
+
+    with pytest.MonkeyPatch.context() as mp:  # the reference: xarray's own CF encoding
+        mp.setattr(nc, "_packed_variable", lambda var: None)
+        ref = write_zarr(ds, tmp_path / "ref.zarr")
+    calls = []
+    orig = mod.pack
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mod, "pack", lambda b, **kw: calls.append(1) or orig(b, **kw))
+        out = write_zarr(ds, tmp_path / "ours.zarr")
+    assert calls, "the slice-wise packing was not used"
+    got = xr.open_dataset(out, engine="zarr", mask_and_scale=False)["v"]
+    want = xr.open_dataset(ref, engine="zarr", mask_and_scale=False)["v"]
+    assert got.dtype == want.dtype == np.int16
+    np.testing.assert_array_equal(got.values, want.values)
+    for k in ("scale_factor", "add_offset", "_FillValue"):
+        assert (k in got.attrs) == (k in want.attrs)
+        if k in want.attrs:
+            assert float(got.attrs[k]) == float(want.attrs[k])
+    meta = json.loads((out / "v" / ".zarray").read_text())
+    assert meta["dtype"] == "<i2"
+    # and it decodes back to the values within half a step
+    back = read_cube(out)["v"].values
+    step, off = float(attrs["scale_factor"]), float(attrs.get("add_offset", 0.0))
+    assert np.all(np.isnan(back[np.isnan(v)]))
+    ok = np.abs((v - off) / step) < 32000  # representable in int16 (NaN: False)
+    assert ok.sum() > 20
+    tol = step * 0.5 + 4 * np.finfo(np.float32).eps * (np.abs(v[ok]) + abs(off))
+    assert np.all(np.abs(back[ok] - v[ok]) <= tol)

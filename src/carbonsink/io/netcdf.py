@@ -857,7 +857,45 @@ def _zarr_ready(obj: xr.Dataset | xr.DataArray, attrs: Mapping[str, Any] | None)
             # smaller on them (benchmarks/results/codecs.md); floats keep LZ4
             enc["compressors"] = (_ZSTD1,)
         ds[name].encoding = enc
+        packed = _packed_variable(ds[name].variable)
+        if packed is not None:
+            ds[name] = packed
     return ds
+
+
+def _packed_variable(var: xr.Variable) -> xr.Variable | None:
+    """A float variable whose encoding packs it (integer ``dtype``, ``scale_factor`` /
+    ``add_offset``, a ``_FillValue``) as the integers xarray's CF encoding would store, packed
+    slice by slice (:func:`carbonsink.io._unpack.pack`: the same bytes without the encoder's six
+    whole-block temporaries), with the attributes that encoding writes; None otherwise."""
+    import dask.array as dsa
+
+    from ._unpack import pack
+
+    enc = var.encoding
+    if (var.dtype.kind != "f" or var.ndim < 2 or not small_integer(enc.get("dtype", var.dtype))
+            or not ("scale_factor" in enc or "add_offset" in enc) or "_FillValue" not in enc):
+        return None
+    fill = enc["_FillValue"]
+    try:
+        if not np.isfinite(float(fill)):
+            return None
+    except (TypeError, ValueError):
+        return None
+    dtype = np.dtype(enc["dtype"])
+    kw = dict(to=dtype, scale=enc.get("scale_factor"), offset=enc.get("add_offset"),
+              fill=fill)
+    data = var.data
+    if isinstance(data, dsa.Array):
+        data = data.map_blocks(pack, dtype=dtype, inplace=False, **kw)
+    else:
+        data = pack(np.asarray(data), inplace=True, **kw)
+    attrs = dict(var.attrs)
+    for k in ("add_offset", "scale_factor", "_FillValue"):  # the order the coders add them
+        if k in enc:
+            attrs[k] = enc[k]
+    rest = {k: v for k, v in enc.items() if k not in ("scale_factor", "add_offset", "_FillValue")}
+    return xr.Variable(var.dims, data, attrs, rest)
 
 
 def write_zarr_many(items: Sequence[tuple[xr.Dataset | xr.DataArray, PathLike]], *,
