@@ -203,8 +203,13 @@ def sink_source_classes(nep: xr.DataArray, scheme: str = "binary", *,
         raise InvalidArgumentError("sink_source_classes: nep must be an xarray.DataArray")
     if scheme == "binary" and thresholds is None:
         def f(v):
-            v = np.asarray(v, dtype=np.float64)
-            return np.where(np.isnan(v), CLASS_FILL, np.sign(v)).astype(np.int8)
+            # comparisons on the values as they are (no float64 copy): -1, 0, 1 = sign(v)
+            v = np.asarray(v)
+            if v.dtype.kind != "f":
+                v = v.astype(np.float64)
+            out = np.asarray((v > 0).view(np.int8) - (v < 0).view(np.int8))
+            out[np.isnan(v)] = CLASS_FILL
+            return out
 
         res = _elementwise(f, nep)
         out = _class_da(res, (-1, 0, 1), labels or ("source", "neutral", "sink"), "sink_class")
@@ -227,9 +232,12 @@ def sink_source_classes(nep: xr.DataArray, scheme: str = "binary", *,
             f"sink_source_classes: {th.size} thresholds need {th.size + 1} labels, got {len(labels)}")
 
     def g(v):
-        v = np.asarray(v, dtype=np.float64)
-        return np.where(np.isnan(v), CLASS_FILL,
-                        np.searchsorted(th, v, side="right")).astype(np.int8)
+        v = np.asarray(v)
+        if v.dtype.kind != "f":
+            v = v.astype(np.float64)
+        out = np.asarray(np.searchsorted(th, v, side="right").astype(np.int8))
+        out[np.isnan(v)] = CLASS_FILL
+        return out
 
     res = _elementwise(g, nep)
     out = _class_da(res, range(th.size + 1), labels, "sink_class")
