@@ -131,3 +131,35 @@ def test_an_input_chunked_finer_than_the_tiles_is_aligned_unchanged(tmp_path):
     assert got.shape == ref.shape
     np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
     np.testing.assert_allclose(got, ref, rtol=2e-6, atol=1e-9)
+
+
+def test_scratch_of_packed_inputs_holds_their_integers(tmp_path, monkeypatch):
+    """Prepare's pass-1 copy of a packed input stores the packed integers with LZ4 (half the
+    bytes of float32, faster to compress); the cube written from it has the source's
+    integers (the module test above)."""
+    import json
+
+    import carbonsink.io as cio
+    from carbonsink.pipeline import run_study
+
+    seen = {}
+    orig = cio.write_zarr
+
+    def spy(obj, path, **kw):
+        out = orig(obj, path, **kw)
+        if kw.get("scratch"):
+            for v in ("tas", "ndvi", "gpp_8day"):
+                meta = out / v / ".zarray"
+                if meta.exists():
+                    z = json.loads(meta.read_text())
+                    seen[v] = (z["dtype"], z["compressor"]["cname"],
+                               "scale_factor" in json.loads((out / v / ".zattrs").read_text()))
+        return out
+
+    monkeypatch.setattr(cio, "write_zarr", spy)
+    study = demo_study_file(tmp_path, 12, analyses={},
+                            outputs={"dir": "results", "formats": ["zarr"], "figures": False})
+    run_study(study, tmp_path / "out", echo=lambda s: None)
+    assert {"tas", "ndvi"} <= set(seen)  # (the 8-day file of this small demo is one chunk)
+    assert all(x == ("<i2", "lz4", True) for x in seen.values()), seen
+    assert not (tmp_path / "out" / "cubes" / "_scratch").exists()

@@ -844,15 +844,18 @@ def _regular_chunks(ds: xr.Dataset) -> xr.Dataset:
 _ZSTD1 = numcodecs.Blosc(cname="zstd", clevel=1, shuffle=numcodecs.Blosc.SHUFFLE)
 
 
-def _zarr_ready(obj: xr.Dataset | xr.DataArray, attrs: Mapping[str, Any] | None) -> xr.Dataset:
+def _zarr_ready(obj: xr.Dataset | xr.DataArray, attrs: Mapping[str, Any] | None, *,
+                scratch: bool = False) -> xr.Dataset:
     """CF attributes, regular chunks and only the encodings Zarr keeps (no codecs or chunk
-    sizes of the source file)."""
+    sizes of the source file). ``scratch``: every variable with the default LZ4 (a store read
+    back at once, where compressing fast matters more than size)."""
     ds = _regular_chunks(_prepare_cf(obj, attrs))
     for name in ds.variables:
         enc = {k: v for k, v in ds[name].encoding.items()
                if k in ("units", "calendar", "dtype", "_FillValue", "grid_mapping",
                         "scale_factor", "add_offset")}
-        if small_integer(enc.get("dtype", ds[name].dtype)) and ds[name].ndim >= 2:
+        if (not scratch and small_integer(enc.get("dtype", ds[name].dtype))
+                and ds[name].ndim >= 2):
             # 16-bit integers (packed inputs): zstd level 1 is as fast as LZ4 and ~10 %
             # smaller on them (benchmarks/results/codecs.md); floats keep LZ4
             enc["compressors"] = (_ZSTD1,)
@@ -978,7 +981,7 @@ def spatial_blocks(ny: int, nx: int, cy: int, cx: int, tiles: int) -> list[tuple
 
 def write_zarr(obj: xr.Dataset | xr.DataArray, path: PathLike, *,
                attrs: Mapping[str, Any] | None = None, zarr_format: int = 2,
-               consolidated: bool = True) -> Path:
+               consolidated: bool = True, scratch: bool = False) -> Path:
     """Write a Dataset/DataArray to a Zarr store with CF-1.8 attributes, atomically.
 
     The store is written into a temporary directory beside ``path`` and
@@ -986,9 +989,12 @@ def write_zarr(obj: xr.Dataset | xr.DataArray, path: PathLike, *,
     with consolidated metadata is the default because GDAL, older
     zarr-python and other tools read it; ``zarr_format=3`` is available.
     Dask chunks become Zarr chunks. See :func:`write_netcdf` for ``attrs``.
+    Packed variables (integer ``dtype`` with ``scale_factor``/``add_offset`` in their
+    encoding) are stored as those integers, compressed with zstd level 1, floats with LZ4;
+    ``scratch=True`` (a temporary store read back at once) uses LZ4 for all.
     """
     path = Path(path)
-    ds = _zarr_ready(obj, attrs)
+    ds = _zarr_ready(obj, attrs, scratch=scratch)
     with atomic_write(path) as tmp:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*consolidated metadata.*")
