@@ -3,6 +3,7 @@ must be bit-identical to xarray's own CF decoding, for fill values, missing_valu
 the integer types the pipeline writes; cases it does not cover fall back to xarray."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -145,3 +146,37 @@ def test_write_packs_the_bytes_xarray_would(tmp_path, attrs, lazy):
     assert ok.sum() > 20
     tol = step * 0.5 + 4 * np.finfo(np.float32).eps * (np.abs(v[ok]) + abs(off))
     assert np.all(np.abs(back[ok] - v[ok]) <= tol)
+
+
+@pytest.mark.parametrize("scale_type", [np.float32, np.float64])
+def test_netcdf_packed_input_decoded_as_xarray_does(tmp_path, scale_type, monkeypatch):
+    """A NetCDF input packed with a float32 scale is decoded in one pass, bit-identical to
+    xarray; with a float64 scale xarray's decoding (to float64) is kept."""
+    import carbonsink.io._unpack as mod
+    import carbonsink.io.netcdf as nc
+    from carbonsink.io import read_netcdf
+
+    rng = np.random.default_rng(2)
+    raw = rng.integers(-3000, 3000, (24, 8, 9)).astype(np.int16)
+    raw[rng.random(raw.shape) < 0.1] = -32768
+    t = pd.date_range("2001-01-01", periods=24, freq="MS")
+    ds = xr.Dataset({"tas": (("time", "lat", "lon"), raw,
+                             {"units": "degC", "scale_factor": scale_type(0.01),
+                              "add_offset": scale_type(1.5), "_FillValue": np.int16(-32768)})},
+                    coords={"time": t, "lat": np.arange(8) + 30.5, "lon": np.arange(9) + 100.5})
+    p = tmp_path / "c.nc"
+    ds.to_netcdf(p)
+    calls = []
+    orig = mod.unpack
+    monkeypatch.setattr(mod, "unpack", lambda r, **kw: calls.append(1) or orig(r, **kw))
+    got = read_netcdf(p, "tas")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(nc, "_decode_packed_float32", lambda d, *a, **k: d)
+        want = read_netcdf(p, "tas")
+    assert got.dtype == want.dtype == (np.float32 if scale_type is np.float32 else np.float64)
+    gv, wv = got.values, want.values
+    assert np.array_equal(gv.view(np.int32 if gv.dtype == np.float32 else np.int64),
+                          wv.view(np.int32 if wv.dtype == np.float32 else np.int64))
+    assert got.encoding.get("scale_factor") == want.encoding.get("scale_factor")
+    assert got.attrs == want.attrs
+    assert bool(calls) == (scale_type is np.float32)

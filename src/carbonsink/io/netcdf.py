@@ -79,19 +79,26 @@ _BOUNDS_DIMS = {"bnds", "bounds", "nv", "nb2", "bnd", "d2"}
 # --------------------------------------------------------------------------- reading
 
 
-def _decode_packed_float32(ds: xr.Dataset, path: Path) -> xr.Dataset:
-    """Zarr variables stored as integers of at most 16 bits with a scale and offset, decoded
-    lazily straight to float32 (xarray would decode to float64: Zarr keeps the float32
-    ``scale_factor`` as a JSON number). The integers are read as they are and decoded with
-    float32 arithmetic, as NetCDF readers do for a float32 scale."""
+def _decode_packed_float32(ds: xr.Dataset, path: Path, engine: str | None = "zarr", *,
+                           only: str | None = None) -> xr.Dataset:
+    """Variables stored as integers of at most 16 bits with a scale and offset, decoded
+    lazily straight to float32 in one pass per value (:func:`_fused_unpacking`).
+
+    Zarr (``engine="zarr"``): xarray would decode to float64 (Zarr keeps the float32
+    ``scale_factor`` as a JSON number); the integers are decoded with float32 arithmetic, as
+    NetCDF readers do for a float32 scale. Other engines (NetCDF): only the variables xarray
+    itself decodes to float32 (a float32 scale), with the same values, bit for bit.
+    ``only``: that variable alone."""
+    zarr = engine == "zarr"
     packed = [str(n) for n, v in ds.variables.items()
               if small_integer(v.encoding.get("dtype", v.dtype))
-              and ("scale_factor" in v.encoding or "add_offset" in v.encoding)]
+              and ("scale_factor" in v.encoding or "add_offset" in v.encoding)
+              and (zarr or v.dtype == np.float32) and (only is None or n == only)]
     if not packed:
         return ds
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*consolidated metadata.*")
-        raw = xr.open_dataset(path, engine="zarr", chunks=None, cache=False,
+        raw = xr.open_dataset(path, engine=engine, chunks=None, cache=False,
                               mask_and_scale=False, decode_times=False, decode_coords=False,
                               decode_timedelta=False,
                               drop_variables=[n for n in ds.variables if n not in packed])
@@ -99,7 +106,11 @@ def _decode_packed_float32(ds: xr.Dataset, path: Path) -> xr.Dataset:
     for n in packed:
         var = raw[n].variable.copy(deep=False)
         var.attrs = dict(var.attrs)
-        fused = _fused_unpacking(var)
+        fused = _fused_unpacking(var) if zarr or all(
+            np.asarray(var.attrs.get(k, np.float32(0))).dtype == np.float32
+            for k in ("scale_factor", "add_offset")) else None
+        if fused is None and not zarr:
+            continue  # xarray's own decoding stays
         if fused is not None:
             out[n] = xr.Variable(var.dims, fused, attrs=dict(ds[n].attrs),
                                  encoding=dict(ds[n].encoding))
@@ -396,6 +407,8 @@ def _read(paths: list[Path], variable: str | None, *, engine: str | None, units:
     for p in paths:
         ds = _open_dataset(p, engine)
         name = _select_variable(ds, variable, str(p))
+        if engine != "zarr":  # a packed NetCDF variable: decoded in one pass per value
+            ds = _decode_packed_float32(ds, p, engine=engine, only=name)
         parts.append(_standardise(ds, name, source=str(p), units=units, crs=crs, chunks=chunks,
                                   frequency=frequency, variable=variable))
         _model_output_hint(ds, parts[-1], str(p))
