@@ -50,13 +50,14 @@ def run_study(study: str | Path | StudyConfig, out_dir: str | Path | None = None
     from .outdir import FolderLock, RunInterrupted, output_fault, stop_on_signals, write_marker
     from .preflight import preflight
 
+    from ..io.netcdf import bounded_chunk_cache
     from ..report.figures import FigureSaver
 
     cfg = _as_config(study)
     out, what = _out_dir(cfg, out_dir)
     # figures are saved by a second process while the run computes (forked here, before any
     # computation starts a thread); every step waits for its own figures before it is done
-    with stop_on_signals(), FigureSaver():
+    with stop_on_signals(), FigureSaver(), bounded_chunk_cache():
         preflight(cfg, out, force=force, what=what)  # validate before the first write
         lock = FolderLock(out, {"study": cfg.name, "study_sha256": cfg.sha256,
                                 "study_file": str(study) if not isinstance(study, StudyConfig)
