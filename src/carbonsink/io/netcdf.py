@@ -107,15 +107,14 @@ def _decode_packed_float32(ds: xr.Dataset, path: Path, engine: str | None = "zar
     for n in packed:
         var = raw[n].variable.copy(deep=False)
         var.attrs = dict(var.attrs)
-        fused = _fused_unpacking(var) if zarr or all(
-            np.asarray(var.attrs.get(k, np.float32(0))).dtype == np.float32
-            for k in ("scale_factor", "add_offset")) else None
-        if fused is None and not zarr:
-            continue  # xarray's own decoding stays
+        # (a NetCDF variable xarray decodes to float32 has a float32 scale and offset)
+        fused = _fused_unpacking(var)
         if fused is not None:
             out[n] = xr.Variable(var.dims, fused, attrs=dict(ds[n].attrs),
                                  encoding=dict(ds[n].encoding))
             continue
+        if not zarr:
+            continue  # xarray's own decoding (float32 already) stays
         for k in ("scale_factor", "add_offset"):
             var.attrs[k] = np.float32(var.attrs.get(k, 0.0 if k == "add_offset" else 1.0))
         dec = xr.conventions.decode_cf_variable(n, var, mask_and_scale=True,
@@ -175,11 +174,8 @@ def bounded_chunk_cache(nbytes: int = RUN_CHUNK_CACHE):
     chunk once, in file order, so nothing is decompressed twice. The previous setting is
     restored on exit.
     """
-    try:
-        import netCDF4
-    except ImportError:  # pragma: no cover - netCDF4 is a dependency
-        yield
-        return
+    import netCDF4
+
     before = netCDF4.get_chunk_cache()
     netCDF4.set_chunk_cache(int(nbytes), before[1], before[2])
     try:

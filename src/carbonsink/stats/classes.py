@@ -186,6 +186,17 @@ _SINK_SCHEMES = {
 }
 
 
+def _coded(v, classify) -> np.ndarray:
+    """int8 classes ``classify(v)`` of a block, :data:`CLASS_FILL` where ``v`` is NaN; the
+    values are compared as stored (float32 stays float32: no float64 copy of the block)."""
+    v = np.asarray(v)
+    if v.dtype.kind != "f":
+        v = v.astype(np.float64)
+    out = np.asarray(classify(v), dtype=np.int8)
+    out[np.isnan(v)] = CLASS_FILL
+    return out
+
+
 def sink_source_classes(nep: xr.DataArray, scheme: str = "binary", *,
                         thresholds: Sequence[float] | None = None,
                         labels: Sequence[str] | None = None) -> xr.DataArray:
@@ -203,13 +214,8 @@ def sink_source_classes(nep: xr.DataArray, scheme: str = "binary", *,
         raise InvalidArgumentError("sink_source_classes: nep must be an xarray.DataArray")
     if scheme == "binary" and thresholds is None:
         def f(v):
-            # comparisons on the values as they are (no float64 copy): -1, 0, 1 = sign(v)
-            v = np.asarray(v)
-            if v.dtype.kind != "f":
-                v = v.astype(np.float64)
-            out = np.asarray((v > 0).view(np.int8) - (v < 0).view(np.int8))
-            out[np.isnan(v)] = CLASS_FILL
-            return out
+            # -1, 0, 1 = sign(v), from comparisons on the values as stored
+            return _coded(v, lambda x: (x > 0).view(np.int8) - (x < 0).view(np.int8))
 
         res = _elementwise(f, nep)
         out = _class_da(res, (-1, 0, 1), labels or ("source", "neutral", "sink"), "sink_class")
@@ -232,12 +238,7 @@ def sink_source_classes(nep: xr.DataArray, scheme: str = "binary", *,
             f"sink_source_classes: {th.size} thresholds need {th.size + 1} labels, got {len(labels)}")
 
     def g(v):
-        v = np.asarray(v)
-        if v.dtype.kind != "f":
-            v = v.astype(np.float64)
-        out = np.asarray(np.searchsorted(th, v, side="right").astype(np.int8))
-        out[np.isnan(v)] = CLASS_FILL
-        return out
+        return _coded(v, lambda x: np.searchsorted(th, x, side="right").astype(np.int8))
 
     res = _elementwise(g, nep)
     out = _class_da(res, range(th.size + 1), labels, "sink_class")
