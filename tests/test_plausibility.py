@@ -270,3 +270,58 @@ def test_whole_grid_chunks_and_numpy_inputs_keep_the_strided_sample(monkeypatch)
     assert index["y"] == slice(None, None, 6) and index["x"] == slice(None, None, 6)
     index, _ = pl._sample_index(_da(values, "degC", lazy=False), 1200, "time")
     assert index["y"] == slice(None, None, 6)
+
+
+def test_samples_read_together_equal_those_read_one_by_one(monkeypatch):
+    """read_samples reads the samples of several inputs in one computation: the same values
+    and step counts as each input's own read, and check_values gives the same report from
+    them (here with chunks deep in time, so the confined Latin-hypercube sample is used)."""
+    from carbonsink import plausibility as P
+
+    monkeypatch.setattr(P, "SAMPLE_BLOCK_BYTES", 4 * 4 * 6 * 6 * 8)
+    deep = _da(RNG.gamma(2.0, 30.0, (24, 36, 36)), "mm month-1").chunk(
+        {"time": 12, "y": 6, "x": 6})
+    inputs = [(_da(TAS, "degC"), "tas"), (_da(PR, "mm month-1", lazy=False), "pr"),
+              (deep, "pr"), (_da(TAS[0][None], "degC").isel(time=0), "tas")]
+    together = P.read_samples([da for da, _ in inputs], sample=1000)
+    for (da, var), (values, n_steps) in zip(inputs, together):
+        alone, n_alone = P._sample(da, 1000, "time")
+        np.testing.assert_array_equal(values, alone)
+        assert n_steps == n_alone and values.dtype == np.float64
+        a = check_values(da, var, sample=1000, how="report")
+        b = check_values(da, var, sample=1000, how="report", sampled=(values, n_steps))
+        assert a.summary() == b.summary() and a.findings == b.findings
+    assert together[2][0].size < deep.size  # bounded, not the whole input
+
+
+def test_short_time_chunks_are_sampled_over_the_seasons():
+    """8-day GPP stored 6 composites (48 days) per chunk: the sample reads 4 of the 23
+    chunks; picked by time of year as well as by position, they cover the year, so a flux
+    near zero in winter and large in summer is not taken for a unit slip (chunks picked by
+    position only -- first, last, between -- all fell in December-February here and read
+    as "1000 times too small")."""
+    from carbonsink import plausibility as pl
+
+    time = pd.DatetimeIndex([f"{y}-01-01" for y in (2001, 2002, 2003)])
+    time = pd.DatetimeIndex(np.concatenate(
+        [pd.date_range(t, periods=46, freq="8D").values for t in time]))
+    doy = time.day_of_year.to_numpy()
+    season = np.clip(np.sin(np.pi * (doy - 60) / 240.0), 0, None) ** 2  # 0 Nov-Feb
+    gpp = (40.0 * season)[:, None, None] * RNG.uniform(0.5, 1.5, (time.size, 12, 12))
+    da = xr.DataArray(gpp, dims=("time", "y", "x"), coords={"time": time},
+                      attrs={"units": "g C m-2"}).chunk({"time": 6, "y": 12, "x": 12})
+    steps = pl._sample_steps(da, "time")
+    chunks = set((steps // 6).tolist())
+    assert len(chunks) == pl.CHUNKS_SAMPLED and steps.size >= 8
+    months = set(time[steps].month)
+    assert {m for m in months if m in (5, 6, 7, 8, 9)}, months  # the growing season is read
+    assert {(m % 12) // 3 for m in months} == {0, 1, 2, 3}  # all four seasons
+    rep = check_values(da, "gpp", name="inputs.gpp_8day", how="report")
+    assert rep.ok, rep.message()
+    # 12-month chunks: each month of the year sampled once across the 4 chunks read
+    yearly = xr.DataArray(np.zeros((120, 2, 2)), dims=("time", "y", "x"),
+                          coords={"time": pd.date_range("2001-01-01", periods=120,
+                                                        freq="MS")}).chunk({"time": 12})
+    s = pl._sample_steps(yearly, "time")
+    assert len(set((s // 12).tolist())) == pl.CHUNKS_SAMPLED
+    assert sorted(set((s % 12).tolist())) == list(range(12))

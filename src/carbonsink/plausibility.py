@@ -29,9 +29,10 @@ converted to canonical units and looks for, in this order:
 * **other out-of-range values** above a tolerated share, or values implausibly
   small that no typical factor explains.
 
-The sample is a few time steps spread over the record times a strided spatial
-subset (at most ``sample`` values), so the check costs a small read whatever
-the input size. A lazy input is decompressed a whole chunk at a time: when the
+The sample is a few time steps spread over the record and the seasons (file
+blocks shorter than a year are picked by time of year, see ``_sample_steps``)
+times a strided spatial subset (at most ``sample`` values), so the check costs a
+small read whatever the input size. A lazy input is decompressed a whole chunk at a time: when the
 chunks that subset touches would exceed ``SAMPLE_BLOCK_BYTES`` (chunks deep in
 time and small in space, e.g. 242 8-day composites x 125 x 150 cells, where a
 strided subset touches every spatial chunk), the spatial sample is confined to
@@ -60,12 +61,13 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from .errors import InputError, InvalidArgumentError
 from .units import get_variable, parse_units, to_units
 
-__all__ = ["check_values", "PlausibilityReport", "Finding", "PlausibilityWarning",
+__all__ = ["check_values", "read_samples", "PlausibilityReport", "Finding", "PlausibilityWarning",
            "TYPICAL_MAGNITUDE", "FILL_VALUES", "DEFAULT_SAMPLE"]
 
 #: default largest number of values read per input
@@ -190,6 +192,25 @@ def _sample(da: xr.DataArray, sample: int, time_dim: str) -> tuple[np.ndarray, i
     # a small, bounded read: synchronous, so no thread pool is started for it
     values = sel.compute(scheduler="synchronous") if sel.chunks is not None else sel
     return np.asarray(values.values, dtype=np.float64).ravel(), n_steps
+
+
+def read_samples(arrays: Iterable[xr.DataArray], sample: int = DEFAULT_SAMPLE,
+                 time_dim: str = "time") -> list[tuple[np.ndarray, int]]:
+    """The samples :func:`check_values` reads (values as float64, number of time steps), of
+    several inputs in one computation: the bounded reads of different files run on all
+    threads (reads of one NetCDF file still take turns on the HDF5 lock). Pass each to
+    :func:`check_values` as ``sampled`` with the same ``sample`` and ``time_dim``."""
+    import dask
+
+    sels, steps = [], []
+    for da in arrays:
+        index, n_steps = _sample_index(da, int(sample), time_dim)
+        sels.append(da.isel(index) if index else da)
+        steps.append(n_steps)
+    lazy = [i for i, s in enumerate(sels) if s.chunks is not None]
+    read = dict(zip(lazy, dask.compute(*[sels[i].data for i in lazy], scheduler="threads")))
+    return [(np.asarray(read[i] if i in read else sels[i].values, dtype=np.float64).ravel(),
+             steps[i]) for i in range(len(sels))]
 
 
 def _sample_index(da: xr.DataArray, sample: int, time_dim: str
@@ -369,29 +390,61 @@ def _chunk_subset(da: xr.DataArray, index: dict[str, np.ndarray | slice], spatia
 
 
 def _sample_steps(da: xr.DataArray, time_dim: str) -> np.ndarray:
-    """Up to MAX_STEPS time steps spread over the record. For an input read in file order
-    (a chunk of 12 months x the whole grid), reading one step decompresses its whole chunk:
-    the steps are then taken from at most CHUNKS_SAMPLED chunks spread over the record (the
-    first, the last and between), a few per chunk. Chunks small in space are confined
-    afterwards to a few spatial chunks by :func:`_chunk_subset`."""
+    """Up to MAX_STEPS time steps spread over the record and over the seasons.
+
+    For an input read in file order (a chunk of 12 months x the whole grid), reading one
+    step decompresses its whole chunk: the steps are then taken from at most CHUNKS_SAMPLED
+    chunks, one in each of that many equal strata of the record. A chunk shorter than a
+    year covers part of the seasons only (6 eight-day composites: 48 days), so within its
+    stratum the chunk whose middle step's time of year lies nearest the stratum's target
+    (``(j + 1/2) / n`` of the year for stratum ``j`` of ``n``) is taken: the chunks cover the
+    year as they cover the record, and a flux near zero in winter is not sampled in winter
+    only (which would read as a unit slip). Within chunk ``j`` the steps are staggered by
+    ``j / n`` of their spacing (12-month chunks, 3 steps each: months 1, 5, 9; 2, 6, 10; …
+    every month once). Chunks small in space are confined afterwards to a few spatial chunks
+    by :func:`_chunk_subset`."""
     nt = da.sizes[time_dim]
     k = min(nt, MAX_STEPS)
     even = np.unique(np.linspace(0, nt - 1, k).round().astype(int))
     if da.chunks is None:
         return even
     sizes = np.asarray(da.chunks[da.dims.index(time_dim)])
-    # large blocks (a year of 8-day composites x the whole grid): fewer of them, at least the
-    # first and the last
+    # large blocks (a year of 8-day composites x the whole grid): fewer of them, at least two
     block = int(sizes.max()) * (da.size // max(nt, 1)) * da.dtype.itemsize
     n_chunks = min(CHUNKS_SAMPLED, max(2, SAMPLE_BLOCK_BYTES // max(block, 1)))
     if sizes.size <= n_chunks:
         return even
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    picked = np.unique(np.linspace(0, sizes.size - 1, n_chunks).round().astype(int))
-    per = max(1, -(-k // picked.size))
-    idx = [starts[c] + np.unique(np.linspace(0, sizes[c] - 1, min(per, sizes[c]))
-                                 .round().astype(int)) for c in picked]
+    strata = np.array_split(np.arange(sizes.size), n_chunks)
+    phase = _year_fraction(da, time_dim, starts + (sizes - 1) // 2)
+    if phase is None:  # no calendar: the middle chunk of each stratum
+        picked = [int(s[(s.size - 1) // 2]) for s in strata]
+    else:
+        picked = []
+        for j, s in enumerate(strata):
+            d = np.abs(phase[s] - (j + 0.5) / n_chunks)
+            picked.append(int(s[np.argmin(np.minimum(d, 1.0 - d))]))
+    per = max(1, -(-k // n_chunks))
+    idx = []
+    for j, c in enumerate(picked):
+        n = min(per, int(sizes[c]))
+        offsets = np.floor((np.arange(n) + j / n_chunks) * sizes[c] / n).astype(int)
+        idx.append(starts[c] + np.minimum(offsets, sizes[c] - 1))
     return np.unique(np.concatenate(idx))
+
+
+def _year_fraction(da: xr.DataArray, time_dim: str, steps: np.ndarray) -> np.ndarray | None:
+    """Time of year of ``steps`` as a fraction in [0, 1), or None without a calendar."""
+    if time_dim not in da.coords:
+        return None
+    t = da[time_dim].values[steps]
+    if np.issubdtype(t.dtype, np.datetime64):
+        t = pd.DatetimeIndex(t)
+        return ((t.day_of_year.to_numpy() - 1) / 365.25) % 1.0
+    try:  # cftime dates
+        return np.array([((x.dayofyr - 1) / 365.25) % 1.0 for x in t])
+    except AttributeError:
+        return None
 
 
 def _any_valid(da: xr.DataArray) -> bool:
@@ -597,7 +650,8 @@ def _unit_slip(x: np.ndarray, variable: str, lo: float, hi: float, typical: floa
 def check_values(da: xr.DataArray, variable: str, *, name: str | None = None,
                  sample: int = DEFAULT_SAMPLE, how: str = "raise",
                  codes: Iterable[int] | None = None, source_units: str | None = None,
-                 key: str | None = None, time_dim: str = "time") -> PlausibilityReport:
+                 key: str | None = None, time_dim: str = "time",
+                 sampled: tuple[np.ndarray, int] | None = None) -> PlausibilityReport:
     """Check a sample of ``da`` (canonical units of ``variable``) for implausible values.
 
     Parameters
@@ -624,6 +678,9 @@ def check_values(da: xr.DataArray, variable: str, *, name: str | None = None,
         values in the file's units); default ``da.attrs["carbonsink_source_units"]``.
     key : str, optional
         The study key of the input used in fixes (default ``name``).
+    sampled : tuple of (numpy.ndarray, int), optional
+        The sample of ``da`` already read by :func:`read_samples` (with the same
+        ``sample`` and ``time_dim``); default: read here.
 
     Returns
     -------
@@ -646,7 +703,7 @@ def check_values(da: xr.DataArray, variable: str, *, name: str | None = None,
     units = str(da.attrs.get("units", var.units))
     source = source_units if source_units is not None else da.attrs.get("carbonsink_source_units")
     lo, hi, scale = _range_for(var, units)
-    values, n_steps = _sample(da, int(sample), time_dim)
+    values, n_steps = sampled if sampled is not None else _sample(da, int(sample), time_dim)
     n = values.size
     findings: list[Finding] = []
     nan = np.isnan(values)

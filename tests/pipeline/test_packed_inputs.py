@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
+import zarr
 from pipeline_helpers import demo_study_file
 
 from carbonsink.io import read_cube
@@ -133,33 +134,104 @@ def test_an_input_chunked_finer_than_the_tiles_is_aligned_unchanged(tmp_path):
     np.testing.assert_allclose(got, ref, rtol=2e-6, atol=1e-9)
 
 
-def test_scratch_of_packed_inputs_holds_their_integers(tmp_path, monkeypatch):
-    """Prepare's pass-1 copy of a packed input stores the packed integers with LZ4 (half the
-    bytes of float32, faster to compress); the cube written from it has the source's
-    integers (the module test above)."""
+def _spy_scratch(monkeypatch):
+    """Record (dtype, compressor, packed) of every variable of the scratch stores written."""
     import json
 
     import carbonsink.io as cio
-    from carbonsink.pipeline import run_study
 
-    seen = {}
+    seen: dict[str, tuple] = {}
     orig = cio.write_zarr
 
     def spy(obj, path, **kw):
         out = orig(obj, path, **kw)
         if kw.get("scratch"):
-            for v in ("tas", "ndvi", "gpp_8day"):
-                meta = out / v / ".zarray"
-                if meta.exists():
-                    z = json.loads(meta.read_text())
-                    seen[v] = (z["dtype"], z["compressor"]["cname"],
-                               "scale_factor" in json.loads((out / v / ".zattrs").read_text()))
+            for meta in out.glob("*/.zarray"):
+                z = json.loads(meta.read_text())
+                seen[meta.parent.name] = (
+                    z["dtype"], z["compressor"]["cname"],
+                    "scale_factor" in json.loads((meta.parent / ".zattrs").read_text()))
         return out
 
     monkeypatch.setattr(cio, "write_zarr", spy)
-    study = demo_study_file(tmp_path, 12, analyses={},
-                            outputs={"dir": "results", "formats": ["zarr"], "figures": False})
-    run_study(study, tmp_path / "out", echo=lambda s: None)
-    assert {"tas", "ndvi"} <= set(seen)  # (the 8-day file of this small demo is one chunk)
-    assert all(x == ("<i2", "lz4", True) for x in seen.values()), seen
-    assert not (tmp_path / "out" / "cubes" / "_scratch").exists()
+    return seen
+
+
+def test_scratch_of_packed_inputs_holds_their_integers(tmp_path, monkeypatch):
+    """Prepare's pass-1 copy of a packed input read in short time blocks (a NetCDF chunked
+    in 6 composites x 5 x 7 cells) stores the packed integers with LZ4 (half the bytes of
+    float32, faster to compress); the cube written from it has the source's integers (the
+    test above) and whole series per tile."""
+    from carbonsink.pipeline import run_study
+
+    study = _demo_study(tmp_path, n=24)
+    gpp_file = tmp_path / "inputs" / "modis_gpp_8day.nc"
+    with xr.open_dataset(gpp_file, mask_and_scale=False) as ds:
+        raw = ds.load()
+    var = next(v for v in raw.data_vars if raw[v].ndim == 3)
+    enc = {k: raw[var].encoding[k] for k in ("dtype", "zlib") if k in raw[var].encoding}
+    gpp_file.unlink()
+    raw.to_netcdf(gpp_file, encoding={var: {**enc, "chunksizes": (6, 5, 7)}})
+    cfg = yaml.safe_load(study.read_text())
+    cfg["dask"] = {"chunks": {"y": 12, "x": 12}}
+    study.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    seen = _spy_scratch(monkeypatch)
+    run_study(study, echo=lambda s: None)
+    assert seen.get("gpp_8day") == ("<i2", "lz4", True), seen
+    out = tmp_path / "inputs" / "results" / "cubes"
+    assert not (out / "_scratch").exists()
+    z = zarr.open_group(str(out / "inputs_8day.zarr"), mode="r")
+    assert z["gpp_8day"].chunks == (z["gpp_8day"].shape[0], 12, 12)  # series contiguous
+
+
+def test_inputs_in_year_blocks_are_written_in_one_pass(tmp_path, monkeypatch):
+    """Monthly inputs read in 12-month file blocks that split into the study's tiles are
+    written once, chunked (12 months, tile), and composites read in the file's chunks
+    (46 x 5 x 7 cells, finer than the tiles) in those chunks, without a scratch store; the
+    cubes hold the same values, attributes and packing as the two-pass cubes (whole series
+    per tile), and the fluxes computed from them are identical."""
+    from carbonsink.pipeline import run_study, steps
+
+    kw = dict(analyses={}, outputs={"dir": "results", "formats": ["zarr"], "figures": False})
+    seen = _spy_scratch(monkeypatch)
+    study = demo_study_file(tmp_path / "a", 24, **kw)
+    # composites stored in chunks of 46 x 5 x 7 cells, smaller than the tiles in space
+    gpp_file = study.parent / "modis_gpp_8day.nc"
+    with xr.open_dataset(gpp_file, mask_and_scale=False) as ds:
+        raw = ds.load()
+    var = next(v for v in raw.data_vars if raw[v].ndim == 3)
+    enc = {k: raw[var].encoding[k] for k in ("dtype", "zlib") if k in raw[var].encoding}
+    gpp_file.unlink()
+    raw.to_netcdf(gpp_file, encoding={var: {**enc, "chunksizes": (46, 5, 7)}})
+    cfg = yaml.safe_load(study.read_text())
+    cfg["dask"] = {"chunks": {"y": 12, "x": 12}}
+    study.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    run_study(study, tmp_path / "one", echo=lambda s: None)
+    assert not seen, seen  # nothing staged through scratch
+    monkeypatch.setattr(steps, "_MIN_TIME_BLOCK", 10 ** 6)  # the two-pass path
+    run_study(study, tmp_path / "two", echo=lambda s: None)
+    assert {"tas", "pr", "ndvi", "gpp_8day"} <= set(seen), seen
+    one = zarr.open_group(str(tmp_path / "one" / "cubes" / "inputs_monthly.zarr"), mode="r")
+    two = zarr.open_group(str(tmp_path / "two" / "cubes" / "inputs_monthly.zarr"), mode="r")
+    assert set(one.array_keys()) == set(two.array_keys())
+    for v in one.array_keys():
+        a, b = one[v], two[v]
+        np.testing.assert_array_equal(a[...], b[...])
+        assert a.dtype == b.dtype and dict(a.attrs) == dict(b.attrs), v
+        if v in ("tas", "pr", "sol", "pet", "ndvi"):
+            assert a.chunks == (12, 12, 12) and b.chunks == (b.shape[0], 12, 12), v
+    assert one["tas"].dtype == np.int16
+    one8 = zarr.open_group(str(tmp_path / "one" / "cubes" / "inputs_8day.zarr"), mode="r")
+    two8 = zarr.open_group(str(tmp_path / "two" / "cubes" / "inputs_8day.zarr"), mode="r")
+    assert one8["gpp_8day"].chunks == (46, 5, 7)  # the file's chunks, written once
+    assert two8["gpp_8day"].chunks == (two8["gpp_8day"].shape[0], 12, 12)
+    np.testing.assert_array_equal(one8["gpp_8day"][...], two8["gpp_8day"][...])
+    assert dict(one8["gpp_8day"].attrs) == dict(two8["gpp_8day"].attrs)
+    rels = sorted(p.relative_to(tmp_path / "one")
+                  for p in (tmp_path / "one" / "cubes").glob("*+*/*.zarr"))
+    assert rels
+    for rel in rels:
+        a = xr.open_zarr(tmp_path / "one" / rel)
+        b = xr.open_zarr(tmp_path / "two" / rel)
+        for v in ("npp", "rh", "nep"):
+            np.testing.assert_array_equal(a[v].values, b[v].values)

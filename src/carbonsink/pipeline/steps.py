@@ -308,13 +308,14 @@ def check_study(cfg: StudyConfig) -> list[str]:
     if cfg.checks.plausibility != "off":  # sampled values vs each variable's plausible range
         from ..cube.landcover import landcover_table
         from ..errors import InputError
-        from ..plausibility import check_values
+        from ..plausibility import check_values, read_samples
 
         checked = [(f"inputs.{r}", r, cfg.inputs[r], da) for r, da in arrays.items()] + [
             (f"experiments.{n}.inputs.{r}", r, i, read_input_role(cfg, r, i))
             for n, e in (cfg.experiments or {}).items() for r, i in e.inputs.items()]
+        samples = read_samples([c[3] for c in checked], sample=cfg.checks.plausibility_sample)
         lines = []
-        for key, role, inp, da in checked:
+        for (key, role, inp, da), sampled in zip(checked, samples):
             codes = None
             if INPUT_ROLES[role][0] == "landcover":  # + the no-class codes of cube.landcover
                 scheme = inp.scheme or "igbp"
@@ -323,7 +324,7 @@ def check_study(cfg: StudyConfig) -> list[str]:
             try:
                 rep = check_values(da, INPUT_ROLES[role][0], name=key, key=key, codes=codes,
                                    how=cfg.checks.plausibility,
-                                   sample=cfg.checks.plausibility_sample)
+                                   sample=cfg.checks.plausibility_sample, sampled=sampled)
             except InputError as exc:
                 raise ConfigError(f"{exc}\n(checks.plausibility: warn reports this and goes "
                                   "on)") from None
@@ -452,8 +453,10 @@ def _grid_crs(ctx: RunContext):
 
 
 def _cube_ready(ctx: RunContext, ds: xr.Dataset, step: str, *, experiment: str | None = None,
-                models: dict | None = None, parameters: dict | None = None) -> xr.Dataset:
-    """``ds`` as it is written: CRS, experiment coordinate, provenance, study chunks."""
+                models: dict | None = None, parameters: dict | None = None,
+                disk_chunks: dict | None = None) -> xr.Dataset:
+    """``ds`` as it is written: CRS, experiment coordinate, provenance, study chunks
+    (``disk_chunks``: chunk sizes replacing them for the dimensions it names)."""
     ds = ds.copy()
     if ds.rio.crs is None:
         crs = _grid_crs(ctx)
@@ -468,16 +471,19 @@ def _cube_ready(ctx: RunContext, ds: xr.Dataset, step: str, *, experiment: str |
     if ctx.cfg.experiments and experiment:
         rec["experiment"] = experiment
     ds.attrs.update(flat_attrs(rec))
-    return _chunked(ctx.cfg, ds)
+    return _chunked(ctx.cfg, ds, disk_chunks)
 
 
 def write_cube(ctx: RunContext, ds: xr.Dataset, name: str, step: str, *,
                combination: str | None = None, experiment: str | None = None,
-               models: dict | None = None, parameters: dict | None = None) -> list[Path]:
-    """Write ``ds`` where the catalog says, with CRS, experiment coordinate and provenance."""
+               models: dict | None = None, parameters: dict | None = None,
+               disk_chunks: dict | None = None) -> list[Path]:
+    """Write ``ds`` where the catalog says, with CRS, experiment coordinate and provenance
+    (``disk_chunks``: chunk sizes on disk replacing the study's for the dimensions named;
+    default time whole, space in the study's tiles)."""
     batch = CubeBatch(ctx)
     batch.add(ds, name, step, combination=combination, experiment=experiment, models=models,
-              parameters=parameters)
+              parameters=parameters, disk_chunks=disk_chunks)
     return batch.write()
 
 
@@ -516,9 +522,9 @@ class CubeBatch:
 
     def add(self, ds: xr.Dataset, name: str, step: str, *, combination: str | None = None,
             experiment: str | None = None, models: dict | None = None,
-            parameters: dict | None = None) -> None:
+            parameters: dict | None = None, disk_chunks: dict | None = None) -> None:
         ready = _cube_ready(self.ctx, ds, step, experiment=experiment, models=models,
-                            parameters=parameters)
+                            parameters=parameters, disk_chunks=disk_chunks)
         for p in self.ctx.catalog.cube_targets(name, combination=combination,
                                                experiment=experiment):
             self.items.append((ready, p))
@@ -749,8 +755,10 @@ def study_chunks(cfg: StudyConfig, sizes) -> dict[str, int]:
     return out
 
 
-def _chunked(cfg: StudyConfig, ds: xr.Dataset) -> xr.Dataset:
-    return ds.chunk(study_chunks(cfg, ds.sizes))
+def _chunked(cfg: StudyConfig, ds: xr.Dataset, disk_chunks: dict | None = None) -> xr.Dataset:
+    chunks = study_chunks(cfg, ds.sizes)
+    chunks.update({d: int(c) for d, c in (disk_chunks or {}).items() if d in chunks})
+    return ds.chunk(chunks)
 
 
 def step_prepare(ctx: RunContext) -> list[Path]:
@@ -880,27 +888,37 @@ def _prepare_experiment(ctx: RunContext, name: str, exp, grid, mask) -> list[Pat
     return outs
 
 
+#: staged inputs read in time blocks of at least this many steps are written in those blocks
+#: (one pass); smaller blocks go through a scratch store joined into whole series
+_MIN_TIME_BLOCK = 12
+
+
 def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
                   experiment: str | None = None, *,
                   fractions: dict[str, xr.DataArray] | None = None, of=(),
                   grid=None) -> list[Path]:
-    """Write aligned inputs read in file order as time-contiguous cubes, reading each input
-    byte once and with memory bounded by one file block and one tile.
+    """Write aligned inputs read in file order as cubes, reading each input byte once and
+    with memory bounded by one file block and one tile.
 
     Inputs are read in the order they are stored (``chunks="file"``: a NetCDF chunk of 12
-    months x the whole grid, one GeoTIFF per month), because reading a spatial tile of all
+    months x the whole grid, twelve monthly GeoTIFFs), because reading a spatial tile of all
     time steps would decompress every time block once per tile (the cost grows with the
-    square of the region's side). Pass 1 writes them to a scratch store in the study's
-    spatial tiles, time still in file blocks (a split, no data movement between tiles;
-    packed inputs as their packed integers, LZ4-compressed);
-    pass 2 joins each tile's time blocks into one time-contiguous chunk
-    (:func:`study_chunks`) and writes the cube. The scratch store lives in the output folder
-    (workers of a dask cluster see it) and is removed afterwards.
+    square of the region's side).
+
+    Read in blocks of at least 12 steps that split into the study's tiles, the inputs are
+    written in one pass as a cube chunked by (file time block, tile): each value is
+    compressed once, and :func:`load_prepared` joins a tile's blocks into its whole series
+    without decompressing anything twice. Otherwise (smaller time blocks, or file chunks
+    smaller than the tiles in space, such as a NetCDF chunk of 242 composites x 125 x 150
+    cells) pass 1 writes them to a scratch store in those chunks (packed inputs as their
+    packed integers, LZ4-compressed) and pass 2 joins each tile's time blocks into one
+    time-contiguous chunk (:func:`study_chunks`). The scratch store lives in the output
+    folder (workers of a dask cluster see it) and is removed afterwards.
 
     ``fractions``: for each staged input named in ``of`` (inputs sliced from their file's
     lattice, so the staged values are the file's), its valid fraction on ``grid``
-    (:func:`input_fractions`, the same sampled steps) is computed from the scratch store
-    into ``fractions[role]`` before the store is removed. Cells outside the region (masked
+    (:func:`input_fractions`, the same sampled steps) is computed from the staged values
+    (the cube or the scratch store before it is removed) into ``fractions[role]``. Cells outside the region (masked
     when staged) get 0.
     """
     import shutil
@@ -934,6 +952,21 @@ def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
         # the same integers (pack(unpack(i)) = i for the file's own packing)
         stage[v].encoding = {**{k: x for k, x in da.encoding.items() if k not in _PACK_KEYS},
                              **packs.get(v, {})}
+    layouts = {tuple(stage[v].chunks[stage[v].dims.index(d)][0] for d in ("time", "y", "x"))
+               for v in timed}
+    if len(layouts) == 1 and next(iter(layouts))[0] >= min(_MIN_TIME_BLOCK, ds.sizes["time"]):
+        # the file's time blocks (12 months; 242 composites) in the study's tiles, or in the
+        # file's own smaller spatial chunks, are written as the cube's chunks: one pass,
+        # each input byte read once and each value compressed once. load_prepared reads a
+        # tile's whole series from them (a concatenation of its blocks; a tile across
+        # smaller chunks reads each of them)
+        outs = write_cube(ctx, ds, name, "prepare", experiment=experiment,
+                          disk_chunks=dict(zip(("time", "y", "x"), layouts.pop())))
+        todo = [str(v) for v in timed if v in of] if fractions is not None else []
+        if todo:
+            _fractions_from(next(p for p in outs if p.suffix in (".zarr", ".nc")), todo,
+                            grid, fractions)
+        return outs
     scratch = ctx.out_dir / "cubes" / "_scratch" / (
         f"{name}{'@' + experiment if experiment else ''}.zarr")
     scratch.parent.mkdir(parents=True, exist_ok=True)
@@ -949,18 +982,27 @@ def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
                 back[v].encoding.update(packs.get(v, {}))
         todo = [str(v) for v in timed if v in of] if fractions is not None else []
         if todo:
-            import dask
-
-            from ..cube import valid_fraction
-
-            done = dask.compute(*[valid_fraction(_sampled(back[v]), grid, variable=v)
-                                  for v in todo])
-            fractions.update(zip(todo, done))
+            _fractions_from(back, todo, grid, fractions)
         return write_cube(ctx, back, name, "prepare", experiment=experiment)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         if scratch.parent.is_dir() and not any(scratch.parent.iterdir()):
             scratch.parent.rmdir()
+
+
+def _fractions_from(staged, roles: list[str], grid, fractions: dict) -> None:
+    """Valid fractions on ``grid`` of the staged ``roles`` (a dataset or the path of a
+    staged cube), from the same sampled steps as :func:`input_fractions`."""
+    import dask
+
+    from ..cube import valid_fraction
+    from ..io import read_cube
+
+    if not isinstance(staged, xr.Dataset):
+        staged = read_cube(staged, chunks=None)
+    done = dask.compute(*[valid_fraction(_sampled(staged[v]), grid, variable=v)
+                          for v in roles])
+    fractions.update(zip(roles, done))
 
 
 def load_prepared(ctx: RunContext, experiment: str | None = None) -> dict[str, xr.DataArray]:
