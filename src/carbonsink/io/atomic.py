@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["atomic_write", "temp_path_for", "TEMP_MARKER", "is_temporary", "remove_temporaries",
-           "track_commits"]
+           "track_commits", "quiesce_dask_threads"]
 
 TEMP_MARKER = ".tmp-"
 #: names of the temporaries :func:`temp_path_for` and :func:`_commit` create (and nothing else)
@@ -88,6 +88,56 @@ def temp_path_for(path: str | os.PathLike) -> Path:
     suffix = "".join(target.suffixes[-2:]) if target.suffixes else ""
     stem = target.name[: len(target.name) - len(suffix)] if suffix else target.name
     return target.with_name(f".{stem}{TEMP_MARKER}{uuid.uuid4().hex[:12]}{suffix}")
+
+
+#: longest wait for the tasks dask's threads are still running when a write fails [s]
+QUIESCE_TIMEOUT = 300.0
+
+
+def quiesce_dask_threads(timeout: float = QUIESCE_TIMEOUT) -> bool:
+    """Wait until the threads of dask's local thread pools have finished the tasks they are
+    running; returns False if they did not within ``timeout`` seconds.
+
+    When a computation is interrupted (Ctrl-C, SIGTERM, an error in one task), dask stops
+    handing out tasks but does not stop the ones its threads are running: a task storing a
+    chunk into a temporary Zarr store would recreate the store after it was removed. A
+    failed write therefore waits for them before removing its temporaries. Each pool gets
+    one task per thread that waits on a common barrier, so the barrier opens only when
+    every thread is free. Called from a thread of such a pool it returns at once (it cannot
+    wait for itself)."""
+    try:
+        import dask.threaded as dt
+    except ImportError:  # pragma: no cover - dask is a dependency
+        return True
+    me = threading.current_thread()
+    pools = [dt.default_pool] + [p for ps in list(dt.pools.values()) for p in ps.values()]
+    ok = True
+    for pool in {id(p): p for p in pools if p is not None}.values():
+        threads = getattr(pool, "_threads", set())
+        if me in threads or getattr(pool, "_shutdown", False):
+            continue
+        n = int(getattr(pool, "_max_workers", 0) or 0)
+        if n < 1:
+            continue
+        barrier = threading.Barrier(n)
+
+        def _wait(b=barrier):
+            try:
+                b.wait(timeout)
+            except threading.BrokenBarrierError:
+                pass
+
+        try:
+            futures = [pool.submit(_wait) for _ in range(n)]
+        except RuntimeError:  # shut down meanwhile
+            continue
+        for f in futures:
+            try:
+                f.result(timeout=timeout + 5)
+            except Exception:  # noqa: BLE001 - a broken barrier or a timeout: not idle
+                ok = False
+        ok = ok and not barrier.broken
+    return ok
 
 
 def _remove(path: Path) -> None:
@@ -171,5 +221,8 @@ def atomic_write(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator
             for seen in _TRACKERS:
                 seen.append(target)
     except BaseException:
+        # tasks still running on dask's threads may write into ``tmp`` after its removal
+        if threading.current_thread() is threading.main_thread():
+            quiesce_dask_threads()
         _remove(tmp)
         raise
