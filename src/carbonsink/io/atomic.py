@@ -104,7 +104,8 @@ def quiesce_dask_threads(timeout: float = QUIESCE_TIMEOUT) -> bool:
     failed write therefore waits for them before removing its temporaries. Each pool gets
     one task per thread that waits on a common barrier, so the barrier opens only when
     every thread is free. Called from a thread of such a pool it returns at once (it cannot
-    wait for itself)."""
+    wait for itself), as it does for a pool without live threads (one inherited by a forked
+    process)."""
     try:
         import dask.threaded as dt
     except ImportError:  # pragma: no cover - dask is a dependency
@@ -113,12 +114,14 @@ def quiesce_dask_threads(timeout: float = QUIESCE_TIMEOUT) -> bool:
     pools = [dt.default_pool] + [p for ps in list(dt.pools.values()) for p in ps.values()]
     ok = True
     for pool in {id(p): p for p in pools if p is not None}.values():
-        threads = getattr(pool, "_threads", set())
-        if me in threads or getattr(pool, "_shutdown", False):
+        threads = list(getattr(pool, "_threads", ()))
+        alive = [t for t in threads if t.is_alive()]
+        # no thread of its own (a pool inherited by a forked process has only the parent's
+        # dead threads, and would never run the barrier's tasks): nothing runs there
+        if me in threads or not alive or len(alive) != len(threads) \
+                or getattr(pool, "_shutdown", False):
             continue
-        n = int(getattr(pool, "_max_workers", 0) or 0)
-        if n < 1:
-            continue
+        n = len(alive)
         barrier = threading.Barrier(n)
 
         def _wait(b=barrier):
