@@ -48,6 +48,25 @@ def _demo_study(folder, n=12):
                                     "figures": False})
 
 
+def _rechunk_file(path, chunksizes) -> str:
+    """Rewrite the NetCDF file of the demo's 8-day composites with its 3-D variable stored in
+    chunks of ``chunksizes`` (same integers and packing); returns the variable's name."""
+    with xr.open_dataset(path, mask_and_scale=False) as ds:
+        raw = ds.load()
+    var = next(v for v in raw.data_vars if raw[v].ndim == 3)
+    enc = {k: raw[var].encoding[k] for k in ("dtype", "zlib") if k in raw[var].encoding}
+    path.unlink()
+    raw.to_netcdf(path, encoding={var: {**enc, "chunksizes": tuple(chunksizes)}})
+    return var
+
+
+def _tiles_of_12(study) -> None:
+    """Set the study's tiles to 12 x 12 cells (``dask.chunks``)."""
+    cfg = yaml.safe_load(study.read_text())
+    cfg["dask"] = {"chunks": {"y": 12, "x": 12}}
+    study.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
 @pytest.fixture(scope="module")
 def packed_and_float(tmp_path_factory):
     """The same demo study run twice: packed aligned inputs (the default) and float32."""
@@ -115,15 +134,8 @@ def test_an_input_chunked_finer_than_the_tiles_is_aligned_unchanged(tmp_path):
 
     study = _demo_study(tmp_path, n=24)
     gpp_file = tmp_path / "inputs" / "modis_gpp_8day.nc"
-    with xr.open_dataset(gpp_file, mask_and_scale=False) as ds:
-        raw = ds.load()
-    var = next(v for v in raw.data_vars if raw[v].ndim == 3)
-    enc = {k: raw[var].encoding[k] for k in ("dtype", "zlib") if k in raw[var].encoding}
-    gpp_file.unlink()
-    raw.to_netcdf(gpp_file, encoding={var: {**enc, "chunksizes": (46, 5, 7)}})
-    cfg = yaml.safe_load(study.read_text())
-    cfg["dask"] = {"chunks": {"y": 12, "x": 12}}
-    study.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    var = _rechunk_file(gpp_file, (46, 5, 7))
+    _tiles_of_12(study)
     run_study(study, echo=lambda s: None)
     cube = read_cube(tmp_path / "inputs" / "results" / "cubes" / "inputs_8day.zarr")
     with xr.open_dataset(gpp_file) as src:
@@ -166,15 +178,8 @@ def test_scratch_of_packed_inputs_holds_their_integers(tmp_path, monkeypatch):
 
     study = _demo_study(tmp_path, n=24)
     gpp_file = tmp_path / "inputs" / "modis_gpp_8day.nc"
-    with xr.open_dataset(gpp_file, mask_and_scale=False) as ds:
-        raw = ds.load()
-    var = next(v for v in raw.data_vars if raw[v].ndim == 3)
-    enc = {k: raw[var].encoding[k] for k in ("dtype", "zlib") if k in raw[var].encoding}
-    gpp_file.unlink()
-    raw.to_netcdf(gpp_file, encoding={var: {**enc, "chunksizes": (6, 5, 7)}})
-    cfg = yaml.safe_load(study.read_text())
-    cfg["dask"] = {"chunks": {"y": 12, "x": 12}}
-    study.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    _rechunk_file(gpp_file, (6, 5, 7))
+    _tiles_of_12(study)
     seen = _spy_scratch(monkeypatch)
     run_study(study, echo=lambda s: None)
     assert seen.get("gpp_8day") == ("<i2", "lz4", True), seen
@@ -197,15 +202,8 @@ def test_inputs_in_year_blocks_are_written_in_one_pass(tmp_path, monkeypatch):
     study = demo_study_file(tmp_path / "a", 24, **kw)
     # composites stored in chunks of 46 x 5 x 7 cells, smaller than the tiles in space
     gpp_file = study.parent / "modis_gpp_8day.nc"
-    with xr.open_dataset(gpp_file, mask_and_scale=False) as ds:
-        raw = ds.load()
-    var = next(v for v in raw.data_vars if raw[v].ndim == 3)
-    enc = {k: raw[var].encoding[k] for k in ("dtype", "zlib") if k in raw[var].encoding}
-    gpp_file.unlink()
-    raw.to_netcdf(gpp_file, encoding={var: {**enc, "chunksizes": (46, 5, 7)}})
-    cfg = yaml.safe_load(study.read_text())
-    cfg["dask"] = {"chunks": {"y": 12, "x": 12}}
-    study.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    _rechunk_file(gpp_file, (46, 5, 7))
+    _tiles_of_12(study)
     run_study(study, tmp_path / "one", echo=lambda s: None)
     assert not seen, seen  # nothing staged through scratch
     monkeypatch.setattr(steps, "_MIN_TIME_BLOCK", 10 ** 6)  # the two-pass path
