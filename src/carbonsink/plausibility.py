@@ -186,12 +186,9 @@ def _fmt(v: float) -> str:
 
 def _sample(da: xr.DataArray, sample: int, time_dim: str) -> tuple[np.ndarray, int]:
     """A few time steps spread over the record times a spatial subset, as numpy (the
-    selection of :func:`_sample_index`)."""
-    index, n_steps = _sample_index(da, sample, time_dim)
-    sel = da.isel(index) if index else da
-    # a small, bounded read: synchronous, so no thread pool is started for it
-    values = sel.compute(scheduler="synchronous") if sel.chunks is not None else sel
-    return np.asarray(values.values, dtype=np.float64).ravel(), n_steps
+    selection of :func:`_sample_index`); a small, bounded read: synchronous, so no thread
+    pool is started for it."""
+    return _read_samples([da], sample, time_dim, "synchronous")[0]
 
 
 def read_samples(arrays: Iterable[xr.DataArray], sample: int = DEFAULT_SAMPLE,
@@ -200,6 +197,11 @@ def read_samples(arrays: Iterable[xr.DataArray], sample: int = DEFAULT_SAMPLE,
     several inputs in one computation: the bounded reads of different files run on all
     threads (reads of one NetCDF file still take turns on the HDF5 lock). Pass each to
     :func:`check_values` as ``sampled`` with the same ``sample`` and ``time_dim``."""
+    return _read_samples(arrays, sample, time_dim, "threads")
+
+
+def _read_samples(arrays: Iterable[xr.DataArray], sample: int, time_dim: str,
+                  scheduler: str) -> list[tuple[np.ndarray, int]]:
     import dask
 
     sels, steps = [], []
@@ -208,7 +210,7 @@ def read_samples(arrays: Iterable[xr.DataArray], sample: int = DEFAULT_SAMPLE,
         sels.append(da.isel(index) if index else da)
         steps.append(n_steps)
     lazy = [i for i, s in enumerate(sels) if s.chunks is not None]
-    read = dict(zip(lazy, dask.compute(*[sels[i].data for i in lazy], scheduler="threads")))
+    read = dict(zip(lazy, dask.compute(*[sels[i].data for i in lazy], scheduler=scheduler)))
     return [(np.asarray(read[i] if i in read else sels[i].values, dtype=np.float64).ravel(),
              steps[i]) for i in range(len(sels))]
 

@@ -905,21 +905,22 @@ def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
     time steps would decompress every time block once per tile (the cost grows with the
     square of the region's side).
 
-    Read in blocks of at least 12 steps that split into the study's tiles, the inputs are
-    written in one pass as a cube chunked by (file time block, tile): each value is
-    compressed once, and :func:`load_prepared` joins a tile's blocks into its whole series
-    without decompressing anything twice. Otherwise (smaller time blocks, or file chunks
-    smaller than the tiles in space, such as a NetCDF chunk of 242 composites x 125 x 150
-    cells) pass 1 writes them to a scratch store in those chunks (packed inputs as their
-    packed integers, LZ4-compressed) and pass 2 joins each tile's time blocks into one
-    time-contiguous chunk (:func:`study_chunks`). The scratch store lives in the output
-    folder (workers of a dask cluster see it) and is removed afterwards.
+    Read in blocks of at least 12 steps, the inputs are written in one pass as a cube chunked
+    by (file time block, the study's tiles), or by the file's own chunks where these are
+    smaller than the tiles in space (a NetCDF chunk of 242 composites x 125 x 150 cells):
+    each value is compressed once, and :func:`load_prepared` joins a tile's blocks into its
+    whole series without decompressing anything twice. Inputs read in shorter blocks (or
+    in different layouts) go in two passes: pass 1 writes them to a scratch store in those
+    chunks (packed inputs as their packed integers, LZ4-compressed), pass 2 joins each
+    tile's time blocks into one time-contiguous chunk (:func:`study_chunks`). The scratch
+    store lives in the output folder (workers of a dask cluster see it) and is removed
+    afterwards.
 
     ``fractions``: for each staged input named in ``of`` (inputs sliced from their file's
     lattice, so the staged values are the file's), its valid fraction on ``grid``
     (:func:`input_fractions`, the same sampled steps) is computed from the staged values
-    (the cube or the scratch store before it is removed) into ``fractions[role]``. Cells outside the region (masked
-    when staged) get 0.
+    (the cube, or the scratch store before it is removed) into ``fractions[role]``. Cells
+    outside the region (masked when staged) get 0.
     """
     import shutil
 
@@ -931,9 +932,10 @@ def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
     if not timed:
         return write_cube(ctx, ds, name, "prepare", experiment=experiment)
     tiles = study_chunks(cfg, {d: n for d, n in ds.sizes.items() if d in ("y", "x")})
-    stage = {}
     packs = {v: {k: x for k, x in ds[v].encoding.items() if k in _PACK_KEYS}
              for v in ds.data_vars if "scale_factor" in ds[v].encoding}
+    todo = [str(v) for v in timed if v in of] if fractions is not None else []
+    staged_in: dict[str, dict[str, int]] = {}  # variable -> the chunks it is staged in
     for v in ds.data_vars:
         da = ds[v]
         tc = da.chunks[da.dims.index("time")][0] if "time" in da.dims and da.chunks else -1
@@ -945,15 +947,9 @@ def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
                 d in da.dims and max(da.chunks[da.dims.index(d)]) < tiles[d]
                 for d in ("y", "x")):
             space = {d: da.chunks[da.dims.index(d)][0] for d in ("y", "x")}
-        stage[v] = da.chunk({**{d: -1 for d in da.dims}, **space,
-                             **({"time": tc} if "time" in da.dims else {})})
-        # a packed input is staged as its packed integers (LZ4; half the bytes of float32
-        # and 4x faster to compress), read back decoded, and packed again into the cube:
-        # the same integers (pack(unpack(i)) = i for the file's own packing)
-        stage[v].encoding = {**{k: x for k, x in da.encoding.items() if k not in _PACK_KEYS},
-                             **packs.get(v, {})}
-    layouts = {tuple(stage[v].chunks[stage[v].dims.index(d)][0] for d in ("time", "y", "x"))
-               for v in timed}
+        staged_in[v] = {**{d: -1 for d in da.dims}, **space,
+                        **({"time": tc} if "time" in da.dims else {})}
+    layouts = {tuple(staged_in[v][d] for d in ("time", "y", "x")) for v in timed}
     if len(layouts) == 1 and next(iter(layouts))[0] >= min(_MIN_TIME_BLOCK, ds.sizes["time"]):
         # the file's time blocks (12 months; 242 composites) in the study's tiles, or in the
         # file's own smaller spatial chunks, are written as the cube's chunks: one pass,
@@ -962,11 +958,18 @@ def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
         # smaller chunks reads each of them)
         outs = write_cube(ctx, ds, name, "prepare", experiment=experiment,
                           disk_chunks=dict(zip(("time", "y", "x"), layouts.pop())))
-        todo = [str(v) for v in timed if v in of] if fractions is not None else []
         if todo:
-            _fractions_from(next(p for p in outs if p.suffix in (".zarr", ".nc")), todo,
-                            grid, fractions)
+            cube = next(p for p in outs if p.suffix in (".zarr", ".nc"))
+            _fractions_from(read_cube(cube, chunks=None), todo, grid, fractions)
         return outs
+    stage = {}
+    for v in ds.data_vars:
+        stage[v] = ds[v].chunk(staged_in[v])
+        # a packed input is staged as its packed integers (LZ4; half the bytes of float32
+        # and 4x faster to compress), read back decoded, and packed again into the cube:
+        # the same integers (pack(unpack(i)) = i for the file's own packing)
+        stage[v].encoding = {**{k: x for k, x in ds[v].encoding.items()
+                                if k not in _PACK_KEYS}, **packs.get(v, {})}
     scratch = ctx.out_dir / "cubes" / "_scratch" / (
         f"{name}{'@' + experiment if experiment else ''}.zarr")
     scratch.parent.mkdir(parents=True, exist_ok=True)
@@ -980,7 +983,6 @@ def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
             if v in ds:
                 back[v].attrs = {**ds[v].attrs, **back[v].attrs}
                 back[v].encoding.update(packs.get(v, {}))
-        todo = [str(v) for v in timed if v in of] if fractions is not None else []
         if todo:
             _fractions_from(back, todo, grid, fractions)
         return write_cube(ctx, back, name, "prepare", experiment=experiment)
@@ -990,16 +992,13 @@ def _write_inputs(ctx: RunContext, ds: xr.Dataset, name: str,
             scratch.parent.rmdir()
 
 
-def _fractions_from(staged, roles: list[str], grid, fractions: dict) -> None:
-    """Valid fractions on ``grid`` of the staged ``roles`` (a dataset or the path of a
-    staged cube), from the same sampled steps as :func:`input_fractions`."""
+def _fractions_from(staged: xr.Dataset, roles: list[str], grid, fractions: dict) -> None:
+    """Valid fractions on ``grid`` of the staged ``roles`` into ``fractions``, from the same
+    sampled steps as :func:`input_fractions`."""
     import dask
 
     from ..cube import valid_fraction
-    from ..io import read_cube
 
-    if not isinstance(staged, xr.Dataset):
-        staged = read_cube(staged, chunks=None)
     done = dask.compute(*[valid_fraction(_sampled(staged[v]), grid, variable=v)
                           for v in roles])
     fractions.update(zip(roles, done))
