@@ -180,6 +180,40 @@ def test_ndvi_percentile_bounds_close_to_numpy():
         np.nanmin(vals), abs=5e-4)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ndvi_class_histogram_counts_every_value_once(dtype):
+    """The compiled (class, bin) histogram equals an independent count: NumPy's
+    ``np.histogram`` per class on the 4000 bins over [-1, 1] (values outside [-1, 1] in the
+    edge bins), NaN, ±inf and pixels without a vegetation type left out, one class map
+    broadcast over time or one per step."""
+    rng = np.random.default_rng(11)
+    nt, ny, nx = 7, 9, 11
+    vals = (rng.random((nt, ny, nx)) * 2.4 - 1.2).astype(dtype)
+    vals[0, 0, :4] = [np.nan, np.inf, -np.inf, 1.0]
+    vals[1, 1, :5] = [-1.0, 0.0, 0.9995, -0.9995, 2.0]  # bin edges and clipped values
+    static = rng.integers(-1, 4, (ny, nx)).astype(np.int16)
+    yearly = rng.integers(-1, 4, (nt, ny, nx)).astype(np.int16)
+    nbins = npp._NBINS
+    edges = np.linspace(-1.0, 1.0, nbins + 1)
+    for cls in (static, yearly):
+        got = npp._hist_block(vals, cls, 4).reshape(4, nbins)
+        full = np.broadcast_to(cls, vals.shape)
+        # exactly the documented bin rule, in the dtype of the values
+        ok = np.isfinite(vals) & (full >= 0)
+        b = np.clip(((vals[ok] + 1.0) * (nbins / 2.0)).astype(np.int64), 0, nbins - 1)
+        np.testing.assert_array_equal(
+            got.ravel(), np.bincount(full[ok].astype(np.int64) * nbins + b,
+                                     minlength=4 * nbins))
+        for c in range(4):
+            v = vals[(full == c) & np.isfinite(vals)].astype(np.float64)
+            want, _ = np.histogram(np.clip(v, -1.0, 1.0), bins=edges)
+            # np.histogram puts the right edge of the last bin in it, as the clip does
+            assert got[c].sum() == v.size
+            np.testing.assert_array_equal(np.abs(got[c] - want) <= 1, True)
+            assert np.abs(got[c] - want).sum() <= 2 * int(np.sum(np.isclose(
+                (v + 1) * nbins / 2, np.round((v + 1) * nbins / 2), atol=1e-3)))
+
+
 def test_casa_rejects_mismatched_months(inputs):
     with pytest.raises(AlignmentError, match="different 'time'"):
         npp.casa(inputs["ndvi"], inputs["tas"].isel(time=slice(0, 24)),

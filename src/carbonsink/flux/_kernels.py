@@ -285,6 +285,40 @@ def thornthwaite_memorial_uf(t, r):
     return npp
 
 
+@numba.njit(**_JIT)
+def class_histogram_kernel(values, cls, nclass, nbins, one, half_bins):
+    """Counts of (class, bin) of the finite ``values`` whose class is in [0, nclass).
+
+    ``values`` and ``cls`` are 2-D (step, pixel); ``cls`` has one row per step or a single
+    row for every step. The bin of ``v`` is ``int((v + one) * half_bins)`` clipped to
+    [0, nbins - 1] (``one`` and ``half_bins`` in the dtype of ``values``, so the arithmetic
+    is that of NumPy's ``(v + 1.0) * (nbins / 2)``): bins of width 2 / nbins over [-1, 1].
+    Returns int64 counts of length ``nclass * nbins`` (class-major). One pass over memory.
+    """
+    nt, npx = values.shape
+    single = cls.shape[0] == 1
+    top = nbins - 1
+    counts = np.zeros(nclass * nbins, dtype=np.int64)
+    for i in range(nt):
+        ci = 0 if single else i
+        for p in range(npx):
+            c = cls[ci, p]
+            if c < 0 or c >= nclass:
+                continue
+            v = values[i, p]
+            if not math.isfinite(v):
+                continue
+            x = (v + one) * half_bins
+            if x < 0:
+                b = 0
+            elif x >= top:
+                b = top
+            else:
+                b = int(x)
+            counts[c * nbins + b] += 1
+    return counts
+
+
 # --------------------------------------------------------------------- along-time kernels
 # Arrays are (time, pixel); ``group`` is an int64 label per time step
 # (calendar-year index 0..ngroup-1, non-decreasing).
@@ -333,6 +367,9 @@ def thornthwaite_kernel(t, group, ngroup, climatology, moy, lat, doy, days, corr
     for i in range(nt):
         g = group[i]
         factor = 1.0
+        # the day-length factor depends on the latitude only: pixels of one grid row share
+        # it, so it is recomputed only where the latitude changes (same formula, same value)
+        last_lat = math.nan
         for p in range(npx):
             v = t[i, p]
             h = hi[g, p]
@@ -343,20 +380,28 @@ def thornthwaite_kernel(t, group, ngroup, climatology, moy, lat, doy, days, corr
                 out[i, p] = 0.0
                 continue
             ep = 16.0 * (10.0 * v / h) ** expo[g, p]
-            if correct:
-                phi = math.radians(lat[p])
-                dec = 0.409 * math.sin(2.0 * math.pi * doy[i] / 365.0 - 1.39)
-                x = -math.tan(phi) * math.tan(dec)
-                if x >= 1.0:
-                    ws = 0.0
-                elif x <= -1.0:
-                    ws = math.pi
-                else:
-                    ws = math.acos(x)
-                n_hours = 24.0 / math.pi * ws
-                factor = n_hours / 12.0 * days[i] / 30.0
+            if correct and lat[p] != last_lat:
+                last_lat = lat[p]
+                factor = _daylength_factor(lat[p], doy[i], days[i])
             out[i, p] = ep * factor
     return out
+
+
+@numba.njit(**_JIT)
+def _daylength_factor(lat, doy, days):
+    """Thornthwaite's correction N/12 · days/30 (N: FAO-56 day length [h] at ``lat`` on
+    day of year ``doy``)."""
+    phi = math.radians(lat)
+    dec = 0.409 * math.sin(2.0 * math.pi * doy / 365.0 - 1.39)
+    x = -math.tan(phi) * math.tan(dec)
+    if x >= 1.0:
+        ws = 0.0
+    elif x <= -1.0:
+        ws = math.pi
+    else:
+        ws = math.acos(x)
+    n_hours = 24.0 / math.pi * ws
+    return n_hours / 12.0 * days / 30.0
 
 
 @numba.njit(inline="always")

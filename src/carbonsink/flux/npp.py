@@ -533,12 +533,19 @@ _NBINS = 4000  # NDVI histogram bins over [-1, 1]: resolution 0.0005
 
 
 def _hist_block(ndvi, cls, nclass):
+    """Counts of (vegetation type, NDVI bin) of one block (one compiled pass, no temporaries:
+    ``bin = clip(int((ndvi + 1) · _NBINS / 2), 0, _NBINS − 1)``)."""
     ndvi = np.asarray(ndvi)
+    if not np.issubdtype(ndvi.dtype, np.floating):
+        ndvi = ndvi.astype(np.float64)
     cls = np.broadcast_to(np.asarray(cls), ndvi.shape)
-    ok = np.isfinite(ndvi) & (cls >= 0)
-    b = np.clip(((ndvi[ok] + 1.0) * (_NBINS / 2.0)).astype(np.int64), 0, _NBINS - 1)
-    idx = cls[ok].astype(np.int64) * _NBINS + b
-    return np.bincount(idx, minlength=nclass * _NBINS)
+    lead = ndvi.shape[0] if ndvi.ndim > 1 else 1
+    v2 = ndvi.reshape(lead, -1)
+    c2 = cls.reshape(lead, -1)
+    if c2.dtype.kind not in "iu":
+        c2 = np.where(np.isfinite(c2), c2, -1).astype(np.int64)
+    one, half = ndvi.dtype.type(1.0), ndvi.dtype.type(_NBINS / 2.0)
+    return K.class_histogram_kernel(v2, c2, nclass, _NBINS, one, half)
 
 
 def _quantiles_from_hist(counts, q):

@@ -26,6 +26,7 @@ listing models or their options.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import inspect
 import numbers
@@ -312,7 +313,15 @@ def option_choices(kind: str, name: str) -> dict[str, tuple[str, ...]]:
     flux helpers they call, e.g. ``check_mode``), so the registry and the functions
     cannot disagree; nothing is computed.  Options validated otherwise are absent.
     """
-    model = get_model(kind, name)
+    return dict(_model_choices(get_model(kind, name)))
+
+
+@functools.lru_cache(maxsize=256)
+def _model_choices(model: Model) -> dict[str, tuple[str, ...]]:
+    """:func:`option_choices` of one registered model, read from its source once per process
+    (parsing the functions' source takes ~50 ms a model and a study validates every model's
+    options several times; a model registered again is a new :class:`Model`, hence a new
+    entry). Callers get a copy."""
     accepted = _option_params(model) or {}
     out: dict[str, tuple[str, ...]] = {}
     for f in model.functions or (model.func,):

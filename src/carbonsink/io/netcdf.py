@@ -554,10 +554,8 @@ def read_cube(path: PathLike, *, chunks: ChunksLike = "auto", crs: Any = None) -
             ds[n].encoding.pop("grid_mapping", None)
             ds[n].attrs.pop("grid_mapping", None)
         ds = ds.rio.set_spatial_dims(x_dim="x", y_dim="y")
+        # the Dataset's write_crs gives every gridded variable the grid mapping too
         ds = ds.rio.write_crs(target, grid_mapping_name="spatial_ref")
-        for n in ds.data_vars:
-            if {"y", "x"} <= set(ds[n].dims):
-                ds[n] = ds[n].rio.write_crs(target, grid_mapping_name="spatial_ref")
     if chunks is not None and ds.data_vars:
         big = max(ds.data_vars.values(), key=lambda v: v.size)
         pref = big.encoding.get("preferred_chunks") or {}
