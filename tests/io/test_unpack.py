@@ -180,3 +180,53 @@ def test_netcdf_packed_input_decoded_as_xarray_does(tmp_path, scale_type, monkey
     assert got.encoding.get("scale_factor") == want.encoding.get("scale_factor")
     assert got.attrs == want.attrs
     assert bool(calls) == (scale_type is np.float32)
+
+
+def _numpy_pack(block, *, to, scale, offset, fill, inplace):
+    """xarray's CF encoding chain written out with numpy (the reference of pack)."""
+    x = block.astype(block.dtype, copy=True)
+    if offset is not None:
+        if inplace:
+            x -= offset
+        else:
+            x = x - offset
+    if scale is not None:
+        if inplace:
+            x /= scale
+        else:
+            x = x / scale
+    x = np.where(np.isnan(x), fill, x)
+    return np.round(x).astype(to)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("scale,offset", [
+    (0.01, None), (np.float32(0.1), np.float32(2.0)), (np.float64(0.0001), np.float64(-2.5)),
+    (0.25, 0.5), (np.float32(0.002), 0.3), (None, np.float32(1.5))])
+@pytest.mark.parametrize("inplace", [True, False])
+def test_compiled_pack_equals_the_numpy_chain(dtype, scale, offset, inplace):
+    """The one-pass packing gives the bytes of the numpy chain for every combination of
+    block type, scalar types (Python, float32, float64) and in-place or promoting
+    arithmetic, including halves (round to even) and NaN; it is the path taken when every
+    value fits the integers, and a block with one value that does not is packed by numpy."""
+    import carbonsink.io._unpack as mod
+
+    rng = np.random.default_rng(7)
+    sc = 1.0 if scale is None else float(scale)
+    off = 0.0 if offset is None else float(offset)
+    v = (off + rng.normal(0, 2000 * sc, (5, 30, 40))).astype(dtype)
+    v.flat[:6] = [off + sc * k for k in (0.5, 1.5, -0.5, -2.5, 3.5, 0.49999)]
+    v[rng.random(v.shape) < 0.05] = np.nan
+    kw = dict(to=np.int16, scale=scale, offset=offset, fill=-32767)
+    want = _numpy_pack(v, inplace=inplace, **kw)
+    out = np.empty(v.shape, np.int16)
+    assert mod._pack_compiled(v, out, inplace=inplace, scale=scale, offset=offset,
+                              fill=-32767), "the compiled path was not taken"
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(mod.pack(v, inplace=inplace, **kw), want)
+    big = v.copy()
+    big[1, 2, 3] = off + sc * 40000.0  # beyond int16: numpy decides the whole block
+    assert not mod._pack_compiled(big, np.empty(v.shape, np.int16), inplace=inplace, **{
+        k: kw[k] for k in ("scale", "offset", "fill")})
+    np.testing.assert_array_equal(mod.pack(big, inplace=inplace, **kw),
+                                  _numpy_pack(big, inplace=inplace, **kw))

@@ -10,9 +10,12 @@ arithmetic in one pass per value, with the same float32 operations in the same o
 bit-identical to xarray's decoding (tests/io/test_unpack.py).
 
 Writing, xarray's CF encoding makes a float copy, subtracts the offset, divides by the scale,
-puts the fill value where NaN, rounds and casts: six whole-block arrays. :func:`pack` applies
-exactly those numpy operations, with the same scalars, to slices of the block that fit in the
-processor's cache, so the stored integers are the same bytes (tests/io/test_unpack.py).
+puts the fill value where NaN, rounds and casts: six whole-block arrays. :func:`pack` does the
+same per value in one compiled pass: each operation in the type NumPy would use and rounded to
+the type NumPy would store (one IEEE operation in float64 rounded to float32 is the float32
+operation), so the stored integers are the same bytes (tests/io/test_unpack.py). A block with
+a value the target integers cannot hold (or ±inf) is packed by exactly those numpy operations
+instead, slice by slice, so that even those casts are NumPy's.
 """
 
 from __future__ import annotations
@@ -55,17 +58,80 @@ def unpack(raw: np.ndarray, *, fills, scale: np.float32, offset: np.float32,
     return out
 
 
+@nb.njit(nogil=True, cache=True)
+def _pack(flat, out, has_off, off, round1, has_scale, scale, round2, fill, lo, hi
+          ):  # pragma: no cover - compiled
+    # every operation in float64, rounded to float32 where NumPy's would be float32 (the
+    # float32 result of one IEEE operation); branch-free so that the loop vectorises.
+    # False when a value is beyond the integers' range (or infinite): numpy decides those
+    bad = False
+    for i in range(flat.size):
+        x = np.float64(flat[i])
+        if has_off:
+            x = x - off
+            if round1:
+                x = np.float64(np.float32(x))
+        if has_scale:
+            x = x / scale
+            if round2:
+                x = np.float64(np.float32(x))
+        r = np.rint(x)
+        nan = r != r
+        bad |= (not nan) and not (lo <= r <= hi)
+        out[i] = fill if nan else min(max(r, lo), hi)
+    return not bad
+
+
+def _pack_compiled(a: np.ndarray, out: np.ndarray, *, scale, offset, fill, inplace: bool
+                   ) -> bool:
+    """:func:`pack` in one compiled pass; False (``out`` unusable) where the numpy
+    operations must decide (values beyond the integer range, ±inf, unusual types)."""
+    d0 = a.dtype
+    to = out.dtype
+    if d0 not in (np.float32, np.float64) or to.kind not in "iu":
+        return False
+    try:
+        fill_i = int(fill)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    info = np.iinfo(to)
+    if not info.min <= fill_i <= info.max or np.result_type(d0, fill) not in (np.float32,
+                                                                               np.float64):
+        return False
+    # the types NumPy computes and stores each step in: ``x -= offset`` on a numpy block
+    # computes in result_type(x, offset) and stores in x's type; ``x = x - offset`` (dask)
+    # stores in the result type (Python scalars are weak: the array's type)
+    s1 = d0
+    w1 = np.result_type(d0, offset) if offset is not None else d0
+    if offset is not None and not inplace:
+        s1 = w1
+    w2 = np.result_type(s1, scale) if scale is not None else s1
+    s2 = d0 if inplace else w2
+    if w1 not in (np.float32, np.float64) or w2 not in (np.float32, np.float64):
+        return False
+    off = float(w1.type(offset)) if offset is not None else 0.0
+    sc = float(w2.type(scale)) if scale is not None else 1.0
+    return bool(_pack(a.reshape(-1), out.reshape(-1), offset is not None, off,
+                      s1 == np.float32 or w1 == np.float32, scale is not None, sc,
+                      s2 == np.float32 or w2 == np.float32, fill_i,
+                      float(info.min), float(info.max)))
+
+
 def pack(block: np.ndarray, *, to, scale, offset, fill, inplace: bool = True) -> np.ndarray:
     """The integers (dtype ``to``) CF packing stores for the floats ``block``, as xarray's
     encoding computes them: ``x = float copy of block; x -= offset; x /= scale; NaN ->
     fill; round half to even; cast`` (``scale``/``offset`` None: that step is skipped; the
-    scalars keep their types, so the arithmetic is the same), one cache-sized slice at a
-    time. ``inplace``: the subtraction and division keep the block's float type, as they do
-    on a numpy array; ``False``: they promote as on a dask array, whose ``-=`` is ``x = x -
-    offset`` (a float64 ``scale_factor`` then makes the arithmetic float64)."""
+    scalars keep their types, so the arithmetic is the same), in one compiled pass (or, for
+    a block with values beyond the integers' range, with those numpy operations one
+    cache-sized slice at a time). ``inplace``: the subtraction and division keep the block's
+    float type, as they do on a numpy array; ``False``: they promote as on a dask array,
+    whose ``-=`` is ``x = x - offset`` (a float64 ``scale_factor`` then makes the arithmetic
+    float64)."""
     a = np.ascontiguousarray(block)
-    flat = a.reshape(-1)
     out = np.empty(a.shape, dtype=to)
+    if _pack_compiled(a, out, scale=scale, offset=offset, fill=fill, inplace=inplace):
+        return out
+    flat = a.reshape(-1)
     dst = out.reshape(-1)
     for i in range(0, flat.size, _SLICE):
         x = flat[i:i + _SLICE].astype(a.dtype, copy=True)
