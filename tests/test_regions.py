@@ -110,6 +110,24 @@ def test_time_resolved_lazy_and_same_as_numpy():
     assert m.values[1] == pytest.approx(hand, rel=1e-12)
 
 
+def test_summarise_many_lazy_is_computed_with_other_work():
+    """``compute=False`` builds the same tables without computing anything, and they come out
+    of one ``dask.compute`` beside other lazy work."""
+    from carbonsink.regions import summarise, summarise_many
+
+    rng = np.random.default_rng(2)
+    da = _field(rng.random((3,) + G.shape) * 50, years=[2001, 2002, 2003]).chunk({"y": 3})
+    da2 = (da * 2).assign_attrs(units="g C m-2 yr-1")
+    reqs = [dict(da=da, area=pixel_area(da), how=("mean", "total")),
+            dict(da=da2, area=pixel_area(da2), how=("mean",))]
+    with dask.config.set(scheduler=_fail):
+        lazy = summarise_many(reqs, compute=False)
+    tables, other = dask.compute(lazy, da.sum())
+    for got, r in zip(tables, reqs):
+        pd.testing.assert_frame_equal(got, summarise(**r))
+    assert float(other) == pytest.approx(float(np.nansum(da.values)))
+
+
 def test_per_class_summary_tidy_and_hand_values():
     g = GridSpec("EPSG:4326", 1.0, (100.0, 40.0, 103.0, 42.0))
     a = pixel_area(g).values

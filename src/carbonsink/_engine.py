@@ -217,29 +217,33 @@ def run_pixel_kernel(kernel: Callable, arrays: Sequence[np.ndarray], args: tuple
     """Run a pixel-major range kernel ``kernel(xs, orient, *args, *outs, start, stop)``.
 
     ``arrays``: NumPy arrays ``(..., time)`` with broadcastable leading shapes, cast to
-    :func:`float_dtype`; the kernel gets a ``numba.typed.List`` of ``(pixel, time)`` arrays
+    :func:`float_dtype`; the kernel gets a tuple of C-contiguous ``(pixel, time)`` arrays
     (or their transposes, flagged by ``orient``, to avoid copies) and fills the
     preallocated outputs for pixels ``[start, stop)``. ``outputs``: list of
     ``(dtype or "float", extra_shape)``; ``"float"`` means the computation dtype.
     ``post(outs, start, stop)`` runs after each range. Returns the outputs shaped
     ``leading_shape + extra_shape``.
     """
-    from numba import typed
-
     arrays = [np.asarray(a) for a in arrays]
     fdt = float_dtype(*arrays)
     arrays = [a if a.dtype == fdt else a.astype(fdt) for a in arrays]
     T = arrays[0].shape[-1]
     lead = np.broadcast_shapes(*[a.shape[:-1] for a in arrays])
     npix = int(np.prod(lead)) if len(lead) else 1
-    xs = typed.List()
+    # a tuple of arrays of one type (numba indexes it at run time like a list); unlike a
+    # numba.typed.List it needs no compilation in every new process (~1 s, 0.3 s more for
+    # each further dtype or layout), and kernels compiled for it are cached on disk
+    parts = []
     orient = np.zeros(len(arrays), dtype=np.int64)
     for i, a in enumerate(arrays):
         if a.shape[:-1] != lead:
             a = np.broadcast_to(a, lead + (T,))
         a2, o = _canonical(a.reshape(npix, T))
-        xs.append(a2)
+        a2 = a2.view()  # every part read-only (a view): one array type, a homogeneous tuple
+        a2.flags.writeable = False
+        parts.append(a2)
         orient[i] = o
+    xs = tuple(parts)
     outs = []
     for dt, extra in outputs:
         dt = fdt if isinstance(dt, str) and dt == "float" else np.dtype(dt)

@@ -243,15 +243,27 @@ def summarise(da: xr.DataArray, area: xr.DataArray | None = None, *,
                                 region=region, mask=mask)])[0]
 
 
-def summarise_many(requests: list[dict[str, Any]]) -> list[pd.DataFrame]:
+def summarise_many(requests: list[dict[str, Any]], *, compute: bool = True):
     """Several :func:`summarise` calls (each a dict of its keyword arguments, ``da`` included)
     computed in one pass: every input is read once and both cores share the work of all of
-    them. Returns one table per request, as :func:`summarise` would."""
+    them. Returns one table per request, as :func:`summarise` would.
+
+    ``compute=False`` returns a :class:`dask.delayed.Delayed` of that list instead, to be
+    computed together with other work (``dask.compute(tables, other)``: one pass over the
+    inputs of both).
+    """
     import dask
 
     plans = [_summary_plan(**r) for r in requests]
+    finishers = [finish for _, finish in plans]
+    if not compute:
+        return dask.delayed(_finish_all)([p[0] for p in plans], finishers)
     (sums,) = dask.compute([p[0] for p in plans])
-    return [finish(s) for s, (_, finish) in zip(sums, plans)]
+    return _finish_all(sums, finishers)
+
+
+def _finish_all(sums, finishers) -> list[pd.DataFrame]:
+    return [finish(s) for s, finish in zip(sums, finishers)]
 
 
 def _summary_plan(da: xr.DataArray, area: xr.DataArray | None = None, *,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import dask
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -286,8 +287,13 @@ class Trends(Analysis):
         written = dict(zip((id(it) for it in pixel), ctx.store_many(
             [self._product(ctx, it, options) for it in pixel]))) if pixel else {}
         area = ctx.area
-        series = summarise_many([dict(da=it[0], area=area, zones=zones, how=("mean",),
-                                      region=ctx.zone) for it in items])
+        # every regional series and the class and slope layers of every stored trend cube in
+        # one computation (the annual cubes and the trend cubes read together, both cores)
+        layers = [TREND_SCHEMES[s][0] for s in options.schemes] + ["sen_slope"]
+        series, loaded = dask.compute(
+            summarise_many([dict(da=it[0], area=area, zones=zones, how=("mean",),
+                                 region=ctx.zone) for it in items], compute=False),
+            {id(it): {k: written[id(it)][k] for k in layers} for it in pixel})
         for it, ser in zip(items, series):
             da, v, season, exp, combo, maps = it
             ser = _series_table(ser)
@@ -295,7 +301,8 @@ class Trends(Analysis):
             trends.insert(1, "variable", v)
             trends.insert(1, "season", season)
             if maps:
-                self._one(ctx, res, written[id(it)], v, season, exp, combo, options, zones)
+                self._one(ctx, res, written[id(it)], loaded[id(it)], v, season, exp, combo,
+                          options, zones)
             res.add_table("regional_trends", tidy(trends, experiment=exp, combination=combo))
             if maps:
                 self._series.append(ser.assign(experiment=exp, combination=combo,
@@ -335,18 +342,15 @@ class Trends(Analysis):
         return CubeProduct(f"{v}_{tag}trend", ds, combination=combo, experiment=exp,
                            maps=tuple(m for m in maps if m in ds), map_prefix=f"{v}_{tag}")
 
-    def _one(self, ctx, res, written, v, season, exp, combo, options, zones) -> None:
-        """Class shares, class maps and the slope map of one stored trend cube."""
+    def _one(self, ctx, res, written, loaded, v, season, exp, combo, options, zones) -> None:
+        """Class shares, class maps and the slope map of one stored trend cube (``loaded``:
+        its class and slope layers, computed)."""
         from ..report.figures import categorical_map_figure, map_figure
 
         tag = _SEASON_TAG[season]
         area = ctx.area
         label = _label(exp, combo, ctx)
         what = f"{_SEASON_TEXT[season]} {v.upper() if v in FLUX_VARIABLES else v}"
-        layers = [TREND_SCHEMES[s][0] for s in options.schemes] + ["sen_slope"]
-        import dask
-
-        (loaded,) = dask.compute({k: written[k] for k in layers})
         for scheme in options.schemes:
             var, scheme_label = TREND_SCHEMES[scheme]
             classes = loaded[var]

@@ -1401,6 +1401,7 @@ def step_maps(ctx: RunContext) -> list[Path]:
     sec.text("Multi-year mean of the annual totals per combination (pixels with a missing year "
              "are left empty). The Cloud-Optimized GeoTIFFs open in QGIS with their CRS.")
     meta = flat_attrs(provenance(cfg, "maps"))
+    lazy = []
     for exp in cfg.experiment_names:
         e = exp if cfg.experiments else None
         for name in selected_combinations(cfg):
@@ -1417,22 +1418,29 @@ def step_maps(ctx: RunContext) -> list[Path]:
                 if annual[v].rio.crs:
                     mean = mean.rio.write_crs(annual[v].rio.crs)
                 means[f"{v}_mean_annual"] = mean
-            means = means.compute()  # one read of the cube for the maps and the figure
-            if "cog" in cfg.outputs.formats:
-                outs += write_maps(ctx, means, list(means.data_vars), combination=name,
-                                   experiment=e)
-            if cfg.outputs.figures and "nep_mean_annual" in means:
-                label = f"{name}" + (f" ({exp})" if cfg.experiments else "")
-                fig = map_figure(means["nep_mean_annual"].compute(),
-                                 title=f"{label}: mean annual NEP", synthetic=cfg.synthetic)
-                p = ctx.catalog.figure(f"{name}_nep_mean_map", experiment=e)
-                save_figure(fig, p, {**meta, "carbonsink_combination": name},
-                            formats=cfg.outputs.figure_formats)
-                outs += [p.with_suffix(f".{f}") for f in cfg.outputs.figure_formats
-                         if f != "png"]
-                outs.append(p)
-                sec.figure(p.stem, caption=f"{label}: multi-year mean annual NEP")
-                sec.blocks[-1].path = ctx.catalog.rel(p)
+            lazy.append((exp, e, name, means))
+    import dask
+
+    # the means of every combination in one computation (each cube read once, both cores
+    # busy), then the maps and figures of each
+    computed = dask.compute(*[m for *_, m in lazy])
+    for (exp, e, name, _), means in zip(lazy, computed):
+        if cfg.outputs.figures and "nep_mean_annual" in means:
+            # the figure first: the figure process draws it while the maps are written
+            label = f"{name}" + (f" ({exp})" if cfg.experiments else "")
+            fig = map_figure(means["nep_mean_annual"], title=f"{label}: mean annual NEP",
+                             synthetic=cfg.synthetic)
+            p = ctx.catalog.figure(f"{name}_nep_mean_map", experiment=e)
+            save_figure(fig, p, {**meta, "carbonsink_combination": name},
+                        formats=cfg.outputs.figure_formats)
+            outs += [p.with_suffix(f".{f}") for f in cfg.outputs.figure_formats
+                     if f != "png"]
+            outs.append(p)
+            sec.figure(p.stem, caption=f"{label}: multi-year mean annual NEP")
+            sec.blocks[-1].path = ctx.catalog.rel(p)
+        if "cog" in cfg.outputs.formats:
+            outs += write_maps(ctx, means, list(means.data_vars), combination=name,
+                               experiment=e)
     ctx.sections["maps"] = [sec]
     return outs
 
