@@ -87,3 +87,26 @@ def test_summarise_many_equals_one_summarise_per_request():
         pd.testing.assert_frame_equal(df, summarise(**r))
     # a zone label without a name counts in the region only; zone "c" (label 7) is listed
     assert list(dict.fromkeys(together[1]["zone"])) == ["study area", "a", "b", "c"]
+
+
+def test_class_area_sums_equal_the_bincount_of_the_cells():
+    """The one-pass class areas are, bit for bit, ``np.bincount`` of the (block, zone, class)
+    index of every cell with a listed class, a finite area and not the fill value."""
+    from carbonsink._grouped import class_area_sums
+
+    rng = np.random.default_rng(4)
+    nb, npix, nz = 3, 5000, 4
+    codes = np.array([0.0, 1.0, 2.0, 5.0])
+    cv = rng.choice([0.0, 1.0, 2.0, 5.0, 7.0, 255.0, np.nan], (nb, npix))
+    zone = rng.integers(0, nz, npix).astype(np.int64)
+    area = rng.random(npix) * 1e3
+    area[::97] = np.nan
+    got = class_area_sums(cv, codes, zone, area, 255.0, nz)
+    ci = np.full(cv.shape, -1)
+    for i, c in enumerate(codes):
+        ci[cv == c] = i
+    ok = (ci >= 0) & np.isfinite(area)[None] & (cv != 255.0)
+    flat = ((np.arange(nb)[:, None] * nz + zone[None]) * len(codes) + ci)[ok]
+    w = np.broadcast_to(area[None], cv.shape)[ok]
+    want = np.bincount(flat, weights=w, minlength=nb * nz * len(codes)).reshape(nb, nz, -1)
+    np.testing.assert_array_equal(got, want)

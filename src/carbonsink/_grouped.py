@@ -26,7 +26,7 @@ import numba as nb
 import numpy as np
 import xarray as xr
 
-__all__ = ["grouped_sums", "STATISTICS"]
+__all__ = ["grouped_sums", "class_area_sums", "STATISTICS"]
 
 #: the three sums of :func:`grouped_sums`, in order along its ``statistic`` dimension
 STATISTICS = ("area", "sum", "count")
@@ -54,6 +54,32 @@ def _label_sums(f, w, code, n):  # pragma: no cover - compiled
                 continue
             out[0, t, g] += a
             out[1, t, g] += a * v
+    return out
+
+
+@nb.njit(**_JIT)
+def class_area_sums(cv, codes, zone, area, fill, nz):  # pragma: no cover - compiled
+    """Area of each (block, zone, class): ``out[b, zone[p], i] += area[p]`` for the cells
+    whose value ``cv[b, p]`` equals ``codes[i]`` (not NaN, not ``fill``, finite area).
+
+    The cells are added in the order of ``np.bincount`` over the flattened (b, p) indices, so
+    the sums are those of that formulation, bit for bit, in one pass without temporaries.
+    """
+    nb_, npix = cv.shape
+    k = codes.shape[0]
+    out = np.zeros((nb_, nz, k))
+    for b in range(nb_):
+        for p in range(npix):
+            v = cv[b, p]
+            if v != v or v == fill:
+                continue
+            a = area[p]
+            if not np.isfinite(a):
+                continue
+            for i in range(k):
+                if codes[i] == v:
+                    out[b, zone[p], i] += a
+                    break
     return out
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .._grouped import class_area_sums
 from ..errors import InvalidArgumentError
 from ..stats import CLASS_FILL, class_labels, sink_source_classes
 from .base import Analysis, AnalysisResult, register_analysis, tidy
@@ -71,7 +72,8 @@ def class_shares_by_zone(classes: xr.DataArray, area: xr.DataArray,
     -------
     DataFrame ``zone, [by,] class, label, area_km2, share_percent``: the region first, then
     the zones in label order; every class listed for every zone, also with zero area.
-    One ``bincount`` over combined (by, zone, class) indices: no loop over pixels or zones.
+    One compiled pass (:func:`carbonsink._grouped.class_area_sums`): no Python loop over
+    pixels or zones.
     """
     from ..stats.classes import _area_km2
 
@@ -96,17 +98,9 @@ def class_shares_by_zone(classes: xr.DataArray, area: xr.DataArray,
     if zi is None:
         zi = np.zeros(av.shape, np.int64)
     nz = len(zlabels) + 1
-    k = len(codes)
-    kpos = {c: i for i, c in enumerate(codes)}
-    finite = np.isfinite(cv)
-    ci = np.full(cv.shape, -1, np.int64)
-    for c, i in kpos.items():
-        ci[finite & (cv == c)] = i
-    ok = (ci >= 0) & np.isfinite(av)[None] & (cv != CLASS_FILL)
-    bidx = np.broadcast_to(np.arange(nb)[:, None, None], cv.shape)
-    flat = ((bidx * nz + zi[None]) * k + ci)[ok]
-    w = np.broadcast_to(av[None], cv.shape)[ok]
-    sums = np.bincount(flat, weights=w, minlength=nb * nz * k).reshape(nb, nz, k)
+    sums = class_area_sums(cv.reshape(nb, -1), np.asarray(codes, dtype=np.float64),
+                           np.ascontiguousarray(zi, dtype=np.int64).reshape(-1),
+                           np.ascontiguousarray(av).reshape(-1), float(CLASS_FILL), nz)
     keys = cls[by].values if by is not None else [None]
     return _share_rows(sums, region, names, zlabels, codes, lab, by, keys)
 
