@@ -1158,12 +1158,11 @@ def _flux_experiment(ctx: RunContext, experiment: str | None) -> list[Path]:
         # calendar year, and the annual and growing-season periods lie within one (seasons
         # crossing New Year are not supported): masking the yearly values equals masking the
         # months first (a masked month makes its period NaN), at a twelfth of the work
-        annual = _masked(cfg, inputs, _period_sums(
-            fluxes, lambda x: to_annual(x, min_valid_fraction=1.0)))
+        annual = _masked(cfg, inputs, to_annual(fluxes, min_valid_fraction=1.0))
         annual.attrs["carbonsink_cache_key"] = ck
         batch.add(annual, "annual", "flux", **kw)
-        gs = _masked(cfg, inputs, _period_sums(fluxes, lambda x: growing_season(
-            x, months=tuple(cfg.outputs.growing_season_months))))
+        gs = _masked(cfg, inputs, growing_season(
+            fluxes, months=tuple(cfg.outputs.growing_season_months)))
         gs.attrs["carbonsink_cache_key"] = ck
         batch.add(gs, "growing_season", "flux", **kw)
     if len(batch):
@@ -1173,27 +1172,6 @@ def _flux_experiment(ctx: RunContext, experiment: str | None) -> list[Path]:
         _remove_scratch(ctx, experiment)
     _share_model_chunks(ctx, combos, experiment)
     return outs
-
-
-def _period_sums(fluxes: xr.Dataset, aggregate) -> xr.Dataset:
-    """``aggregate`` (annual or growing-season sums, NaN for a period with a missing month) of
-    the monthly fluxes. The NEP of an NPP + Rh combination is the difference of the NPP and Rh
-    sums: the sum of the monthly NEP = NPP − Rh (docs/methods.md §4.1), NaN for the same
-    periods (a month missing in NPP or Rh is missing in NEP), without computing the monthly
-    NEP (the sums of a twelfth of the values; the NPP and Rh sums are those of the models,
-    shared by every combination that uses them). Values agree with summing the monthly NEP to
-    float32 rounding."""
-    paired = ("nep" in fluxes and "npp" in fluxes and "rh" in fluxes
-              and fluxes["nep"].attrs.get("model") == "nep"
-              and fluxes["npp"].attrs.get("units") == fluxes["rh"].attrs.get("units")
-              == fluxes["nep"].attrs.get("units"))
-    if not paired:
-        return aggregate(fluxes)
-    out = aggregate(fluxes.drop_vars("nep"))
-    # the attributes and coordinates the NEP sum would have, its values from the two sums
-    like = aggregate(fluxes[["nep"]])["nep"]
-    out["nep"] = like.copy(data=(out["npp"] - out["rh"]).transpose(*like.dims).data)
-    return out[list(fluxes.data_vars)]
 
 
 def _share_model_chunks(ctx: RunContext, combos: list[str], experiment: str | None) -> None:
