@@ -13,7 +13,10 @@ import ctypes
 import ctypes.util
 import sys
 
-__all__ = ["release_memory"]
+__all__ = ["release_memory", "computed_in_batches", "BATCH_BYTES"]
+
+#: bytes of computed results a batch of :func:`computed_in_batches` holds at most
+BATCH_BYTES = 256 << 20
 
 _TRIM = None
 
@@ -40,3 +43,32 @@ def release_memory() -> None:
     trim = _malloc_trim()
     if trim:
         trim(0)
+
+
+def _nbytes(obj) -> int:
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v) for v in obj)
+    # looked up on the type: a dask Delayed answers any attribute with another Delayed
+    return int(obj.nbytes) if hasattr(type(obj), "nbytes") else 0
+
+
+def computed_in_batches(items, budget: int | None = None):
+    """Yield ``(tag, computed)`` for ``(tag, lazy)`` items, in order: several lazy objects
+    (xarray objects, dicts or lists of them, dask Delayed) per ``dask.compute`` (their inputs
+    read together, every thread busy), but no more than ``budget`` bytes of results
+    (:data:`BATCH_BYTES`; objects without a size count 0) held at a time, so that the memory
+    of per-region results (maps of every combination and experiment) does not add up."""
+    import dask
+
+    budget = BATCH_BYTES if budget is None else int(budget)
+    batch, size = [], 0
+    for item in [*items, None]:
+        if item is not None:
+            batch.append(item)
+            size += _nbytes(item[1])
+        if batch and (item is None or size >= budget):
+            for (tag, _), done in zip(batch, dask.compute(*[b[1] for b in batch])):
+                yield tag, done
+            batch, size = [], 0

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-import dask
 import numpy as np
 import pandas as pd
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .._memory import computed_in_batches
 from ..regions import summarise, summarise_many
 from ..stats import (
     mann_kendall,
@@ -287,13 +287,15 @@ class Trends(Analysis):
         written = dict(zip((id(it) for it in pixel), ctx.store_many(
             [self._product(ctx, it, options) for it in pixel]))) if pixel else {}
         area = ctx.area
-        # every regional series and the class and slope layers of every stored trend cube in
-        # one computation (the annual cubes and the trend cubes read together, both cores)
+        # every regional series and the class and slope layers of the stored trend cubes in
+        # few computations (the annual cubes and the trend cubes read together, both cores
+        # busy; the layers of a batch of cubes at a time)
         layers = [TREND_SCHEMES[s][0] for s in options.schemes] + ["sen_slope"]
-        series, loaded = dask.compute(
-            summarise_many([dict(da=it[0], area=area, zones=zones, how=("mean",),
-                                 region=ctx.zone) for it in items], compute=False),
-            {id(it): {k: written[id(it)][k] for k in layers} for it in pixel})
+        stream = computed_in_batches(
+            [(None, summarise_many([dict(da=it[0], area=area, zones=zones, how=("mean",),
+                                         region=ctx.zone) for it in items], compute=False))]
+            + [(id(it), {k: written[id(it)][k] for k in layers}) for it in pixel])
+        _, series = next(stream)
         for it, ser in zip(items, series):
             da, v, season, exp, combo, maps = it
             ser = _series_table(ser)
@@ -301,7 +303,8 @@ class Trends(Analysis):
             trends.insert(1, "variable", v)
             trends.insert(1, "season", season)
             if maps:
-                self._one(ctx, res, written[id(it)], loaded[id(it)], v, season, exp, combo,
+                _, loaded = next(stream)  # the layers come in the order of ``pixel``
+                self._one(ctx, res, written[id(it)], loaded, v, season, exp, combo,
                           options, zones)
             res.add_table("regional_trends", tidy(trends, experiment=exp, combination=combo))
             if maps:

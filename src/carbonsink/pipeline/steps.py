@@ -21,6 +21,7 @@ import xarray as xr
 from ..analysis.base import DRIVERS, AnalysisContext, get_analysis
 from ..errors import AlignmentError, CarbonsinkError, ConfigError, InputError
 from ..cube.grid import GridSpec, as_grid
+from .._memory import computed_in_batches
 from ..units import canonical_units, packing_after_conversion, to_canonical
 from .catalog import INPUT_GROUPS, Catalog
 from .config import INPUT_ROLES, InputConfig, StudyConfig
@@ -1418,13 +1419,10 @@ def step_maps(ctx: RunContext) -> list[Path]:
                 if annual[v].rio.crs:
                     mean = mean.rio.write_crs(annual[v].rio.crs)
                 means[f"{v}_mean_annual"] = mean
-            lazy.append((exp, e, name, means))
-    import dask
-
-    # the means of every combination in one computation (each cube read once, both cores
-    # busy), then the maps and figures of each
-    computed = dask.compute(*[m for *_, m in lazy])
-    for (exp, e, name, _), means in zip(lazy, computed):
+            lazy.append(((exp, e, name), means))
+    # the means of several combinations per computation (each cube read once, both cores
+    # busy), then the maps and figure of each
+    for (exp, e, name), means in computed_in_batches(lazy):
         if cfg.outputs.figures and "nep_mean_annual" in means:
             # the figure first: the figure process draws it while the maps are written
             label = f"{name}" + (f" ({exp})" if cfg.experiments else "")
