@@ -183,20 +183,18 @@ def test_netcdf_packed_input_decoded_as_xarray_does(tmp_path, scale_type, monkey
 
 
 def _numpy_pack(block, *, to, scale, offset, fill, inplace):
-    """xarray's CF encoding chain written out with numpy (the reference of pack)."""
-    x = block.astype(block.dtype, copy=True)
-    if offset is not None:
-        if inplace:
-            x -= offset
-        else:
-            x = x - offset
+    """xarray's own CF encoding of ``block`` (the reference of pack): a numpy block is
+    encoded in place (``x -= offset``), a dask block by promoting operations."""
+    import dask.array as dsa
+
+    data = block if inplace else dsa.from_array(block, chunks=-1)
+    enc = {"dtype": np.dtype(to), "_FillValue": fill}
     if scale is not None:
-        if inplace:
-            x /= scale
-        else:
-            x = x / scale
-    x = np.where(np.isnan(x), fill, x)
-    return np.round(x).astype(to)
+        enc["scale_factor"] = scale
+    if offset is not None:
+        enc["add_offset"] = offset
+    var = xr.Variable(("t", "y", "x"), data, encoding=enc)
+    return np.asarray(xr.conventions.encode_cf_variable(var).values)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -205,10 +203,11 @@ def _numpy_pack(block, *, to, scale, offset, fill, inplace):
     (0.25, 0.5), (np.float32(0.002), 0.3), (None, np.float32(1.5))])
 @pytest.mark.parametrize("inplace", [True, False])
 def test_compiled_pack_equals_the_numpy_chain(dtype, scale, offset, inplace):
-    """The one-pass packing gives the bytes of the numpy chain for every combination of
-    block type, scalar types (Python, float32, float64) and in-place or promoting
-    arithmetic, including halves (round to even) and NaN; it is the path taken when every
-    value fits the integers, and a block with one value that does not is packed by numpy."""
+    """The one-pass packing gives the bytes of xarray's CF encoding for every combination of
+    block type, scalar types (Python, float32, float64) and in-place (numpy) or promoting
+    (dask) arithmetic, including halves (round to even) and NaN; it is the path taken when
+    every value fits the integers, and a block with one value that does not is packed by
+    numpy."""
     import carbonsink.io._unpack as mod
 
     rng = np.random.default_rng(7)
