@@ -5,6 +5,9 @@ resident memory of the process then stays near that pass's high-water mark, and 
 left by many tiles add up as the region grows. :func:`release_memory` (``malloc_trim``)
 returns those pages, so each pass starts from the memory it really holds (README, "Speed,
 memory and disk of a whole study").
+
+:func:`computed_in_batches` computes several lazy results per dask computation while
+bounding the bytes of results held at once (per-region maps of many combinations).
 """
 
 from __future__ import annotations

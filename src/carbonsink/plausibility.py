@@ -32,8 +32,8 @@ converted to canonical units and looks for, in this order:
 The sample is a few time steps spread over the record and the seasons (file
 blocks shorter than a year are picked by time of year, see ``_sample_steps``)
 times a strided spatial subset (at most ``sample`` values), so the check costs a
-small read whatever the input size. A lazy input is decompressed a whole chunk at a time: when the
-chunks that subset touches would exceed ``SAMPLE_BLOCK_BYTES`` (chunks deep in
+small read whatever the input size. A lazy input is decompressed a whole chunk
+at a time: when the chunks that subset touches would exceed ``SAMPLE_BLOCK_BYTES`` (chunks deep in
 time and small in space, e.g. 242 8-day composites x 125 x 150 cells, where a
 strided subset touches every spatial chunk), the spatial sample is confined to
 ``T`` chunks (tiles) forming a Latin hypercube over the grid: each dimension is
@@ -61,7 +61,6 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from .errors import InputError, InvalidArgumentError
@@ -437,15 +436,13 @@ def _sample_steps(da: xr.DataArray, time_dim: str) -> np.ndarray:
 
 def _year_fraction(da: xr.DataArray, time_dim: str, steps: np.ndarray) -> np.ndarray | None:
     """Time of year of ``steps`` as a fraction in [0, 1), or None without a calendar."""
+    from ._time import fractional_years
+
     if time_dim not in da.coords:
         return None
-    t = da[time_dim].values[steps]
-    if np.issubdtype(t.dtype, np.datetime64):
-        t = pd.DatetimeIndex(t)
-        return ((t.day_of_year.to_numpy() - 1) / 365.25) % 1.0
-    try:  # cftime dates
-        return np.array([((x.dayofyr - 1) / 365.25) % 1.0 for x in t])
-    except AttributeError:
+    try:  # datetime64 or cftime dates
+        return fractional_years(da[time_dim].isel({time_dim: steps})) % 1.0
+    except (AttributeError, TypeError):  # not dates
         return None
 
 

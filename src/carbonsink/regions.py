@@ -255,11 +255,8 @@ def summarise_many(requests: list[dict[str, Any]], *, compute: bool = True):
     import dask
 
     plans = [_summary_plan(**r) for r in requests]
-    finishers = [finish for _, finish in plans]
-    if not compute:
-        return dask.delayed(_finish_all)([p[0] for p in plans], finishers)
-    (sums,) = dask.compute([p[0] for p in plans])
-    return _finish_all(sums, finishers)
+    tables = dask.delayed(_finish_all)([p[0] for p in plans], [f for _, f in plans])
+    return tables.compute() if compute else tables
 
 
 def _finish_all(sums, finishers) -> list[pd.DataFrame]:

@@ -111,9 +111,10 @@ def _pack_compiled(a: np.ndarray, out: np.ndarray, *, scale, offset, fill, inpla
         return False
     off = float(w1.type(offset)) if offset is not None else 0.0
     sc = float(w2.type(scale)) if scale is not None else 1.0
+    # a step computed in float32 is also stored in float32 (w = float32 only if s is), so
+    # rounding each step to its stored type is NumPy's arithmetic
     return bool(_pack(a.reshape(-1), out.reshape(-1), offset is not None, off,
-                      s1 == np.float32 or w1 == np.float32, scale is not None, sc,
-                      s2 == np.float32 or w2 == np.float32, fill_i,
+                      s1 == np.float32, scale is not None, sc, s2 == np.float32, fill_i,
                       float(info.min), float(info.max)))
 
 

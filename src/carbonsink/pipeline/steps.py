@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .._memory import computed_in_batches
 from ..analysis.base import DRIVERS, AnalysisContext, get_analysis
 from ..errors import AlignmentError, CarbonsinkError, ConfigError, InputError
 from ..cube.grid import GridSpec, as_grid
-from .._memory import computed_in_batches
 from ..units import canonical_units, packing_after_conversion, to_canonical
 from .catalog import INPUT_GROUPS, Catalog
 from .config import INPUT_ROLES, InputConfig, StudyConfig
