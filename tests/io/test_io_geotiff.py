@@ -169,6 +169,9 @@ def test_write_cog_round_trip(tmp_path):
         assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         assert src.overviews(1), "COG has overviews"
         assert src.is_tiled
+        # lossless DEFLATE with the floating-point predictor (values compared exactly below)
+        assert src.profile["compress"].lower() == "deflate"
+        assert src.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR") == "3"
         tags = src.tags()
         assert tags["units"] == "g C m-2 yr-1"
         assert tags["long_name"] == "net primary production"

@@ -86,3 +86,28 @@ def test_save_figure_print_resolution_and_svg(tmp_path):
     assert (tmp_path / "n.png").exists() and not (tmp_path / "n.svg").exists()
     with pytest.raises(InvalidArgumentError, match="unsupported format"):
         save_figure(fig, tmp_path / "m.png", formats=("gif",))
+
+
+@pytest.mark.parametrize("kind", ["map", "classes", "series"])
+def test_saved_figure_is_the_tight_crop_drawn_once(tmp_path, kind):
+    """save_figure crops to the box matplotlib's bbox_inches="tight" finds, computed without
+    its extra draw: the pixels equal matplotlib's own tight output (a colour bar, a legend
+    outside the axes, several panels)."""
+    import io
+
+    if kind == "map":
+        fig = map_figure(_classes().astype(float).assign_attrs(units="1"), title="m")
+    elif kind == "classes":
+        fig = categorical_map_figure(_classes(), shares={-2: 50.0, 2: 50.0}, title="c",
+                                     legend_title="class (area share)")
+    else:
+        rows = [{"zone": z, "year": y, "value": y * b, "units": "g"}
+                for z, b in (("A", 1.0), ("B", -2.0)) for y in range(2000, 2012)]
+        fig = trend_series_figure(pd.DataFrame(rows), panel="zone", units="g")
+    save_figure(fig, tmp_path / "f.png")
+    ref = io.BytesIO()
+    fig.savefig(ref, dpi=DPI, bbox_inches="tight", format="png")
+    with Image.open(tmp_path / "f.png") as ours, Image.open(ref) as theirs:
+        a, b = np.asarray(ours), np.asarray(theirs)
+    assert a.shape == b.shape
+    np.testing.assert_array_equal(a, b)
