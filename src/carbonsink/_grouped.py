@@ -126,8 +126,16 @@ def _block(f, w, code, share, n):
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
 
 
-def _add(parts):
-    return np.sum(parts, axis=0)
+def _block_part(f, w, code, share, n):
+    """:func:`_block` of one spatial block as a ``(1, 1, 3, steps, groups)`` array (the
+    block's place in the grid of blocks first)."""
+    return _block(f, w, code, share, n)[None, None]
+
+
+def _add_blocks(parts):
+    """Sum of the partial sums ``(by, bx, 3, steps, groups)`` over the blocks, added in
+    row-major block order."""
+    return np.sum(parts.reshape(-1, *parts.shape[2:]), axis=0)
 
 
 def grouped_sums(da: xr.DataArray, weight: xr.DataArray, dims: tuple[str, str], *,
@@ -143,7 +151,6 @@ def grouped_sums(da: xr.DataArray, weight: xr.DataArray, dims: tuple[str, str], 
     ``da`` (same coordinates). float64 results; with dask input the sums are taken per spatial
     block (one task each, the other dimensions whole) and then added.
     """
-    import dask
     import dask.array as dsa
 
     ydim, xdim = dims
@@ -184,28 +191,30 @@ def grouped_sums(da: xr.DataArray, weight: xr.DataArray, dims: tuple[str, str], 
                      None if shares is None else shares.values, n_groups)
         return xr.DataArray(res.reshape(shape), dims=out_dims, coords=coords)
 
-    # one task per spatial block, the other dimensions whole
+    # one task per spatial block, the other dimensions whole: a blockwise layer (built
+    # lazily, fused with the reads of the block) whose blocks are the partial sums, added
+    # in one task in the order of the blocks
     fd = dsa.asarray(f.data)
     lead_whole = tuple(-1 for _ in other)
     fd = fd.rechunk(lead_whole + fd.chunks[-2:])
     space = fd.chunks[-2:]
-    wd = dsa.asarray(w.data).rechunk(space)
-    cd = None
+    lead_ix = tuple(f"l{i}" for i in range(len(other)))
+    args = [fd, lead_ix + ("y", "x"), dsa.asarray(w.data).rechunk(space), ("y", "x")]
     if codes is not None:
         cd = dsa.asarray(codes.data)
         cd = cd.rechunk(tuple(-1 for _ in range(cd.ndim - 2)) + space)
-    sd = dsa.asarray(shares.data).rechunk((-1, *space)) if shares is not None else None
-    fb, wb = fd.to_delayed(), wd.to_delayed()
-    cb = cd.to_delayed() if cd is not None else None
-    sb = sd.to_delayed() if sd is not None else None
-    parts = []
-    for i in range(len(space[0])):
-        for j in range(len(space[1])):
-            c = None if cb is None else cb[(0,) * (cd.ndim - 2) + (i, j)]
-            s = None if sb is None else sb[0, i, j]
-            parts.append(dask.delayed(_block, pure=True)(fb[(0,) * len(other) + (i, j)],
-                                                         wb[i, j], c, s, n_groups))
-    total = dask.delayed(_add, pure=True)(parts)
+        args += [cd, lead_ix[len(lead_ix) - (cd.ndim - 2):] + ("y", "x")]
+    else:
+        args += [None, None]
+    if shares is not None:
+        args += [dsa.asarray(shares.data).rechunk((-1, *space)), ("zone", "y", "x")]
+    else:
+        args += [None, None]
     nsteps = int(np.prod(lead)) if lead else 1
-    arr = dsa.from_delayed(total, shape=(3, nsteps, n_out), dtype=np.float64)
+    parts = dsa.blockwise(_block_part, ("y", "x", "s", "t", "g"), *args, n_groups, None,
+                          new_axes={"s": 3, "t": nsteps, "g": n_out},
+                          adjust_chunks={"y": 1, "x": 1}, concatenate=True,
+                          dtype=np.float64, meta=np.empty((0,) * 5, np.float64))
+    arr = parts.rechunk(-1).map_blocks(_add_blocks, drop_axis=[0, 1], dtype=np.float64,
+                                       meta=np.empty((0,) * 3, np.float64))
     return xr.DataArray(arr.reshape(shape), dims=out_dims, coords=coords)

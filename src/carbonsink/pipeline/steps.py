@@ -455,9 +455,10 @@ def _grid_crs(ctx: RunContext):
 
 def _cube_ready(ctx: RunContext, ds: xr.Dataset, step: str, *, experiment: str | None = None,
                 models: dict | None = None, parameters: dict | None = None,
-                disk_chunks: dict | None = None) -> xr.Dataset:
+                disk_chunks: dict | None = None, analysis: bool = False) -> xr.Dataset:
     """``ds`` as it is written: CRS, experiment coordinate, provenance, study chunks
-    (``disk_chunks``: chunk sizes replacing them for the dimensions it names)."""
+    (``analysis``: :func:`analysis_chunks`; ``disk_chunks``: chunk sizes replacing them for
+    the dimensions it names)."""
     ds = ds.copy()
     if ds.rio.crs is None:
         crs = _grid_crs(ctx)
@@ -472,7 +473,7 @@ def _cube_ready(ctx: RunContext, ds: xr.Dataset, step: str, *, experiment: str |
     if ctx.cfg.experiments and experiment:
         rec["experiment"] = experiment
     ds.attrs.update(flat_attrs(rec))
-    return _chunked(ctx.cfg, ds, disk_chunks)
+    return _chunked(ctx.cfg, ds, disk_chunks, analysis=analysis)
 
 
 def write_cube(ctx: RunContext, ds: xr.Dataset, name: str, step: str, *,
@@ -508,14 +509,16 @@ class CubeBatch:
     """Cubes written together: one dask computation for all their Zarr stores (shared lazy
     inputs read once, every thread busy), each store committed atomically when all are done.
     ``blocked``: computed block by block of the region (:func:`block_tiles` tiles at a time),
-    so peak memory does not grow with the region (the flux step).
+    so peak memory does not grow with the region (the flux step). ``analysis``: cubes of the
+    analyses, written in :func:`analysis_chunks` (the chunks they are read in).
 
     ``add`` takes the arguments of :func:`write_cube`; ``write`` returns the paths written.
     """
 
-    def __init__(self, ctx: RunContext, *, blocked: bool = False):
+    def __init__(self, ctx: RunContext, *, blocked: bool = False, analysis: bool = False):
         self.ctx = ctx
         self.blocked = blocked
+        self.analysis = analysis and not blocked
         self.items: list[tuple[xr.Dataset, Path]] = []
 
     def __len__(self) -> int:
@@ -525,7 +528,8 @@ class CubeBatch:
             experiment: str | None = None, models: dict | None = None,
             parameters: dict | None = None, disk_chunks: dict | None = None) -> None:
         ready = _cube_ready(self.ctx, ds, step, experiment=experiment, models=models,
-                            parameters=parameters, disk_chunks=disk_chunks)
+                            parameters=parameters, disk_chunks=disk_chunks,
+                            analysis=self.analysis)
         for p in self.ctx.catalog.cube_targets(name, combination=combination,
                                                experiment=experiment):
             self.items.append((ready, p))
@@ -574,7 +578,7 @@ def open_cube(ctx: RunContext, name: str, *, combination: str | None = None,
     key = (str(p), st.st_ino, st.st_mtime_ns, tuple(sorted(ctx.cfg.dask.chunks.items())))
     ds = _OPEN_CACHE.get(key)
     if ds is None:
-        ds = _chunked(ctx.cfg, read_cube(p, chunks=None))
+        ds = _chunked(ctx.cfg, read_cube(p, chunks=None), analysis=True)
         if len(_OPEN_CACHE) > 256:
             _OPEN_CACHE.clear()
         _OPEN_CACHE[key] = ds
@@ -678,7 +682,7 @@ class PipelineContext(AnalysisContext):
 def _write_products(ctx: RunContext, products, step: str, parameters: dict | None
                     ) -> list[Path]:
     """Write the cubes of ``products`` in one computation, then their maps (COG)."""
-    batch = CubeBatch(ctx)
+    batch = CubeBatch(ctx, analysis=True)
     for prod in products:
         exp = prod.experiment if ctx.cfg.experiments else None
         batch.add(prod.data, prod.name, step, combination=prod.combination, experiment=exp,
@@ -756,8 +760,44 @@ def study_chunks(cfg: StudyConfig, sizes) -> dict[str, int]:
     return out
 
 
-def _chunked(cfg: StudyConfig, ds: xr.Dataset, disk_chunks: dict | None = None) -> xr.Dataset:
-    chunks = study_chunks(cfg, ds.sizes)
+#: largest factor :func:`analysis_chunks` widens the study's tiles by, along each dimension
+MAX_TILE_FACTOR = 8
+
+
+def analysis_chunks(cfg: StudyConfig, sizes) -> dict[str, int]:
+    """The chunks the analyses read cubes with and write their own cubes in: the study's
+    tiles (:func:`study_chunks`) joined ``k`` by ``k``, ``k = ⌊√(months / steps)⌋`` (at most
+    :data:`MAX_TILE_FACTOR`) for a cube of ``steps`` time steps in a study of ``months``
+    months, so a chunk holds about as many values as a tile of the monthly cube.
+
+    An annual cube of 21 years then reads in tiles of 3 x 3 study tiles, a map (no time) in
+    tiles of 8 x 8: each chunk costs the same fixed scheduling and Zarr overhead (about 3 ms
+    of the interpreter lock) for 9 or 64 times the values (measured: the 18 annual cubes of
+    a 1.2 M-pixel study read in 1.4 s instead of 2.5 s). The joined tiles
+    are whole multiples of the study's, so a cube the flux step wrote in study tiles is read
+    without splitting its chunks; memory per chunk stays that of a monthly tile."""
+    import math
+
+    base = study_chunks(cfg, sizes)
+    steps = int(sizes.get("time", 1)) or 1
+    y0, y1 = cfg.period.years
+    months = 12 * (y1 - y0 + 1)
+    k = max(1, min(MAX_TILE_FACTOR, math.isqrt(max(1, months // steps))))
+    out = dict(base)
+    for d in ("y", "x"):
+        c = base.get(d, -1)
+        if d not in sizes or c is None or c <= 0 or k == 1:
+            continue
+        n = int(sizes[d])
+        tiles = -(-n // c)
+        groups = -(-tiles // k)
+        out[d] = c * -(-tiles // groups)  # balanced groups of whole tiles
+    return out
+
+
+def _chunked(cfg: StudyConfig, ds: xr.Dataset, disk_chunks: dict | None = None, *,
+             analysis: bool = False) -> xr.Dataset:
+    chunks = (analysis_chunks if analysis else study_chunks)(cfg, ds.sizes)
     chunks.update({d: int(c) for d, c in (disk_chunks or {}).items() if d in chunks})
     return ds.chunk(chunks)
 
