@@ -117,8 +117,10 @@ def _block(f, w, code, share, n):
     w1 = np.ascontiguousarray(np.asarray(w, dtype=np.float64).reshape(by * bx))
     parts = []
     if code is not None:
-        c = np.asarray(code, dtype=np.int64)
-        c2 = np.ascontiguousarray(c.reshape(-1, by * bx))
+        c = np.asarray(code)
+        if c.dtype.kind not in "iu":
+            c = c.astype(np.int64)
+        c2 = np.ascontiguousarray(c.reshape(-1, by * bx))  # any integer type: no copy
         parts.append(_label_sums(f2, w1, c2, n))
     if share is not None:
         s2 = np.ascontiguousarray(np.asarray(share, dtype=np.float64).reshape(-1, by * bx))
