@@ -317,6 +317,12 @@ def _class_plan(ds, classes, area=None, *, variables=_VARS, zones=None, labels=N
     attribution = classes.attrs.get("landcover_attribution", "one map for all years")
 
     def finish(computed) -> pd.DataFrame:
+        # the table built column by column (rows: variable, zone, class group, statistic,
+        # year), not as a frame per (zone, group, statistic): ~1.7 s of the interpreter at
+        # six combinations, whatever the region's size
+        zone_names = [region, *znames]
+        nzone, ng = len(zone_names), len(groups)
+        stats = np.asarray(["area", "mean", "total"], dtype=object)
         frames = []
         for v in present:
             units = ds[v].attrs.get("units", "")
@@ -324,19 +330,27 @@ def _class_plan(ds, classes, area=None, *, variables=_VARS, zones=None, labels=N
             arr = np.asarray(computed[v].transpose("statistic", "time", "group").values)
             a = arr[0].reshape(nt, nz, k)
             s = arr[1].reshape(nt, nz, k)
-            for zi, zname in enumerate([region, *znames]):
-                za = a.sum(axis=1) if zi == 0 else a[:, zi]
-                zs = s.sum(axis=1) if zi == 0 else s[:, zi]
-                for code_, cname, members in groups:
-                    ga, gs_ = za[:, members].sum(axis=1), zs[:, members].sum(axis=1)
-                    with np.errstate(invalid="ignore", divide="ignore"):
-                        mean = np.where(ga > 0, gs_ / ga, np.nan)
-                    tot = np.where(ga > 0, gs_ * factor, np.nan)
-                    base = pd.DataFrame({"zone": zname, "year": years, "class": code_,
-                                         "class_name": cname, "variable": v})
-                    frames += [base.assign(statistic="area", units="km2", value=ga * 1e-6),
-                               base.assign(statistic="mean", units=units, value=mean),
-                               base.assign(statistic="total", units=tunits, value=tot)]
+            za = np.stack([a.sum(axis=1) if zi == 0 else a[:, zi] for zi in range(nzone)])
+            zs = np.stack([s.sum(axis=1) if zi == 0 else s[:, zi] for zi in range(nzone)])
+            ga = np.stack([za[:, :, m].sum(axis=2) for _, _, m in groups], axis=1)
+            gs_ = np.stack([zs[:, :, m].sum(axis=2) for _, _, m in groups], axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = np.where(ga > 0, gs_ / ga, np.nan)
+            tot = np.where(ga > 0, gs_ * factor, np.nan)
+            value = np.stack([ga * 1e-6, mean, tot], axis=2)  # (zone, group, statistic, year)
+            per_group = 3 * nt
+            frames.append(pd.DataFrame({
+                "zone": np.repeat(np.asarray(zone_names, dtype=object), ng * per_group),
+                "year": np.tile(np.asarray(years), nzone * ng * 3),
+                "class": np.tile(np.repeat(np.asarray([g[0] for g in groups], dtype=np.int64),
+                                           per_group), nzone),
+                "class_name": np.tile(np.repeat(np.asarray([g[1] for g in groups],
+                                                           dtype=object), per_group), nzone),
+                "variable": v,
+                "statistic": np.tile(np.repeat(stats, nt), nzone * ng),
+                "units": np.tile(np.repeat(np.asarray(["km2", units, tunits], dtype=object),
+                                           nt), nzone * ng),
+                "value": value.reshape(-1)}))
         out = pd.concat(frames, ignore_index=True)
         out.attrs["landcover_attribution"] = attribution
         return out

@@ -690,16 +690,18 @@ def _write_products(ctx: RunContext, products, step: str, parameters: dict | Non
                                                if prod.combination else {})},
                   parameters=parameters)
     outs = batch.write()
-    if "cog" in ctx.cfg.outputs.formats:
-        for prod in products:
-            if not prod.maps:
-                continue
-            exp = prod.experiment if ctx.cfg.experiments else None
-            written = open_cube(ctx, prod.name, combination=prod.combination, experiment=exp)
-            outs += write_maps(ctx, written, prod.maps,
-                               prefix=prod.map_prefix if prod.map_prefix is not None
-                               else f"{prod.name}_",
-                               combination=prod.combination, experiment=exp, step=step)
+    if "cog" in ctx.cfg.outputs.formats and any(prod.maps for prod in products):
+        with MapWriter(ctx) as writer:  # the maps of all products side by side
+            for prod in products:
+                if not prod.maps:
+                    continue
+                exp = prod.experiment if ctx.cfg.experiments else None
+                written = open_cube(ctx, prod.name, combination=prod.combination,
+                                    experiment=exp)
+                outs += writer.write(written, prod.maps,
+                                     prefix=prod.map_prefix if prod.map_prefix is not None
+                                     else f"{prod.name}_",
+                                     combination=prod.combination, experiment=exp, step=step)
     return outs
 
 
@@ -1399,33 +1401,82 @@ def _resolve_section(sec, figures: dict[str, str], tables: dict[str, list[str]],
     return sec
 
 
+class MapWriter:
+    """Writes map layers as COGs on a pool of threads shared by every call of :meth:`write`
+    (GDAL compresses without the interpreter lock), so the maps of several products or
+    combinations are written side by side while the caller goes on; leaving the ``with``
+    block waits for all of them and raises the first error. The computed layers waiting to
+    be written hold at most :data:`carbonsink._memory.BATCH_BYTES`."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self._pool = None
+        self._pending: list = []  # (future, bytes)
+
+    def __enter__(self) -> MapWriter:
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+
+        import dask
+
+        threads = max(1, int(dask.config.get("num_workers", None) or os.cpu_count() or 1))
+        self._pool = ThreadPoolExecutor(max_workers=threads,
+                                        thread_name_prefix="carbonsink-cog")
+        return self
+
+    def _wait(self, keep_bytes: int) -> None:
+        while self._pending and sum(b for _, b in self._pending) > keep_bytes:
+            fut, _ = self._pending.pop(0)
+            fut.result()
+
+    def write(self, ds: xr.Dataset, variables, *, prefix: str = "",
+              combination: str | None = None, experiment: str | None = None,
+              step: str = "maps") -> list[Path]:
+        """Queue the layers ``variables`` of ``ds`` (computed together: the cube is read
+        once) as ``maps/<combination>/<prefix><variable>.tif``; returns their paths."""
+        import dask
+
+        from .._memory import BATCH_BYTES
+        from ..io import write_cog
+
+        ctx = self.ctx
+        prov = flat_attrs(provenance(ctx.cfg, step, models={"combination": combination}
+                                     if combination else None))
+        layers = [ds[var].drop_vars("experiment", errors="ignore").assign_attrs(**prov)
+                  for var in variables]
+        layers = list(dask.compute(*layers))
+        outs = [ctx.catalog.map(f"{prefix}{var}", combination=combination,
+                                experiment=experiment) for var in variables]
+        for p in outs:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        for da, p in zip(layers, outs):
+            self._pending.append((self._pool.submit(write_cog, da, p), int(da.nbytes)))
+        self._wait(BATCH_BYTES)
+        return outs
+
+    def __exit__(self, *exc) -> None:
+        try:
+            first = None
+            for fut, _ in self._pending:
+                try:
+                    fut.result()
+                except BaseException as e:  # noqa: BLE001 - re-raised after the others
+                    first = first or e
+            self._pending = []
+            if first is not None and exc[0] is None:
+                raise first
+        finally:
+            self._pool.shutdown(wait=True)
+
+
 def write_maps(ctx: RunContext, ds: xr.Dataset, variables, *, prefix: str = "",
                combination: str | None = None, experiment: str | None = None,
                step: str = "maps") -> list[Path]:
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
-    import dask
-
-    from ..io import write_cog
-
-    prov = flat_attrs(provenance(ctx.cfg, step, models={"combination": combination}
-                                 if combination else None))
-    layers = [ds[var].drop_vars("experiment", errors="ignore").assign_attrs(**prov)
-              for var in variables]
-    # the layers in one computation (the cube is read once), then written side by side
-    # (GDAL compresses without the GIL)
-    layers = list(dask.compute(*layers))
-    outs = [ctx.catalog.map(f"{prefix}{var}", combination=combination, experiment=experiment)
-            for var in variables]
-    for p in outs:
-        p.parent.mkdir(parents=True, exist_ok=True)
-    threads = max(1, min(len(outs), int(dask.config.get("num_workers", None)
-                                        or os.cpu_count() or 1)))
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        for f in [pool.submit(write_cog, da, p) for da, p in zip(layers, outs)]:
-            f.result()
-    return outs
+    """The layers ``variables`` of ``ds`` as COGs (:class:`MapWriter`), written when this
+    returns."""
+    with MapWriter(ctx) as writer:
+        return writer.write(ds, variables, prefix=prefix, combination=combination,
+                            experiment=experiment, step=step)
 
 
 # --------------------------------------------------------------------------- maps, report
@@ -1433,7 +1484,6 @@ def write_maps(ctx: RunContext, ds: xr.Dataset, variables, *, prefix: str = "",
 
 def step_maps(ctx: RunContext) -> list[Path]:
     """Cloud-Optimized GeoTIFFs and figures of multi-year mean annual NPP, Rh and NEP."""
-    from ..report.figures import map_figure, save_figure
     from ..report.sections import Section
 
     cfg = ctx.cfg
@@ -1461,8 +1511,19 @@ def step_maps(ctx: RunContext) -> list[Path]:
                 means[f"{v}_mean_annual"] = mean
             lazy.append(((exp, e, name), means))
     # the means of several combinations per computation (each cube read once, both cores
-    # busy), then the maps and figure of each
-    for (exp, e, name), means in computed_in_batches(lazy):
+    # busy), then the maps and figure of each (the maps written side by side)
+    with MapWriter(ctx) as writer:
+        _maps_of_means(ctx, sec, meta, computed_in_batches(lazy), writer, outs)
+    ctx.sections["maps"] = [sec]
+    return outs
+
+
+def _maps_of_means(ctx: RunContext, sec, meta: dict, batches, writer: MapWriter,
+                   outs: list[Path]) -> None:
+    from ..report.figures import map_figure, save_figure
+
+    cfg = ctx.cfg
+    for (exp, e, name), means in batches:
         if cfg.outputs.figures and "nep_mean_annual" in means:
             # the figure first: the figure process draws it while the maps are written
             label = f"{name}" + (f" ({exp})" if cfg.experiments else "")
@@ -1477,10 +1538,8 @@ def step_maps(ctx: RunContext) -> list[Path]:
             sec.figure(p.stem, caption=f"{label}: multi-year mean annual NEP")
             sec.blocks[-1].path = ctx.catalog.rel(p)
         if "cog" in cfg.outputs.formats:
-            outs += write_maps(ctx, means, list(means.data_vars), combination=name,
-                               experiment=e)
-    ctx.sections["maps"] = [sec]
-    return outs
+            outs += writer.write(means, list(means.data_vars), combination=name,
+                                 experiment=e)
 
 
 def _grid_text(cfg: StudyConfig) -> str:
