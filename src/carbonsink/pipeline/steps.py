@@ -788,12 +788,9 @@ def analysis_chunks(cfg: StudyConfig, sizes) -> dict[str, int]:
     out = dict(base)
     for d in ("y", "x"):
         c = base.get(d, -1)
-        if d not in sizes or c is None or c <= 0 or k == 1:
-            continue
-        n = int(sizes[d])
-        tiles = -(-n // c)
-        groups = -(-tiles // k)
-        out[d] = c * -(-tiles // groups)  # balanced groups of whole tiles
+        if c > 0 and k > 1:
+            tiles = -(-int(sizes[d]) // c)
+            out[d] = c * -(-tiles // -(-tiles // k))  # balanced groups of whole tiles
     return out
 
 
@@ -1484,6 +1481,7 @@ def write_maps(ctx: RunContext, ds: xr.Dataset, variables, *, prefix: str = "",
 
 def step_maps(ctx: RunContext) -> list[Path]:
     """Cloud-Optimized GeoTIFFs and figures of multi-year mean annual NPP, Rh and NEP."""
+    from ..report.figures import map_figure, save_figure
     from ..report.sections import Section
 
     cfg = ctx.cfg
@@ -1513,33 +1511,25 @@ def step_maps(ctx: RunContext) -> list[Path]:
     # the means of several combinations per computation (each cube read once, both cores
     # busy), then the maps and figure of each (the maps written side by side)
     with MapWriter(ctx) as writer:
-        _maps_of_means(ctx, sec, meta, computed_in_batches(lazy), writer, outs)
+        for (exp, e, name), means in computed_in_batches(lazy):
+            if cfg.outputs.figures and "nep_mean_annual" in means:
+                # the figure first: the figure process draws it while the maps are written
+                label = f"{name}" + (f" ({exp})" if cfg.experiments else "")
+                fig = map_figure(means["nep_mean_annual"], title=f"{label}: mean annual NEP",
+                                 synthetic=cfg.synthetic)
+                p = ctx.catalog.figure(f"{name}_nep_mean_map", experiment=e)
+                save_figure(fig, p, {**meta, "carbonsink_combination": name},
+                            formats=cfg.outputs.figure_formats)
+                outs += [p.with_suffix(f".{f}") for f in cfg.outputs.figure_formats
+                         if f != "png"]
+                outs.append(p)
+                sec.figure(p.stem, caption=f"{label}: multi-year mean annual NEP")
+                sec.blocks[-1].path = ctx.catalog.rel(p)
+            if "cog" in cfg.outputs.formats:
+                outs += writer.write(means, list(means.data_vars), combination=name,
+                                     experiment=e)
     ctx.sections["maps"] = [sec]
     return outs
-
-
-def _maps_of_means(ctx: RunContext, sec, meta: dict, batches, writer: MapWriter,
-                   outs: list[Path]) -> None:
-    from ..report.figures import map_figure, save_figure
-
-    cfg = ctx.cfg
-    for (exp, e, name), means in batches:
-        if cfg.outputs.figures and "nep_mean_annual" in means:
-            # the figure first: the figure process draws it while the maps are written
-            label = f"{name}" + (f" ({exp})" if cfg.experiments else "")
-            fig = map_figure(means["nep_mean_annual"], title=f"{label}: mean annual NEP",
-                             synthetic=cfg.synthetic)
-            p = ctx.catalog.figure(f"{name}_nep_mean_map", experiment=e)
-            save_figure(fig, p, {**meta, "carbonsink_combination": name},
-                        formats=cfg.outputs.figure_formats)
-            outs += [p.with_suffix(f".{f}") for f in cfg.outputs.figure_formats
-                     if f != "png"]
-            outs.append(p)
-            sec.figure(p.stem, caption=f"{label}: multi-year mean annual NEP")
-            sec.blocks[-1].path = ctx.catalog.rel(p)
-        if "cog" in cfg.outputs.formats:
-            outs += writer.write(means, list(means.data_vars), combination=name,
-                                 experiment=e)
 
 
 def _grid_text(cfg: StudyConfig) -> str:
