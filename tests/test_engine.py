@@ -101,16 +101,58 @@ def test_pixel_kernel_via_stats_matches_across_threads():
 
 def test_elementwise_ufuncs_lazy_tokens_and_pickle():
     from carbonsink.flux import _kernels as K
-    a = np.linspace(-5, 30, 12)
-    p = np.linspace(0, 100, 12)
-    args = (1.0, 0.05, 0.1, 30.0, 1.0)
-    ref = K.pei_uf(a, p, *args)
-    d1 = E.elementwise(K.pei_uf, dsa.from_array(a, 4), dsa.from_array(p, 4), *args)
-    d2 = E.elementwise(K.pei_uf, dsa.from_array(a, 4), dsa.from_array(p, 4), *args)
+    a = np.linspace(-5, 500, 12)
+    args = (-0.0009, 0.6011, 4.8874, 1.0)
+    ref = K.shi_uf(a, *args)
+    d1 = E.elementwise(K.shi_uf, dsa.from_array(a, 4), *args)
+    d2 = E.elementwise(K.shi_uf, dsa.from_array(a, 4), *args)
     assert d1.name == d2.name  # deterministic dask keys
     np.testing.assert_array_equal(d1.compute(), ref)
-    assert pickle.loads(pickle.dumps(K.pei_uf)) is K.pei_uf
-    assert K.pei_uf.nin == 7 and len(K.pei_uf.types) == 2
+    assert pickle.loads(pickle.dumps(K.shi_uf)) is K.shi_uf
+    assert K.shi_uf.nin == 5 and len(K.shi_uf.types) == 2
+
+
+@pytest.mark.parametrize("name", ["pei_values", "gsmsr_values"])
+def test_numpy_kernels_float32_lazy_and_nan(name):
+    """The NumPy-expression kernels keep float32, give the same values on dask blocks, keep
+    NaN where an input is NaN, take negative precipitation as 0, and agree with the formula
+    evaluated in float64 to float32 rounding."""
+    import math
+
+    from carbonsink.flux import _kernels as K
+    rng = np.random.default_rng(3)
+    t = (rng.random((24, 5, 7)) * 45 - 15).astype("float32")
+    p = (rng.random((24, 5, 7)) * 250 - 10).astype("float32")
+    t[3, 2, 1] = np.nan
+    soc = (rng.random((5, 7)) * 8).astype("float32")
+    days = np.full((24, 1, 1), 31.0, "float32")
+    if name == "pei_values":
+        args = (t, p, 0.22, 0.0912, 0.3145, days, 0.465)
+
+        def ref(t, p):
+            return 0.22 * (np.exp(0.0912 * t) + np.log(0.3145 * np.maximum(p, 0) + 1)) \
+                * 31.0 * 0.465
+    else:
+        args = (t, p, soc, days, 0.588, 0.118, 1.83, -0.0006, 2.972, 5.657)
+
+        def ref(t, p):
+            pc = np.maximum(p / 10.0, 0)
+            q10 = 1.83 * np.exp(-0.0006 * t)
+            return (0.588 + 0.118 * soc.astype("f8")) * q10 ** (t / 10.0) \
+                * (pc + 2.972) / (pc + 5.657) * 31.0
+    fn = getattr(K, name)
+    out = E.elementwise(fn, *args)
+    assert out.dtype == np.float32
+    lazy = E.elementwise(fn, *[dsa.from_array(x, (7, 5, 7)[-x.ndim:]) if hasattr(x, "ndim")
+                               and x.ndim else x for x in args])
+    np.testing.assert_array_equal(lazy.compute(), out)
+    want = ref(t.astype("f8"), p.astype("f8"))
+    assert np.isnan(out[3, 2, 1]) and np.array_equal(np.isnan(out), np.isnan(want))
+    np.testing.assert_allclose(out, want, rtol=3e-6)
+    # scalars work too; negative precipitation counts as none
+    rest = (3.0, 31.0, *args[4:]) if name == "gsmsr_values" else (*args[2:5], 31.0, args[6])
+    assert fn(20.0, -5.0, *rest) == fn(20.0, 0.0, *rest)
+    assert math.isfinite(fn(20.0, -5.0, *rest))
 
 
 def test_import_compiles_nothing():

@@ -150,23 +150,26 @@ def _thornthwaite_exponent(hi):
 # --------------------------------------------------------------------- element-wise ufuncs
 
 
-@_vectorize(7)
-def pei_uf(t, p, a, b, c, days, fraction):
-    if p < 0.0:
-        p = 0.0
-    return a * (math.exp(b * t) + math.log(c * p + 1.0)) * days * fraction
+# Formulas whose cost is their exp/log are NumPy expressions, not numba loops: NumPy's SIMD
+# exp and log (and its SVML paths on AVX-512) evaluate 4-16 values at once, where a numba
+# loop calls the scalar libm function per value. On 252 x 150 x 150 float32 blocks: Pei
+# 19-21 -> 7.5-7.9 ns per value, GSMSR 25-29 -> 9.7-10.8 (max relative difference to the
+# numba loops 5e-7, float32 rounding). They take NumPy, dask blocks and scalars alike and
+# return float32 for float32 inputs (Python scalars do not promote).
 
 
-@_vectorize(10)
-def gsmsr_uf(t, pr_mm, soc, days, r0, m, alpha, beta, p0, k):
-    """GSMSR Rs over ``days`` days; P enters in cm (pr_mm / 10).
+def pei_values(t, p, a, b, c, days, fraction):
+    """Pei et al. (2009) Rh: a·(exp(b·T) + ln(c·P + 1))·days·fraction, P < 0 taken as 0."""
+    return a * (np.exp(b * t) + np.log(c * np.maximum(p, 0.0) + 1.0)) * days * fraction
+
+
+def gsmsr_values(t, pr_mm, soc, days, r0, m, alpha, beta, p0, k):
+    """GSMSR Rs over ``days`` days; P enters in cm (pr_mm / 10, negative taken as 0).
 
     Q10(T)^(T/10) = exp(ln(α·e^(βT))·T/10) = exp((ln α + β·T)·T/10): one exp.
     """
-    p_cm = pr_mm * 0.1
-    if p_cm < 0.0:
-        p_cm = 0.0
-    temp = math.exp((math.log(alpha) + beta * t) * t * 0.1)
+    p_cm = np.maximum(pr_mm * 0.1, 0.0)
+    temp = np.exp((math.log(alpha) + beta * t) * t * 0.1)
     return (r0 + m * soc) * temp * (p_cm + p0) / (p_cm + k) * days
 
 

@@ -107,7 +107,7 @@ def pei2009(tas: Any, pr: Any, *, a: float = 0.22, b: float = 0.0912, c: float =
     dt = float_dtype(t, p)
     if not is_xr(dd) and not isinstance(dd, float):
         dd = np.asarray(dd, dtype=dt)
-    out = elementwise(K.pei_uf, t, p, a, b, c, dd, fraction)
+    out = elementwise(K.pei_values, t, p, a, b, c, dd, fraction)
     params = {"a": a, "b": b, "c": c, "days": "days_in_month" if days_in_month not in
               (False, None) else days, "fraction": fraction, "mode": mode}
     return finish(out, name="rh", units="g C m-2 month-1",
@@ -127,7 +127,7 @@ def pei2009_annual(tas_annual: Any, pr_annual: Any, *, a: float = 0.22, b: float
     """
     t = prep(tas_annual, "degC", "tas")
     p = prep(pr_annual, "mm yr-1", "pr")
-    out = elementwise(K.pei_uf, t, p, a, b, c, days, fraction)
+    out = elementwise(K.pei_values, t, p, a, b, c, days, fraction)
     params = {"a": a, "b": b, "c": c, "days": days, "fraction": fraction, "mode": "paper",
               "evaluation": "annual"}
     return finish(out, name="rh", units="g C m-2 yr-1",
@@ -160,7 +160,7 @@ def gsmsr_daily(tas: Any, pr: Any, soc: Any, *, beta: float = -0.0006, alpha: fl
     t = prep(tas, "degC", "tas")
     p = prep(pr, "mm month-1", "pr")
     s = prep(soc, "kg C m-2", "soc")
-    out = elementwise(K.gsmsr_uf, t, p, s, 1.0, r0, m, alpha, beta, p0, k)
+    out = elementwise(K.gsmsr_values, t, p, s, 1.0, r0, m, alpha, beta, p0, k)
     return finish(out, name="rs", units="g C m-2 d-1",
                   long_name="soil respiration (mean daily rate)", model="gsmsr",
                   parameters=dict(beta=beta, alpha=alpha, r0=r0, m=m, p0=p0, k=k),
@@ -202,7 +202,7 @@ def gsmsr(tas: Any, pr: Any, soc: Any, beta: float = -0.0006, *, alpha: float = 
         dd = np.asarray(dd, dtype=dt)
     elif is_xr(dd):
         dd = dd.astype(dt)
-    out = elementwise(K.gsmsr_uf, t, p, s, dd, r0, m, alpha, beta, p0, k)
+    out = elementwise(K.gsmsr_values, t, p, s, dd, r0, m, alpha, beta, p0, k)
     return finish(out, name="rs", units="g C m-2 month-1", long_name="soil respiration",
                   model="gsmsr", parameters=dict(beta=beta, alpha=alpha, r0=r0, m=m, p0=p0, k=k),
                   reference=_REF_YU, section="§3.2", extra={"beta_status": GSMSR_BETA_STATUS})

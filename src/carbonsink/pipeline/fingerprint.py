@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DigestCache", "path_fingerprint", "option_files"]
+__all__ = ["DigestCache", "fingerprints", "option_files"]
 
 _CHUNK = 1 << 20
 
@@ -81,6 +81,43 @@ class DigestCache:
         self._dirty = True
         return digest
 
+    def prefetch(self, paths: list[Path], workers: int | None = None) -> None:
+        """Compute the digests of ``paths`` that are not cached yet, on ``workers`` threads
+        (default: one per core; hashlib releases the interpreter lock while it hashes, so
+        a first run hashes its inputs on every core: 1.6 GB of inputs at 1.2 M pixels,
+        about 4.5 s on one core of this project's 2-core test machine)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        todo: dict[str, tuple[list, Path]] = {}
+        for path in paths:
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+            key = str(Path(path).absolute())
+            hit = self._data.get(key)
+            if not (isinstance(hit, list) and len(hit) == 5 and hit[:4] == stamp):
+                todo[key] = (stamp, Path(path))
+        workers = workers or os.cpu_count() or 1
+        if len(todo) < 2 or workers < 2:
+            return  # digest() computes them one by one
+        # the largest files first, so that no thread is left with a big file at the end
+        order = sorted(todo, key=lambda k: -todo[k][0][0])
+
+        def one(key: str) -> str | None:
+            try:
+                return _sha256(todo[key][1])
+            except OSError:
+                return None
+
+        with ThreadPoolExecutor(min(workers, len(order)),
+                                thread_name_prefix="carbonsink-digest") as pool:
+            for key, digest in zip(order, pool.map(one, order)):
+                if digest is not None:
+                    self._data[key] = [*todo[key][0], digest]
+                    self._dirty = True
+
     def save(self) -> None:
         """Write the cache (only when it changed; errors are ignored: it is only a cache)."""
         if self.path is None or not self._dirty:
@@ -108,30 +145,42 @@ def _sidecars(path: Path, listing: dict[Path, list[str]]) -> list[Path]:
             and (folder / n).is_file()]
 
 
-def path_fingerprint(role: str, pattern: str | os.PathLike, cache: DigestCache,
-                     listing: dict[Path, list[str]] | None = None) -> list:
-    """``[[role, path, digest], ...]`` for a path or glob pattern, its sidecars and, for a
-    folder, every file below it; a missing path gives ``[[role, pattern, None]]``."""
-    listing = {} if listing is None else listing
+def _expand(pattern: str | os.PathLike, listing: dict[Path, list[str]]
+            ) -> list[tuple[str, bool]]:
+    """The files ``pattern`` stands for, as ``(path, exists)``: a path or the matches of a
+    glob pattern, with their sidecars, and for a folder every file below it; a missing path
+    (or a pattern matching nothing) as ``(pattern, False)``."""
     text = os.path.expanduser(str(pattern))
     matches = sorted(_glob.glob(text)) if _glob.has_magic(text) else [text]
-    out: list = []
+    out: list[tuple[str, bool]] = []
     for m in matches or [text]:
         p = Path(m)
         if p.is_dir():
             for dirpath, dirnames, filenames in os.walk(p):
                 dirnames.sort()
                 for name in sorted(filenames):
-                    f = Path(dirpath) / name
-                    out.append([role, str(f), cache.digest(f)])
+                    out.append((str(Path(dirpath) / name), True))
             continue
         if not p.exists():
-            out.append([role, str(p), None])
+            out.append((str(p), False))
             continue
-        out.append([role, str(p), cache.digest(p)])
-        for side in _sidecars(p, listing):
-            out.append([role, str(side), cache.digest(side)])
+        out.append((str(p), True))
+        out.extend((str(side), True) for side in _sidecars(p, listing))
     return out
+
+
+def fingerprints(items: list[tuple[str, str | os.PathLike]], cache: DigestCache,
+                 listing: dict[Path, list[str]] | None = None) -> list:
+    """``[[role, path, digest], ...]`` for every ``(role, path or glob pattern)`` of
+    ``items``: each path or match of a pattern, its sidecars and, for a folder, every file
+    below it; a missing path (or a pattern matching nothing) gives ``[role, pattern, None]``.
+    The digests not in ``cache`` yet are computed in parallel first
+    (:meth:`DigestCache.prefetch`)."""
+    listing = {} if listing is None else listing
+    expanded = [(role, _expand(pattern, listing)) for role, pattern in items]
+    cache.prefetch([Path(f) for _, files in expanded for f, ok in files if ok])
+    return [[role, f, cache.digest(Path(f)) if ok else None]
+            for role, files in expanded for f, ok in files]
 
 
 def option_files(options: Any, resolve) -> list[Path]:

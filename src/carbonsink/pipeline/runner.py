@@ -33,7 +33,7 @@ from typing import Any
 from .._memory import release_memory
 from ..errors import ConfigError
 from .config import StudyConfig
-from .fingerprint import DigestCache, option_files, path_fingerprint
+from .fingerprint import DigestCache, fingerprints, option_files
 
 __all__ = ["Step", "RunContext", "run_steps", "step_key", "study_files", "DaskClusterError"]
 
@@ -144,9 +144,7 @@ def step_key(ctx: RunContext, step: Step) -> str:
         keys.append("zones")
     if ctx.digests is None:
         ctx.digests = DigestCache(None)
-    listing: dict[Path, list[str]] = {}
-    files = [x for role, f in study_files(ctx.cfg, step)
-             for x in path_fingerprint(role, f, ctx.digests, listing)]
+    files = fingerprints(study_files(ctx.cfg, step), ctx.digests)
     payload = {
         "version": __version__,
         "step": step.name,
