@@ -26,6 +26,51 @@ def test_thornthwaite_zero_below_freezing_and_nan():
     assert (water.thornthwaite_pet(np.full(12, -5.0)) == 0).all()
 
 
+def _thornthwaite_reference(t, climatology=False):
+    """The documented formula with plain powers, year by year, in float64 (independent of
+    the kernel's exp/log evaluation): t (months, pixels) [degC], whole calendar years."""
+    t = np.asarray(t, float)
+    years = t.reshape(-1, 12, t.shape[-1])
+    if climatology:
+        tm = years.mean(axis=0)
+        hi = np.where(tm > 0, np.abs(tm / 5) ** 1.514, 0).sum(axis=0)
+        hi = np.broadcast_to(hi, (years.shape[0], t.shape[-1]))
+    else:
+        hi = np.where(years > 0, np.abs(years / 5) ** 1.514, 0).sum(axis=1)
+        hi = np.where(np.isnan(years).any(axis=1), np.nan, hi)
+    a = 6.75e-7 * hi ** 3 - 7.71e-5 * hi ** 2 + 1.792e-2 * hi + 0.49239
+    out = np.zeros_like(years)
+    for y in range(years.shape[0]):
+        ok = (years[y] > 0) & (hi[y] > 0)
+        with np.errstate(all="ignore"):
+            out[y] = np.where(ok, 16 * (10 * years[y] / hi[y]) ** a[y], 0)
+        out[y][np.isnan(years[y]) | np.isnan(np.broadcast_to(hi[y], years[y].shape))] = np.nan
+    return out.reshape(t.shape)
+
+
+@pytest.mark.parametrize("heat_index", ["annual", "climatology"])
+def test_thornthwaite_matches_the_formula_on_a_grid(heat_index):
+    """Many pixels and years, cold pixels, a year with a missing month, a pixel whose
+    climatological heat index is 0 although single months are above 0."""
+    rng = np.random.default_rng(11)
+    t = rng.normal(8, 12, (60, 40)).astype("float32")
+    t[:, 0] = -4.0
+    t[::24, 1], t[12::24, 1] = 2.0, -10.0  # Januaries alternate: mean January < 0
+    t[:, 1][np.arange(60) % 12 != 0] = -3.0
+    if heat_index == "annual":
+        t[17, 2] = np.nan  # one missing month: that year of that pixel is NaN
+    got = water.thornthwaite_pet(t, heat_index=heat_index)
+    assert got.dtype == np.float32
+    want = _thornthwaite_reference(t, climatology=heat_index == "climatology")
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=2e-7, atol=0)
+    assert (got[:, 0] == 0).all()
+    if heat_index == "climatology":
+        assert (got[:, 1] == 0).all()  # I = 0: no evapotranspiration even in warm months
+    else:
+        assert np.isnan(got[12:24, 2]).all() and not np.isnan(got[:12, 2]).any()
+
+
 def test_thornthwaite_annual_heat_index_per_year():
     t = np.concatenate([example_t(), example_t() + 3])
     ep = water.thornthwaite_pet(t)

@@ -142,11 +142,6 @@ def _zz_eet(p, ep):
     return e if ok else 0.0
 
 
-@numba.njit(**_JIT)
-def _thornthwaite_exponent(hi):
-    return 6.75e-7 * hi ** 3 - 7.71e-5 * hi ** 2 + 1.792e-2 * hi + 0.49239
-
-
 # --------------------------------------------------------------------- element-wise ufuncs
 
 
@@ -327,67 +322,77 @@ def class_histogram_kernel(values, cls, nclass, nbins, one, half_bins):
 # (calendar-year index 0..ngroup-1, non-decreasing).
 
 
-@numba.njit(**_JIT)
-def thornthwaite_kernel(t, group, ngroup, climatology, moy, lat, doy, days, correct):
-    """Thornthwaite E_p [mm month-1]; see :func:`carbonsink.flux.water.thornthwaite_pet`."""
+def thornthwaite_values(t, group, ngroup, climatology, moy, lat, doy, days, correct):
+    """Thornthwaite E_p [mm month-1] of ``t`` (time, pixels) [degC]; see
+    :func:`carbonsink.flux.water.thornthwaite_pet`.
+
+    ``group`` holds the heat-index group (calendar year) of each step. The powers
+    (T/5)^1.514 and (10·T/I)^a are evaluated as exp(p·ln x) with NumPy on one group's steps
+    at a time (float64 temporaries of 12 steps): its SIMD exp and log are several times
+    faster per value than the scalar power a numba loop calls, which made this the
+    costliest model kernel of a study. A month with T ≤ 0 is evaluated at T = 1 and its
+    terms multiplied by 0 (extreme arguments would send exp and log down their slow
+    paths); NaN propagates through both. I ≤ 0 gives E_p = 0.
+    """
     nt, npx = t.shape
     out = np.empty((nt, npx), dtype=t.dtype)
-    hi = np.zeros((ngroup, npx))
-    if climatology:
-        msum = np.zeros((12, npx))
-        mcnt = np.zeros((12, npx))
-        for i in range(nt):
-            m = moy[i]
-            for p in range(npx):
-                v = t[i, p]
-                if v == v:
-                    msum[m, p] += v
-                    mcnt[m, p] += 1.0
-        for p in range(npx):
-            acc = 0.0
+    with np.errstate(all="ignore"):
+        if climatology:  # one I per pixel from the mean of each calendar month
+            hi_clim = np.zeros(npx)
             for m in range(12):
-                if mcnt[m, p] == 0.0:
-                    acc = math.nan
-                    break
-                tm = msum[m, p] / mcnt[m, p]
-                if tm > 0.0:
-                    acc += (tm / 5.0) ** 1.514
-            for g in range(ngroup):
-                hi[g, p] = acc
-    else:
-        for i in range(nt):
-            g = group[i]
-            for p in range(npx):
-                v = t[i, p]
-                if v != v:
-                    hi[g, p] = math.nan
-                elif v > 0.0:
-                    hi[g, p] += (v / 5.0) ** 1.514
-    expo = np.empty((ngroup, npx))
-    for g in range(ngroup):
-        for p in range(npx):
-            expo[g, p] = _thornthwaite_exponent(hi[g, p])
+                sel = t[moy == m].astype(np.float64)
+                n = np.sum(~np.isnan(sel), axis=0)
+                tm = np.where(n > 0, np.nansum(sel, axis=0) / np.maximum(n, 1), np.nan)
+                term = (np.where(tm > 0.0, tm, 5.0) / 5.0) ** 1.514
+                hi_clim += np.where(tm > 0.0, term, np.where(np.isnan(tm), np.nan, 0.0))
+        for g in range(ngroup):
+            rows = np.flatnonzero(group == g)
+            if rows.size == 0:
+                continue
+            v = t[rows].astype(np.float64)
+            pos = v > 0.0
+            v[v <= 0.0] = 1.0  # NaN compares False: stays NaN
+            lv = np.log(v)
+            if climatology:
+                hi = hi_clim
+            else:
+                x = lv - _LN5
+                x *= 1.514
+                np.exp(x, out=x)
+                x *= pos
+                hi = x.sum(axis=0)
+            expo = 6.75e-7 * hi ** 3 - 7.71e-5 * hi ** 2 + 1.792e-2 * hi + 0.49239
+            log_hi = np.log(hi)
+            log_hi[hi <= 0.0] = np.inf  # (10·T/I)^a -> 0
+            y = lv + (_LN10 - log_hi)
+            y *= expo
+            np.exp(y, out=y)
+            y *= 16.0
+            y *= pos
+            if correct:
+                _daylength_apply(y, lat, doy[rows], days[rows])
+            out[rows] = y
+    return out
+
+
+_LN5 = math.log(5.0)
+_LN10 = math.log(10.0)
+
+
+@numba.njit(**_JIT)
+def _daylength_apply(ep, lat, doy, days):
+    """``ep`` (steps, pixels) times Thornthwaite's day-length factor of each step and pixel
+    latitude, in place; pixels of one grid row share the latitude, so the factor is
+    recomputed only where it changes (same formula, same value)."""
+    nt, npx = ep.shape
     for i in range(nt):
-        g = group[i]
-        factor = 1.0
-        # the day-length factor depends on the latitude only: pixels of one grid row share
-        # it, so it is recomputed only where the latitude changes (same formula, same value)
         last_lat = math.nan
+        factor = 1.0
         for p in range(npx):
-            v = t[i, p]
-            h = hi[g, p]
-            if v != v or h != h:
-                out[i, p] = math.nan
-                continue
-            if v <= 0.0 or h <= 0.0:
-                out[i, p] = 0.0
-                continue
-            ep = 16.0 * (10.0 * v / h) ** expo[g, p]
-            if correct and lat[p] != last_lat:
+            if lat[p] != last_lat:
                 last_lat = lat[p]
                 factor = _daylength_factor(lat[p], doy[i], days[i])
-            out[i, p] = ep * factor
-    return out
+            ep[i, p] *= factor
 
 
 @numba.njit(**_JIT)

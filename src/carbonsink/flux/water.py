@@ -129,7 +129,7 @@ def thornthwaite_pet(tas: Any, *, lat: Any = None, daylength_correction: bool = 
 
     def run(t2, s2):
         latv = s2[0] if s2 else np.zeros(t2[0].shape[1])
-        return K.thornthwaite_kernel(t2[0], labels, ngroup, clim, moy, latv, doy, days,
+        return K.thornthwaite_values(t2[0], labels, ngroup, clim, moy, latv, doy, days,
                                      bool(daylength_correction))
 
     out = apply_time_kernel(run, [t], static, time_dim=time_dim, dtype=dtype)
