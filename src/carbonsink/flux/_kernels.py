@@ -559,3 +559,17 @@ def bl_annual_ratio_kernel(rs, group, ngroup, nmonths, intercept, slope):
             else:
                 out[i, p] = v * ratio[g, p]
     return out
+
+
+@numba.njit(**_JIT)
+def lookup_kernel(codes, table, fill, out):
+    """``out[i] = table[codes[i]]`` for a whole code in ``[0, len(table))``, else ``fill``
+    (NaN, negative and too large codes; float codes are truncated like ``astype(int)``);
+    see :func:`carbonsink.flux._util.lookup`."""
+    n = table.shape[0]
+    for i in range(codes.shape[0]):
+        v = codes[i]
+        if v >= 0 and v < n:  # False for NaN
+            out[i] = table[int(v)]
+        else:
+            out[i] = fill
