@@ -799,7 +799,8 @@ def write_cog(da: xr.DataArray, path: PathLike, *, attrs: dict[str, Any] | None 
     # without Python's interpreter lock: dask's threads and the other COG writers of the
     # step keep running meanwhile (opened for writing with driver="COG", the same work ran
     # on the dataset's close with the lock held: 7.5 s of lock at 1.2 M pixels). The files
-    # are byte-identical to that way.
+    # are the same as written that way (values, tags, overviews, colour tables, sizes: the
+    # 54 COGs of the 300 x 300 benchmark study compared)
     cog = {k: profile.pop(k) for k in ("driver", "compress", "blocksize", "overview_resampling",
                                        "BIGTIFF", "predictor", "level") if k in profile}
     cog.pop("driver")

@@ -494,8 +494,6 @@ def block_tiles(ctx: RunContext) -> int:
     """Tiles computed at once by the flux step: one per thread (local threads, or the
     threads of the dask cluster's workers), so every thread has work while memory stays
     bounded by the block (README, "Speed, memory and disk")."""
-    import os
-
     threads = os.cpu_count() or 1
     client = getattr(ctx, "client", None)
     if client is not None:
