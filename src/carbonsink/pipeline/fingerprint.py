@@ -62,8 +62,9 @@ class DigestCache:
             except (OSError, ValueError):
                 self._data = {}
 
-    def digest(self, path: Path) -> str | None:
-        """Content digest of the file ``path`` (``None`` when it cannot be read)."""
+    def _lookup(self, path: Path) -> tuple[str, list, str | None] | None:
+        """``(key, stamp, cached digest or None)`` of ``path``; None when it cannot be
+        stat'ed."""
         try:
             st = os.stat(path)
         except OSError:
@@ -71,8 +72,17 @@ class DigestCache:
         stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
         key = str(Path(path).absolute())
         hit = self._data.get(key)
-        if isinstance(hit, list) and len(hit) == 5 and hit[:4] == stamp:
-            return hit[4]
+        current = isinstance(hit, list) and len(hit) == 5 and hit[:4] == stamp
+        return key, stamp, hit[4] if current else None
+
+    def digest(self, path: Path) -> str | None:
+        """Content digest of the file ``path`` (``None`` when it cannot be read)."""
+        found = self._lookup(path)
+        if found is None:
+            return None
+        key, stamp, cached = found
+        if cached is not None:
+            return cached
         try:
             digest = _sha256(Path(path))
         except OSError:
@@ -90,15 +100,9 @@ class DigestCache:
 
         todo: dict[str, tuple[list, Path]] = {}
         for path in paths:
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-            key = str(Path(path).absolute())
-            hit = self._data.get(key)
-            if not (isinstance(hit, list) and len(hit) == 5 and hit[:4] == stamp):
-                todo[key] = (stamp, Path(path))
+            found = self._lookup(path)
+            if found is not None and found[2] is None:
+                todo[found[0]] = (found[1], Path(path))
         workers = workers or os.cpu_count() or 1
         if len(todo) < 2 or workers < 2:
             return  # digest() computes them one by one

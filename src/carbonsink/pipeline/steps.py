@@ -809,13 +809,17 @@ def _chunked(cfg: StudyConfig, ds: xr.Dataset, disk_chunks: dict | None = None, 
 PREPARE_THREADS_PER_CORE = 2
 
 
-def prepare_threads() -> int:
-    """Threads of the local scheduler in the prepare step: :data:`PREPARE_THREADS_PER_CORE`
-    per thread of the usual pool (dask's ``num_workers``, else one per core)."""
+def local_threads() -> int:
+    """Threads of dask's local scheduler: its ``num_workers`` setting, else one per core."""
     import dask
 
-    base = int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
-    return PREPARE_THREADS_PER_CORE * base
+    return max(1, int(dask.config.get("num_workers", None) or os.cpu_count() or 1))
+
+
+def prepare_threads() -> int:
+    """Threads of the local scheduler in the prepare step: :data:`PREPARE_THREADS_PER_CORE`
+    per thread of the usual pool (:func:`local_threads`)."""
+    return PREPARE_THREADS_PER_CORE * local_threads()
 
 
 def step_prepare(ctx: RunContext) -> list[Path]:
@@ -1440,13 +1444,9 @@ class MapWriter:
         self._pending: list = []  # (future, bytes)
 
     def __enter__(self) -> MapWriter:
-        import os
         from concurrent.futures import ThreadPoolExecutor
 
-        import dask
-
-        threads = max(1, int(dask.config.get("num_workers", None) or os.cpu_count() or 1))
-        self._pool = ThreadPoolExecutor(max_workers=threads,
+        self._pool = ThreadPoolExecutor(max_workers=local_threads(),
                                         thread_name_prefix="carbonsink-cog")
         return self
 
