@@ -11,6 +11,8 @@ touching the pipeline, the study schema or the report.
 
 from __future__ import annotations
 
+import re
+
 import shutil
 from pathlib import Path
 
@@ -111,8 +113,8 @@ def test_plugin_analysis_runs_through_check_run_and_report(probe_run):
     folder, msgs, lines = probe_run
     out = folder / "results"
     assert any("plugin_probe" in m for m in msgs)
-    # prepare, flux, regional_summary, plugin_probe, maps, report
-    assert any(line.startswith("[4/6] Plug-in probe ...") for line in lines)
+    # run order: prepare, flux, maps, regional_summary, plugin_probe (no maps), report
+    assert any(line.startswith("[5/6] Plug-in probe ...") for line in lines)
     probe = pd.read_parquet(out / "tables" / "probe.parquet")
     ref = pd.read_parquet(out / "tables" / "regional_annual.parquet")
     ref = ref[(ref.variable == "nep") & (ref.statistic == "mean")]
@@ -126,6 +128,10 @@ def test_plugin_analysis_runs_through_check_run_and_report(probe_run):
     assert "probe section rendered by its own template (factor 2.5)" in html
     assert 'href="#plugin_probe"' in html and "probe table" in html
     assert 'src="figures/probe_series.png"' in html
+    # the report keeps the study order (regional_summary, plugin_probe), maps after them,
+    # although maps ran third
+    ids = re.findall(r'<section id="([^"]+)"', html)
+    assert ids.index("regional_summary") < ids.index("plugin_probe") < ids.index("maps"), ids
     # only the asked analyses ran: no sink-class or trend tables
     assert not (out / "tables" / "sink_source_area.csv").exists()
     assert not (out / "tables" / "regional_trends.csv").exists()

@@ -496,6 +496,7 @@ class Attribution(Analysis):
                    "without excluded land-cover classes.")
     requires = ("annual", "drivers", "area")
     order = 70
+    draws_maps = True
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")

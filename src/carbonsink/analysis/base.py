@@ -305,7 +305,9 @@ class Analysis:
     ``template`` (the report partial, default ``generic``), ``template_dir`` (a folder with
     ``sections/<template>.html.j2`` when the partial is not one of the package's),
     ``default`` (run when a study lists no analyses), ``order`` (position in listings and
-    in the default study; built-ins use 10–90).
+    in the default study; built-ins use 10–90), ``draws_maps`` (the analysis draws per-pixel
+    map figures: the pipeline runs it before the analyses that do not, see
+    :func:`carbonsink.pipeline.steps.build_steps`).
     """
 
     name: ClassVar[str] = ""
@@ -318,6 +320,9 @@ class Analysis:
     template_dir: ClassVar[str | Path | None] = None
     default: ClassVar[bool] = False
     order: ClassVar[int] = 100  # position among the analyses (listing, default study order)
+    #: draws per-pixel maps (about a second of the figure process each): run early, so the
+    #: figure process saves them while the analyses without maps compute
+    draws_maps: ClassVar[bool] = False
 
     def run(self, ctx: AnalysisContext, options: BaseModel) -> AnalysisResult:
         """Compute the analysis; every registered analysis overrides it."""

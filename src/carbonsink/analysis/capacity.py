@@ -301,6 +301,7 @@ class Capacity(Analysis):
                    "Miami / Thornthwaite Memorial potential NPP for comparison.")
     requires = ("annual", "area")
     order = 70
+    draws_maps = True
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")

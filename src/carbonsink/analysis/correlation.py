@@ -189,6 +189,7 @@ class Correlation(Analysis):
     requires = ("annual", "drivers", "area")
     default = False
     order = 60
+    draws_maps = True
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")

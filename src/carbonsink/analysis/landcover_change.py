@@ -667,6 +667,7 @@ class LandcoverChange(Analysis):
                    "from converted versus stable pixels.")
     requires = ("annual", "landcover", "area")
     order = 25
+    draws_maps = True
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")

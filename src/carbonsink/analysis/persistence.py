@@ -103,6 +103,7 @@ class Persistence(Analysis):
     requires = ("annual", "area")
     default = False
     order = 55
+    draws_maps = True
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")

@@ -485,6 +485,7 @@ class Resilience(Analysis):
                    "carbonsink docs/methods.md §8.2).")
     requires = ("annual", "area")
     order = 75
+    draws_maps = True
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")

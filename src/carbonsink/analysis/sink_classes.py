@@ -215,6 +215,7 @@ class SinkClasses(Analysis):
     requires = ("annual", "area")
     default = True
     order = 30
+    draws_maps = True
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")

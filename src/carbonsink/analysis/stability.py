@@ -109,6 +109,7 @@ class Stability(Analysis):
     requires = ("annual", "area")
     default = False
     order = 50
+    draws_maps = True
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")

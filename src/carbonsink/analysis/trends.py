@@ -166,6 +166,7 @@ class Trends(Analysis):
     requires = ("annual", "area")
     default = True
     order = 40
+    draws_maps = True
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
