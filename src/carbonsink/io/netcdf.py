@@ -99,7 +99,8 @@ def _decode_packed_float32(ds: xr.Dataset, path: Path, engine: str | None = "zar
         return ds
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*consolidated metadata.*")
-        raw = xr.open_dataset(path, engine=engine, chunks=None, cache=False,
+        source, kw = _source(path, engine)
+        raw = xr.open_dataset(source, **kw, chunks=None, cache=False,
                               mask_and_scale=False, decode_times=False, decode_coords=False,
                               decode_timedelta=False,
                               drop_variables=[n for n in ds.variables if n not in packed])
@@ -184,20 +185,36 @@ def bounded_chunk_cache(nbytes: int = RUN_CHUNK_CACHE):
         netCDF4.set_chunk_cache(*before)
 
 
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _source(path: Path, engine: str | None) -> tuple[Any, dict[str, Any]]:
+    """What to give ``xarray.open_dataset`` for ``path`` read with ``engine``, and the
+    ``engine`` argument: a NetCDF-4 (HDF5) file read with netCDF4 (the default for ``.nc``)
+    goes through :class:`~carbonsink.io._h5chunks.DirectNetCDF4Store`, whose chunked,
+    deflated variables are decompressed on every thread, not one at a time behind the HDF5
+    lock (same values, bit for bit)."""
+    if engine in (None, "netcdf4") and Path(path).is_file():
+        with open(path, "rb") as fh:
+            hdf5 = fh.read(8) == _HDF5_SIGNATURE
+        if hdf5:
+            from ._h5chunks import DirectNetCDF4Store
+
+            return DirectNetCDF4Store.open(str(path), mode="r"), {}
+    return path, ({"engine": engine} if engine is not None else {})
+
+
 def _open_dataset(path: Path, engine: str | None) -> xr.Dataset:
     kind = "Zarr store" if engine == "zarr" else "NetCDF file"
     kw: dict[str, Any] = {"chunks": None, "cache": False, "decode_coords": "all",
                           "decode_timedelta": False}
-    if engine == "zarr":
-        kw["engine"] = "zarr"
-    elif engine is not None:
-        kw["engine"] = engine
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*consolidated metadata.*")
             # CMIP files name cell_measures (areacella) kept in other files: harmless here
             warnings.filterwarnings("ignore", message=".*referenced in cell_measures.*")
-            return xr.open_dataset(path, **kw)
+            source, engine_kw = _source(path, engine)
+            return xr.open_dataset(source, **engine_kw, **kw)
     except ValueError as exc:
         msg = str(exc)
         if "time" in msg.lower() or "calendar" in msg.lower() or "units" in msg.lower():

@@ -1671,8 +1671,8 @@ def build_steps(cfg: StudyConfig) -> list[Step]:
     waits for all of them. So the steps that draw per-pixel maps (about a second of that
     process each; dozens per study) run first: the mean maps, then the analyses that draw
     maps (``Analysis.draws_maps``), then the others (tables and line figures), during which
-    the figure process catches up. At 600 x 600 pixels the report then waited 1.3 s for the
-    figures instead of 9.2 s (``benchmarks/results/study.md``). Each analysis still runs
+    the figure process catches up. At 600 x 600 pixels the report then waited 0.5 s for the
+    figures instead of 7.5-8 s (same-hour runs). Each analysis still runs
     after those in its ``after``; the report keeps the study order (:func:`report_order`).
     """
     steps = [
