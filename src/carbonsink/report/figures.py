@@ -166,15 +166,25 @@ def flush_figures(wait: bool = True) -> tuple[dict, set]:
     return _SAVER.flush(wait) if _SAVER is not None else ({}, set())
 
 
+#: scheduling priority of the saving processes relative to the run's (``os.nice``): they
+#: use the cores the run leaves idle, and do not slow the run's own work when it needs them
+SAVER_NICENESS = 10
+
+
 def _saver_signals() -> None:
     """In the saving process: Ctrl-C is for the run (the parent stops the saver), SIGTERM
     ends the process quietly, and the process ends by itself when the run's process is gone
-    (killed with SIGKILL, say), so no orphan keeps running or holds the run's output pipes."""
+    (killed with SIGKILL, say), so no orphan keeps running or holds the run's output pipes.
+    The process runs at a lower priority (:data:`SAVER_NICENESS`): the run's steps, on the
+    critical path, get a core when they need it; the figures take the idle time."""
+    import contextlib
     import os
     import signal
     import threading
     import time
 
+    with contextlib.suppress(OSError, AttributeError):  # (no os.nice: Windows, saves inline)
+        os.nice(SAVER_NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     parent = os.getppid()
