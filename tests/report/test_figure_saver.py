@@ -38,3 +38,16 @@ def test_abandon_removes_and_errors_surface(tmp_path):
             saver.flush()
         saver.abandon()  # the whole failed batch goes
         assert not (tmp_path / "good.png").exists() and not (tmp_path / "bad.png").exists()
+
+
+def test_saving_processes_run_at_a_lower_priority():
+    import os
+
+    if not hasattr(os, "nice"):
+        pytest.skip("no process priorities on this platform")
+    with F.FigureSaver(workers=2) as saver:
+        if saver._pool is None:
+            pytest.skip("figures are saved inline here (no fork)")
+        niceness = {saver._pool.submit(os.nice, 0).result() for _ in range(4)}
+    mine = os.nice(0)
+    assert niceness == {min(mine + F.SAVER_NICENESS, 19)}

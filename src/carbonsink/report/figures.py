@@ -71,7 +71,7 @@ class FigureSaver:
             return
         self._pool = ProcessPoolExecutor(max_workers=self.workers,
                                          mp_context=multiprocessing.get_context("fork"),
-                                         initializer=_saver_signals)
+                                         initializer=_saver_init)
         for f in [self._pool.submit(float, 0) for _ in range(self.workers)]:
             f.result()  # start them while this is the only thread
 
@@ -171,7 +171,7 @@ def flush_figures(wait: bool = True) -> tuple[dict, set]:
 SAVER_NICENESS = 10
 
 
-def _saver_signals() -> None:
+def _saver_init() -> None:
     """In the saving process: Ctrl-C is for the run (the parent stops the saver), SIGTERM
     ends the process quietly, and the process ends by itself when the run's process is gone
     (killed with SIGKILL, say), so no orphan keeps running or holds the run's output pipes.
