@@ -1,6 +1,7 @@
 """The steps of ``carbonsink run``, built from the study.
 
-prepare → flux → one step per analysis (ordered by what each needs) → maps → report.
+prepare → flux → maps → one step per analysis (ordered by what each needs, those that draw
+maps first) → report; the report shows the analyses in study order (:func:`build_steps`).
 
 Every step reads what the previous steps wrote (lazily, through the product
 catalog), so a rerun can skip current steps and memory stays bounded by the
