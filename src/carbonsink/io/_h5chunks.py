@@ -16,6 +16,7 @@ reader.
 
 from __future__ import annotations
 
+import functools
 import os
 import zlib
 from typing import Any
@@ -48,7 +49,16 @@ class HDF5ChunkArray(BackendArray):
     @classmethod
     def of(cls, path: str, name: str) -> HDF5ChunkArray | None:
         """The reader of variable ``name`` (in the root group) of the NetCDF-4 file ``path``,
-        or None where its layout is not one this reader decodes."""
+        or None where its layout is not one this reader decodes. Built once per file version
+        and variable (a study opens a file once per input role, and a packed variable twice)."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return _reader(cls, str(path), name, st.st_size, st.st_mtime_ns)
+
+    @classmethod
+    def _build(cls, path: str, name: str) -> HDF5ChunkArray | None:
         try:
             import h5py
         except ImportError:  # pragma: no cover - h5py is a dependency
@@ -148,6 +158,17 @@ class HDF5ChunkArray(BackendArray):
         return arr.reshape(self.chunks)
 
 
+@functools.lru_cache(maxsize=256)
+def _reader(cls, path: str, name: str, size: int, mtime_ns: int) -> HDF5ChunkArray | None:
+    """:meth:`HDF5ChunkArray._build`, cached by file version (size and modification time):
+    the chunk index is read from the file once."""
+    return cls._build(path, name)
+
+
+#: filters (netCDF4's ``Variable.filters()`` keys) that rule the reader out without asking h5py
+_OTHER_FILTERS = ("fletcher32", "szip", "zstd", "bzip2", "blosc")
+
+
 class DirectNetCDF4Store(NetCDF4DataStore):
     """xarray's NetCDF-4 store whose variables, where :class:`HDF5ChunkArray` decodes their
     layout, are read by it (metadata and everything else as xarray reads them)."""
@@ -156,7 +177,10 @@ class DirectNetCDF4Store(NetCDF4DataStore):
         import xarray as xr
 
         v = super().open_store_variable(name, var)
-        if self._group is not None or not str(self._filename):
+        if self._group is not None or not str(self._filename) or var.chunking() == "contiguous":
+            return v  # (coordinates and other contiguous variables: nothing to decompress)
+        filters = var.filters() or {}
+        if any(filters.get(k) for k in _OTHER_FILTERS):
             return v
         arr = HDF5ChunkArray.of(self._filename, name)
         if arr is None or arr.shape != v.shape or arr.dtype != v.dtype:

@@ -818,12 +818,12 @@ def _chunked(cfg: StudyConfig, ds: xr.Dataset, disk_chunks: dict | None = None, 
     return ds.chunk(chunks)
 
 
-#: threads of the local scheduler per core in the prepare step: its tasks wait on the HDF5
-#: library's lock (every NetCDF read runs one at a time, one thread decompressing while the
-#: others wait) and on file reads, so with one thread per core a core idles while its thread
-#: waits. With two per core (1.2 M pixels, 2 cores) the step took 45-48 s instead of 50-53 s
-#: (alternating runs of the step), cores busy 1.6 instead of 1.45, the same peak memory
-#: (1.41-1.43 GB: the flux step's peak is higher)
+#: threads of the local scheduler per core in the prepare step: its tasks wait on file
+#: reads and on locks (GDAL's; the HDF5 library's for NetCDF layouts that io._h5chunks does
+#: not read itself), so with one thread per core a core idles while its thread waits. With
+#: two per core (1.2 M pixels, 2 cores; measured before io._h5chunks, when every NetCDF read
+#: took the HDF5 lock) the step took 45-48 s instead of 50-53 s (alternating runs of the
+#: step), cores busy 1.6 instead of 1.45, the same peak memory
 PREPARE_THREADS_PER_CORE = 2
 
 
