@@ -57,6 +57,28 @@ def test_trend_series_figure_draws_the_ols_line_with_its_slope():
         assert label.startswith(f"{b:+.3g} g C m-2 yr-2") and "p < 0.01" in label
 
 
+def test_trend_line_fit_matches_scipy_linregress():
+    """The figures' OLS line and p (no scipy.stats import in the run) against the oracle."""
+    from scipy.stats import linregress
+
+    from carbonsink.report.figures import _ols_fit
+
+    rng = np.random.default_rng(3)
+    t = np.arange(2001.0, 2022.0)
+    for b, noise in ((0.8, 5.0), (-0.05, 1.0), (0.0, 2.0), (3.0, 0.5)):
+        v = 100.0 + b * (t - 2001) + rng.normal(0, noise, t.size)
+        v[[2, 9]] = np.nan  # gaps are dropped, as in linregress on the valid years
+        ok = np.isfinite(v)
+        ref = linregress(t[ok], v[ok])
+        slope, intercept, p = _ols_fit(t, v)
+        assert slope == pytest.approx(ref.slope, rel=1e-10)
+        assert intercept == pytest.approx(ref.intercept, rel=1e-9)
+        assert p == pytest.approx(ref.pvalue, rel=1e-8, abs=1e-300)
+    assert _ols_fit(t, 2.0 + 0.5 * t)[2] == 0.0  # a perfect line
+    assert _ols_fit(t, np.full(t.size, 7.0))[:3:2] == (0.0, 1.0)  # constant: slope 0, p 1
+    assert np.isnan(_ols_fit(t[:2], t[:2])[0])  # fewer than 3 years: no line
+
+
 def test_area_share_bars_stack_to_100_percent():
     rows = []
     for zone, s in (("A", (10.0, 90.0)), ("B", (55.0, 45.0))):
