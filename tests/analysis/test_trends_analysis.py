@@ -186,3 +186,42 @@ def test_too_few_years_skips_with_a_message():
     ctx = MemoryContext({("annual", "c"): annual}, {"area": area}, echo=lines.append)
     res = run_analysis("trends", ctx)
     assert not res.tables and any("trends skipped" in s for s in lines)
+
+
+def test_regional_trend_is_the_regional_summary_trend_when_pixels_drop_out():
+    """A pixel valid only in some years (and in one combination only) would change the
+    per-year regional mean; with the default fixed pixel set the trends analysis uses the
+    pixels regional_summary uses, so both sections report the same regional trend."""
+    area = _area()
+    nep = _series(area, SLOPE["West"], SLOPE["East"])
+    # an outlying high-NEP pixel of the West, missing in the late years of one combination
+    a = nep.copy()
+    a[:, 0, 0] = 900.0
+    a[8:, 0, 0] = np.nan
+    b = nep.copy()
+    b[:, 0, 0] = 900.0
+    cubes = {("annual", "modis+pei"): xr.Dataset({"nep": a}),
+             ("annual", "casa+pei"): xr.Dataset({"nep": b})}
+
+    def ctx():
+        return MemoryContext(cubes, {"area": area}, zones=_zones(area), synthetic=True)
+
+    summary = run_analysis("regional_summary", ctx(), growing_season=False)
+    stats = summary.tables["regional_statistics"]
+    ref = stats[(stats.variable == "nep") & (stats["of"] == "mean")
+                & (stats.statistic == "ols_slope")].set_index(["combination", "zone"])["value"]
+    for kw, same in (({}, True), ({"pixel_set": "per_year"}, False)):
+        tab = run_analysis("trends", ctx(), variables=["nep"], **kw).tables["regional_trends"]
+        got = tab[(tab.variable == "nep") & (tab.statistic == "ols_slope")].set_index(
+            ["combination", "zone"])["value"]
+        for key in (("modis+pei", "study area"), ("casa+pei", "study area"),
+                    ("modis+pei", "West"), ("casa+pei", "East")):
+            if same:
+                assert got[key] == pytest.approx(ref[key], rel=1e-9), (kw, key)
+        # per year, the pixel leaving the series in 2009 bends the West and regional lines
+        if not same:
+            assert got[("modis+pei", "West")] != pytest.approx(ref[("modis+pei", "West")],
+                                                                 rel=1e-3)
+    # fixed: the common pixel set leaves the outlier out of both combinations alike
+    assert ref[("modis+pei", "West")] == pytest.approx(SLOPE["West"], rel=1e-9)
+    assert ref[("casa+pei", "West")] == pytest.approx(SLOPE["West"], rel=1e-9)

@@ -25,6 +25,7 @@ from ..stats import (
 )
 from .base import DRIVERS, Analysis, AnalysisResult, CubeProduct, register_analysis, tidy
 from .sink_classes import class_share_table, class_shares_by_zone
+from .summaries import pixel_set
 
 __all__ = ["Trends", "trend_dataset", "regional_trend_table", "regional_series_table",
            "series_trends", "TREND_SCHEMES", "FLUX_VARIABLES"]
@@ -193,6 +194,14 @@ class Trends(Analysis):
         min_valid_share: float = Field(
             1.0, gt=0, le=1, description="pixels valid in fewer than this share of the years get "
                                          "no trend (masked in every map; the n layer counts)")
+        pixel_set: Literal["fixed", "per_year"] = Field(
+            "fixed", description="pixels of the regional and per-zone flux series: fixed = the "
+                                 "same pixels every year (valid in at least min_valid_share of "
+                                 "the years), as regional_summary, so both report the same "
+                                 "regional trend; per_year = whichever pixels are valid")
+        common_mask: bool = Field(
+            True, description="with pixel_set fixed: the pixels valid in every combination "
+                              "and experiment (as regional_summary)")
         min_years: int = Field(MIN_TREND_YEARS, ge=4,
                                description="fewer years in the study: the analysis is skipped")
         maps: list[str] | None = Field(
@@ -288,13 +297,25 @@ class Trends(Analysis):
         written = dict(zip((id(it) for it in pixel), ctx.store_many(
             [self._product(ctx, it, options) for it in pixel]))) if pixel else {}
         area = ctx.area
+        # the regional series of the fluxes on the pixels (and with the zone fractions) of
+        # regional_summary: both sections give the same regional series and trend
+        keep = pixel_set(ctx, options) if any(it[1] in FLUX_VARIABLES for it in items) \
+            else None
+        fractions = ctx.zone_fractions()
+        series_zones = zones if fractions is None else fractions
+
+        def series_mask(it):
+            if it[1] not in FLUX_VARIABLES or keep is None:
+                return None
+            return keep.get((it[3], it[4])) if isinstance(keep, dict) else keep
         # every regional series and the class and slope layers of the stored trend cubes in
         # few computations (the annual cubes and the trend cubes read together, both cores
         # busy; the layers of a batch of cubes at a time)
         layers = [TREND_SCHEMES[s][0] for s in options.schemes] + ["sen_slope"]
         stream = computed_in_batches(
-            [(None, summarise_many([dict(da=it[0], area=area, zones=zones, how=("mean",),
-                                         region=ctx.zone) for it in items], compute=False))]
+            [(None, summarise_many([dict(da=it[0], area=area, zones=series_zones,
+                                         how=("mean",), region=ctx.zone, mask=series_mask(it))
+                                    for it in items], compute=False))]
             + [(id(it), {k: written[id(it)][k] for k in layers}) for it in pixel])
         _, series = next(stream)
         for it, ser in zip(items, series):
@@ -387,6 +408,11 @@ class Trends(Analysis):
             f"{years} years; region {where}. Per pixel: Theil–Sen slope with the Mann–Kendall "
             f"test ({variant}) and OLS with its t-test (docs/methods.md §6.1–6.3); classes: "
             + "; ".join(TREND_SCHEMES[s][1] for s in options.schemes)
+            + ". Regional and per-zone series of the fluxes: area-weighted means over "
+            + (f"the same pixels every year (valid in at least {options.min_valid_share:g} of "
+               "the years" + (" in every combination" if options.common_mask else "")
+               + "), as in the regional summary" if options.pixel_set == "fixed" else
+               "whichever pixels are valid each year")
             + ". Area shares are of the area of pixels with a class (true pixel areas). Maps "
               "in maps/<combination>/ (class maps with colour table and class names; driver "
               "trends under maps/drivers/)."
