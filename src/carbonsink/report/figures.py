@@ -483,9 +483,9 @@ def trend_series_figure(table: pd.DataFrame, path: str | Path | None = None, *,
 
     One panel per value of ``panel`` (e.g. ``zone``; the whole table in one panel when
     None), one line per value of ``by`` (e.g. ``combination``) in each panel. Each series is
-    drawn with markers and its least-squares line ``y = a + b·t`` (docs/methods.md §6.1; the fit and
-    t-test of :func:`carbonsink.stats.ols_trend`), and the legend gives ``b`` in ``units`` per year with the
-    t-test p.
+    drawn with markers and its least-squares line ``y = a + b·t`` (docs/methods.md §6.1; the
+    fit and t-test of :func:`carbonsink.stats.ols_trend`), and the legend gives ``b`` in
+    ``units`` per year with the t-test p.
     """
     panels = list(dict.fromkeys(table[panel])) if panel else [None]
     n = len(panels)
