@@ -409,8 +409,10 @@ class Trends(Analysis):
             f"test ({variant}) and OLS with its t-test (docs/methods.md §6.1–6.3); classes: "
             + "; ".join(TREND_SCHEMES[s][1] for s in options.schemes)
             + ". Regional and per-zone series of the fluxes: area-weighted means over "
-            + (f"the same pixels every year (valid in at least {options.min_valid_share:g} of "
-               "the years" + (" in every combination" if options.common_mask else "")
+            + ("the same pixels every year (valid in "
+               + ("every year" if options.min_valid_share >= 1 else
+                  f"at least {100 * options.min_valid_share:g} % of the years")
+               + (" and in every combination" if options.common_mask else "")
                + "), as in the regional summary" if options.pixel_set == "fixed" else
                "whichever pixels are valid each year")
             + ". Area shares are of the area of pixels with a class (true pixel areas). Maps "
