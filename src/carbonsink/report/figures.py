@@ -15,6 +15,7 @@ import xarray as xr
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import ScaledTranslation
 
 from ..io.atomic import atomic_write
 
@@ -491,7 +492,9 @@ def trend_series_figure(table: pd.DataFrame, path: str | Path | None = None, *,
     n = len(panels)
     cols = max(1, min(ncols, n))
     rows = int(np.ceil(n / cols))
-    fig = Figure(figsize=(4.2 * cols, 3.1 * rows))
+    lines = max((table[by].nunique() if by else 1), 1)
+    legend_in = 0.5 + 0.115 * (lines + 1)  # year axis gap + title + one row per line
+    fig = Figure(figsize=(4.2 * cols, (3.1 + legend_in) * rows))
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False)
     slope_units = f" {_per_year(units)}" if units else " per year"
@@ -517,7 +520,12 @@ def trend_series_figure(table: pd.DataFrame, path: str | Path | None = None, *,
         ax.set_xlabel(x, fontsize=8)
         ax.set_ylabel(ylabel or (f"[{units}]" if units else value), fontsize=8)
         ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6, frameon=False, title="OLS slope", title_fontsize=6)
+        # below the panel, under the year axis (inside it, the legend of six combinations
+        # hid the lines); the figure is taller by the legend's height (see below)
+        ax.legend(fontsize=6, frameon=False, title="OLS slope", title_fontsize=6,
+                  loc="upper center", bbox_to_anchor=(0.5, 0.0), borderaxespad=0.0,
+                  bbox_transform=ax.transAxes + ScaledTranslation(0.0, -0.42,
+                                                                  fig.dpi_scale_trans))
         if synthetic and i == 0:
             _synthetic(ax)
     for k in range(n, rows * cols):
