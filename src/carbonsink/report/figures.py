@@ -429,35 +429,21 @@ def categorical_map_figure(classes: xr.DataArray, path: str | Path | None = None
 
 
 def _ols_fit(t: np.ndarray, v: np.ndarray):
-    """OLS line of ``v`` on ``t`` (docs/methods.md §6.1): slope, intercept, two-sided t-test p.
-
-    ``b = Σ(t−t̄)(v−v̄)/Σ(t−t̄)²``, ``a = v̄ − b t̄``, ``p = P(|T_{n−2}| >= |b/SE|)`` with
-    ``SE = sqrt(SSE/(n−2)/Σ(t−t̄)²)``: the test of :func:`carbonsink.stats.ols_trend`, with
-    the same t distribution (:func:`carbonsink.stats._special.t_sf2`), so importing
-    ``scipy.stats`` (1.4 s) is not needed to draw a figure. A perfect line has p = 0, a
-    constant series p = 1.
-    """
-    from ..stats._special import t_sf2
+    """OLS line of ``v`` on ``t`` [years] (docs/methods.md §6.1): slope, intercept (at t = 0)
+    and the two-sided t-test p, by :func:`carbonsink.stats.ols_trend` on the valid years (a
+    perfect line has p = 0, a constant series p = 1)."""
+    from ..stats import ols_trend
 
     t = np.asarray(t, dtype=np.float64)
     v = np.asarray(v, dtype=np.float64)
     ok = np.isfinite(t) & np.isfinite(v)
-    n = int(ok.sum())
-    if n < 3 or np.ptp(t[ok]) == 0:
+    if ok.sum() < 3 or np.ptp(t[ok]) == 0:
         return np.nan, np.nan, np.nan
-    t, v = t[ok], v[ok]
-    dt = t - t.mean()
-    dv = v - v.mean()
-    stt = float(dt @ dt)
-    slope = float(dt @ dv) / stt
-    intercept = float(v.mean() - slope * t.mean())
-    res = dv - slope * dt
-    sse = float(res @ res)
-    if sse == 0.0:
-        p = 1.0 if slope == 0.0 else 0.0
-    else:
-        p = float(t_sf2(slope / np.sqrt(sse / (n - 2) / stt), n - 2))
-    return slope, intercept, p
+    fit = ols_trend(xr.DataArray(v[ok], dims="time", coords={"time": t[ok]}), "time",
+                    min_valid=3)
+    slope = float(fit["slope"])
+    # ols_trend's intercept is the line's value at the first valid year
+    return slope, float(fit["intercept"]) - slope * float(t[ok][0]), float(fit["p"])
 
 
 def _per_year(units: str) -> str:
@@ -521,7 +507,7 @@ def trend_series_figure(table: pd.DataFrame, path: str | Path | None = None, *,
         ax.set_ylabel(ylabel or (f"[{units}]" if units else value), fontsize=8)
         ax.tick_params(labelsize=7)
         # below the panel, under the year axis (inside it, the legend of six combinations
-        # hid the lines); the figure is taller by the legend's height (see below)
+        # hid the lines); the figure is taller by the legend's height (legend_in)
         ax.legend(fontsize=6, frameon=False, title="OLS slope", title_fontsize=6,
                   loc="upper center", bbox_to_anchor=(0.5, 0.0), borderaxespad=0.0,
                   bbox_transform=ax.transAxes + ScaledTranslation(0.0, -0.42,
