@@ -52,6 +52,24 @@ def test_only_byte_identical_files_are_linked(tmp_path):
     np.testing.assert_array_equal(xr.open_zarr(a)["npp"].values, npp * 2)
 
 
+def test_files_of_equal_size_with_two_contents_link_to_their_own_copy(tmp_path):
+    """Three stores whose chunk files all have one size (uncompressed) but two contents:
+    the third links to the first, the second (different bytes) keeps its own file."""
+    rng = np.random.default_rng(1)
+    x = rng.random((3, 4, 4)).astype("float32")
+    y = x + 1
+    stores = [tmp_path / n / "annual.zarr" for n in ("a", "b", "c")]
+    for st, v in zip(stores, (x, y, x)):
+        xr.Dataset({"rh": (("time", "y", "x"), v)}).to_zarr(
+            st, mode="w", zarr_format=2, consolidated=True, encoding={"rh": {"compressors": None}})
+    a, b, c = (st / "rh" / "0.0.0" for st in stores)
+    assert a.stat().st_size == b.stat().st_size == c.stat().st_size
+    assert link_identical_files(stores) == a.stat().st_size
+    assert os.path.samefile(a, c) and not os.path.samefile(a, b)
+    for st, v in zip(stores, (x, y, x)):
+        np.testing.assert_array_equal(xr.open_zarr(st)["rh"].values, v)
+
+
 def test_a_run_shares_the_npp_chunks_of_the_combinations_of_one_npp_model(hetero_inputs,
                                                                            tmp_path):
     from carbonsink.pipeline import run_study
