@@ -1,5 +1,5 @@
-"""Content fingerprints of the files a step reads: digests computed in parallel equal
-hashlib's SHA-256 of the content, are cached, and are recomputed after a write."""
+"""Content fingerprints of the files a step reads: digests computed in parallel equal the
+XXH3-128 digest of the whole content, are cached, and are recomputed after a write."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import hashlib
 import os
 
 import pytest
+import xxhash
 
 from carbonsink.pipeline import fingerprint as fp
 
@@ -20,14 +21,37 @@ def _files(tmp_path, n=7):
     return paths
 
 
-def test_prefetch_gives_the_sha256_of_each_file_and_caches_it(tmp_path, monkeypatch):
+def _xxh(p):
+    """The XXH3-128 digest of the whole file at once (the cache streams it in 1 MiB pieces)."""
+    return "xxh3_128:" + xxhash.xxh3_128(p.read_bytes()).hexdigest()
+
+
+def test_a_digest_of_an_earlier_carbonsink_is_computed_again(tmp_path):
+    """digests.json written by a carbonsink that used SHA-256 (no prefix): the unchanged file
+    is hashed again (each step key then uses one kind of digest); a file larger than the
+    1 MiB read size gives the digest of its whole content."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(5 * (1 << 19) + 7))
+    cache = fp.DigestCache(tmp_path / "digests.json")
+    assert cache.digest(big) == _xxh(big)
+    key = next(iter(cache._data))
+    cache._data[key][4] = hashlib.sha256(big.read_bytes()).hexdigest()
+    cache._dirty = True
+    cache.save()
+    again = fp.DigestCache(tmp_path / "digests.json")
+    assert again._data[key][4] == hashlib.sha256(big.read_bytes()).hexdigest()
+    assert again.digest(big) == _xxh(big)
+
+
+def test_prefetch_gives_the_digest_of_each_file_and_caches_it(tmp_path, monkeypatch):
     paths = _files(tmp_path)
     cache = fp.DigestCache(tmp_path / "digests.json")
     cache.prefetch(paths, workers=3)
     calls = []
-    monkeypatch.setattr(fp, "_sha256", lambda p: calls.append(p) or "recomputed")
+    monkeypatch.setattr(fp, "_file_digest",
+                        lambda p: calls.append(p) or fp.DIGEST_PREFIX + "recomputed")
     for p in paths:
-        assert cache.digest(p) == hashlib.sha256(p.read_bytes()).hexdigest()
+        assert cache.digest(p) == _xxh(p)
     assert calls == []  # every digest came from the prefetch
     cache.save()
     again = fp.DigestCache(tmp_path / "digests.json")
@@ -38,7 +62,7 @@ def test_prefetch_gives_the_sha256_of_each_file_and_caches_it(tmp_path, monkeypa
     paths[4].write_bytes(b"changed too")
     again.prefetch(paths)
     assert sorted(calls) == [paths[2], paths[4]]
-    assert again.digest(paths[2]) == again.digest(paths[4]) == "recomputed"
+    assert again.digest(paths[2]) == again.digest(paths[4]) == fp.DIGEST_PREFIX + "recomputed"
     assert len(calls) == 2
 
 
@@ -57,7 +81,7 @@ def test_fingerprints_list_sidecars_folders_and_missing_paths(tmp_path):
     out = fp.fingerprints(items, fp.DigestCache(None))
 
     def sha(p):
-        return hashlib.sha256(p.read_bytes()).hexdigest()
+        return _xxh(p)
 
     assert out == [
         ["region", str(tmp_path / "region.shp"), sha(tmp_path / "region.shp")],
@@ -77,4 +101,4 @@ def test_prefetch_skips_unreadable_files(tmp_path, workers):
     cache = fp.DigestCache(None)
     cache.prefetch([*paths, tmp_path / "missing.bin"], workers=workers)
     assert cache.digest(tmp_path / "missing.bin") is None
-    assert cache.digest(paths[1]) == hashlib.sha256(paths[1].read_bytes()).hexdigest()
+    assert cache.digest(paths[1]) == _xxh(paths[1])
