@@ -92,6 +92,18 @@ def pixel_set(ctx, options):
     return {k: m.compute() for k, m in sets.items()}
 
 
+def pixel_mask(keep, experiment, combination):
+    """The mask of one run in a :func:`pixel_set` result (None: every valid pixel)."""
+    return keep.get((experiment, combination)) if isinstance(keep, dict) else keep
+
+
+def series_zones(ctx):
+    """The zones of the regional series: the cells' zone fractions when the study asks for
+    fractional zones, else the zone labels (None without zones)."""
+    fractions = ctx.zone_fractions()
+    return ctx.zones() if fractions is None else fractions
+
+
 @register_analysis
 class RegionalSummary(Analysis):
     name = "regional_summary"
@@ -124,14 +136,12 @@ class RegionalSummary(Analysis):
         area = ctx.area
         nmonths = len(ctx.growing_season_months)
         keep = pixel_set(ctx, options)
-        zones = ctx.zone_fractions()
-        zones = ctx.zones() if zones is None else zones
+        zones = series_zones(ctx)
         # every summary of every combination in one pass over the cubes (both cores busy,
         # each cube read once)
         plan = []
         for exp, combo in ctx.runs():
-            mask = None if keep is None else (keep[(exp, combo)] if isinstance(keep, dict)
-                                              else keep)
+            mask = pixel_mask(keep, exp, combo)
             for product in ("annual", "growing_season"):
                 if product == "growing_season" and not options.growing_season:
                     continue

@@ -25,7 +25,7 @@ from ..stats import (
 )
 from .base import DRIVERS, Analysis, AnalysisResult, CubeProduct, register_analysis, tidy
 from .sink_classes import class_share_table, class_shares_by_zone
-from .summaries import pixel_set
+from .summaries import pixel_mask, pixel_set, series_zones
 
 __all__ = ["Trends", "trend_dataset", "regional_trend_table", "regional_series_table",
            "series_trends", "TREND_SCHEMES", "FLUX_VARIABLES"]
@@ -301,19 +301,16 @@ class Trends(Analysis):
         # regional_summary: both sections give the same regional series and trend
         keep = pixel_set(ctx, options) if any(it[1] in FLUX_VARIABLES for it in items) \
             else None
-        fractions = ctx.zone_fractions()
-        series_zones = zones if fractions is None else fractions
+        szones = series_zones(ctx)
 
         def series_mask(it):
-            if it[1] not in FLUX_VARIABLES or keep is None:
-                return None
-            return keep.get((it[3], it[4])) if isinstance(keep, dict) else keep
+            return pixel_mask(keep, it[3], it[4]) if it[1] in FLUX_VARIABLES else None
         # every regional series and the class and slope layers of the stored trend cubes in
         # few computations (the annual cubes and the trend cubes read together, both cores
         # busy; the layers of a batch of cubes at a time)
         layers = [TREND_SCHEMES[s][0] for s in options.schemes] + ["sen_slope"]
         stream = computed_in_batches(
-            [(None, summarise_many([dict(da=it[0], area=area, zones=series_zones,
+            [(None, summarise_many([dict(da=it[0], area=area, zones=szones,
                                          how=("mean",), region=ctx.zone, mask=series_mask(it))
                                     for it in items], compute=False))]
             + [(id(it), {k: written[id(it)][k] for k in layers}) for it in pixel])

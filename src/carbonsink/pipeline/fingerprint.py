@@ -31,6 +31,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import xxhash
+
 __all__ = ["DigestCache", "fingerprints", "option_files"]
 
 _CHUNK = 1 << 20
@@ -43,8 +45,6 @@ DIGEST_PREFIX = "xxh3_128:"
 
 def _file_digest(path: Path) -> str:
     """``xxh3_128:<hex>``: the XXH3 128-bit digest of the content of ``path``."""
-    import xxhash
-
     h = xxhash.xxh3_128()
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):

@@ -389,9 +389,9 @@ def link_identical_files(stores: list[Path]) -> int:
     are files at the same path inside stores of the same name and of equal size; they are
     linked only when their contents are equal (compared byte for byte: for the 12 cubes of
     the 1.2 M-pixel benchmark study 1.5 s instead of 4.3 s for BLAKE2 digests of every
-    candidate on two threads), each link made atomically (a new link renamed onto the file). A file system without hard links keeps the copies.
-    Rewriting a store later replaces its files, never the shared copy. Returns the bytes
-    saved.
+    candidate on two threads), each link made atomically (a new link renamed onto the
+    file). A file system without hard links keeps the copies. Rewriting a store later
+    replaces its files, never the shared copy. Returns the bytes saved.
     """
     groups: dict[tuple[str, str, int], list[tuple[Path, tuple[int, int]]]] = {}
     for store in map(Path, stores):
