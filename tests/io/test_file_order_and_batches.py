@@ -52,6 +52,35 @@ def test_write_many_equals_write_one_by_one(tmp_path, blocks):
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
 
 
+def test_write_many_computes_the_stores_together(tmp_path):
+    # without blocks the stores are still one computation: the chunk of each store waits
+    # for the chunk of the other to start (computed one store after the other, the first
+    # would wait in vain and the barrier break)
+    import threading
+
+    import dask
+
+    barrier = threading.Barrier(2, timeout=20)
+
+    def meet(block):
+        if block.size:
+            barrier.wait()
+        return block
+
+    ds = _cube().chunk({"time": -1, "y": -1, "x": -1})
+    stores = []
+    for name in ("a", "b"):
+        one = ds[["npp"]].copy()
+        one["npp"] = one["npp"].copy(data=one["npp"].data.map_blocks(
+            meet, dtype="float32", token=f"meet-{name}"))
+        stores.append((one, tmp_path / f"{name}.zarr"))
+    with dask.config.set(scheduler="threads", num_workers=2):
+        write_zarr_many(stores)
+    for name in ("a", "b"):
+        np.testing.assert_array_equal(read_cube(tmp_path / f"{name}.zarr")["npp"].values,
+                                      ds["npp"].values)
+
+
 def test_write_many_failure_leaves_no_target(tmp_path):
     ds = _cube().chunk({"time": -1, "y": 8, "x": 16})
 

@@ -994,9 +994,10 @@ def write_zarr_many(items: Sequence[tuple[xr.Dataset | xr.DataArray, PathLike]],
                     ds = ds.assign_coords({v: loaded[v] for v in small if v in ds.coords})
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*consolidated metadata.*")
-                # blocks: the metadata and the non-spatial variables now, the data per block
+                # the metadata now; the data in the one computation below (blocks: the
+                # non-spatial variables now, the data block by block)
                 d = ds.to_zarr(tmp, mode="w-", zarr_format=zarr_format,
-                               consolidated=consolidated, compute=not spatial)
+                               consolidated=consolidated, compute=False)
             if spatial:
                 ready.append((ds, tmp))
             else:
