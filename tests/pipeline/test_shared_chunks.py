@@ -100,3 +100,71 @@ def test_a_run_shares_the_npp_chunks_of_the_combinations_of_one_npp_model(hetero
     files = [f for f in out.rglob("*") if f.is_file() and ".carbonsink" not in f.parts]
     assert abs(total - disk_bytes(files)) < 0.1e6
     assert disk_bytes(files) < sum(f.stat().st_size for f in files)
+
+
+def _geo_store(path, **arrays):
+    """:func:`_store` on a lon/lat grid with its CRS (as the pipeline's cubes)."""
+    import pandas as pd
+
+    nt, ny, nx = next(iter(arrays.values())).shape
+    ds = xr.Dataset({k: (("time", "y", "x"), v) for k, v in arrays.items()},
+                    coords={"time": pd.date_range("2001-01-01", periods=nt, freq="YS"),
+                            "y": 41.0 - np.arange(ny) * 0.1, "x": 110.0 + np.arange(nx) * 0.1})
+    ds = ds.rio.write_crs("EPSG:4326")
+    ds.chunk({"time": -1, "y": 4, "x": 4}).to_zarr(path, mode="w", zarr_format=2,
+                                                   consolidated=True)
+
+
+def test_linked_variables_open_as_one_dask_array_and_are_read_once(tmp_path, monkeypatch):
+    """Two cubes holding one variable's chunks as hard links open with the same dask name
+    for it (one read in a computation over both); a variable that differs, or a store
+    rewritten with new files, gets a name of its own."""
+    import dask
+    from xarray.backends.zarr import ZarrArrayWrapper
+
+    from carbonsink.pipeline import load_study
+    from carbonsink.pipeline.steps import _open_chunked, variable_identity
+
+    from pipeline_helpers import write_study
+
+    rng = np.random.default_rng(2)
+    npp = rng.random((5, 8, 8)).astype("float32") * 1000
+    rh_a = rng.random((5, 8, 8)).astype("float32")
+    a, b = tmp_path / "a" / "annual.zarr", tmp_path / "b" / "annual.zarr"
+    _geo_store(a, npp=npp, rh=rh_a)
+    _geo_store(b, npp=npp, rh=rh_a + 1)
+    assert variable_identity(a, "npp") != variable_identity(b, "npp")  # copies, not links
+    link_identical_files([a, b])
+    assert variable_identity(a, "npp") == variable_identity(b, "npp")
+    assert variable_identity(a, "rh") != variable_identity(b, "rh")
+    assert variable_identity(a, "missing") is None
+
+    cfg = load_study(write_study(tmp_path))
+    da_, db_ = (_open_chunked(cfg, s, analysis=True) for s in (a, b))
+    assert da_["npp"].data.name == db_["npp"].data.name
+    assert da_["rh"].data.name != db_["rh"].data.name
+    assert list(da_.data_vars) == ["npp", "rh"]  # the store's order
+
+    reads = []
+    orig = ZarrArrayWrapper.__getitem__
+
+    def counted(self, key):
+        reads.append(key)
+        return orig(self, key)
+
+    monkeypatch.setattr(ZarrArrayWrapper, "__getitem__", counted)
+    tot = dask.compute(da_["npp"].sum(), db_["npp"].sum(), da_["rh"].sum(), db_["rh"].sum())
+    np.testing.assert_allclose(tot, [npp.sum()] * 2 + [rh_a.sum(), (rh_a + 1).sum()],
+                               rtol=1e-5)
+    chunks = len(da_["npp"].data.chunks[1]) * len(da_["npp"].data.chunks[2])
+    assert len(reads) == 3 * chunks  # npp once, each rh once
+
+    # a store rewritten (new files renamed onto the old) is a new identity
+    new = tmp_path / "new.zarr"
+    _geo_store(new, npp=npp * 2, rh=rh_a)
+    shutil.rmtree(a)
+    new.rename(a)
+    assert variable_identity(a, "npp") != variable_identity(b, "npp")
+    da2 = _open_chunked(cfg, a, analysis=True)
+    assert da2["npp"].data.name != db_["npp"].data.name
+    np.testing.assert_array_equal(da2["npp"].values, npp * 2)

@@ -606,12 +606,47 @@ def _open_chunked(cfg: StudyConfig, p: Path, *, analysis: bool) -> xr.Dataset:
     key = ident + (tuple(sorted(cfg.dask.chunks.items())), analysis)
     ds = _OPEN_CACHE.get(key)
     if ds is None:
-        ds = _chunked(cfg, read_cube(p, chunks=None), analysis=analysis,
-                      token="{}-{}-{}".format(*ident))
+        raw = read_cube(p, chunks=None)
+        same = {str(v): t for v in raw.data_vars
+                if (t := variable_identity(p, str(v))) is not None} if p.suffix == ".zarr" \
+            else {}
+        ds = _chunked(cfg, raw, analysis=analysis, token="{}-{}-{}".format(*ident),
+                      var_tokens=same)
         if len(_OPEN_CACHE) > 256:
             _OPEN_CACHE.clear()
         _OPEN_CACHE[key] = ds
     return ds.copy()
+
+
+def variable_identity(store: Path, name: str) -> str | None:
+    """A digest of what variable ``name`` of the Zarr (v2) ``store`` holds: its metadata
+    (``.zarray``, ``.zattrs``) and, for each chunk file, its name, device, inode, size and
+    modification time. Stores whose chunk files are hard links of each other (the model
+    fluxes every combination of a model holds: :func:`_share_model_chunks`) give the same
+    digest, so :func:`_open_chunked` names their dask arrays alike and a computation over
+    several combinations reads and reduces those chunks once. None (the store's own
+    identity is used) for another layout (nested chunk directories, Zarr v3) or an
+    unreadable directory."""
+    import xxhash
+
+    d = store / name
+    try:
+        meta = [(d / f).read_bytes() if (d / f).exists() else b""
+                for f in (".zarray", ".zattrs")]
+        if not meta[0]:
+            return None
+        files = []
+        with os.scandir(d) as entries:
+            for e in entries:
+                if e.name.startswith("."):
+                    continue
+                if not e.is_file(follow_symlinks=False):
+                    return None
+                st = e.stat(follow_symlinks=False)
+                files.append((e.name, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+    except OSError:
+        return None
+    return "var-" + xxhash.xxh3_128_hexdigest(repr((meta, sorted(files))).encode())
 
 
 def write_table(ctx: RunContext, df: pd.DataFrame, name: str, step: str) -> list[Path]:
@@ -824,13 +859,26 @@ def analysis_chunks(cfg: StudyConfig, sizes) -> dict[str, int]:
 
 
 def _chunked(cfg: StudyConfig, ds: xr.Dataset, disk_chunks: dict | None = None, *,
-             analysis: bool = False, token: str | None = None) -> xr.Dataset:
+             analysis: bool = False, token: str | None = None,
+             var_tokens: dict[str, str] | None = None) -> xr.Dataset:
     """``ds`` chunked for the steps (``analysis``) or the flux step; ``token``: a string that
     identifies the data of ``ds`` (xarray then names the dask arrays from it and each
-    variable's name instead of hashing the data)."""
+    variable's name instead of hashing the data); ``var_tokens``: for some data variables,
+    a string that identifies that variable's data alone (:func:`variable_identity`: equal
+    data in two stores, equal dask names)."""
     chunks = (analysis_chunks if analysis else study_chunks)(cfg, ds.sizes)
     chunks.update({d: int(c) for d, c in (disk_chunks or {}).items() if d in chunks})
-    return ds.chunk(chunks, token=token)
+    own = {v: t for v, t in (var_tokens or {}).items() if v in ds.data_vars}
+    if not own:
+        return ds.chunk(chunks, token=token)
+    out = ds.drop_vars(list(own)).chunk(chunks, token=token)
+    for v, t in own.items():
+        # named "xarray-<this-array>-<hash of t and the chunks>" whatever the store
+        out[v] = ds[v].chunk({d: c for d, c in chunks.items() if d in ds[v].dims}, token=t)
+    ordered = out[list(ds.data_vars)]  # the store's order of variables
+    ordered.attrs = out.attrs
+    ordered.encoding = out.encoding
+    return ordered
 
 
 #: threads of the local scheduler per core in the prepare step: its tasks wait on file
