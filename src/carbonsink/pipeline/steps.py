@@ -873,8 +873,9 @@ def _chunked(cfg: StudyConfig, ds: xr.Dataset, disk_chunks: dict | None = None, 
         return ds.chunk(chunks, token=token)
     out = ds.drop_vars(list(own)).chunk(chunks, token=token)
     for v, t in own.items():
-        # named "xarray-<this-array>-<hash of t and the chunks>" whatever the store
-        out[v] = ds[v].chunk({d: c for d, c in chunks.items() if d in ds[v].dims}, token=t)
+        # named "xarray-<variable>-<hash of t and the chunks>" whatever the store
+        out[v] = ds[[v]].chunk({d: c for d, c in chunks.items() if d in ds[v].dims},
+                               token=t)[v]
     ordered = out[list(ds.data_vars)]  # the store's order of variables
     ordered.attrs = out.attrs
     ordered.encoding = out.encoding
