@@ -12,8 +12,17 @@ import xarray as xr
 from carbonsink.pipeline.outdir import disk_bytes, link_identical_files
 
 
-def _store(path, **arrays):
+def _store(path, geo=False, **arrays):
+    """A cube of ``arrays`` (time, y, x) in 4 x 4 chunks; ``geo``: on a lon/lat grid with
+    its CRS, as the pipeline's cubes."""
+    import pandas as pd
+
     ds = xr.Dataset({k: (("time", "y", "x"), v) for k, v in arrays.items()})
+    if geo:
+        nt, ny, nx = next(iter(arrays.values())).shape
+        ds = ds.assign_coords(time=pd.date_range("2001-01-01", periods=nt, freq="YS"),
+                              y=41.0 - np.arange(ny) * 0.1, x=110.0 + np.arange(nx) * 0.1)
+        ds = ds.rio.write_crs("EPSG:4326")
     ds.chunk({"time": -1, "y": 4, "x": 4}).to_zarr(path, mode="w", zarr_format=2,
                                                    consolidated=True)
 
@@ -102,19 +111,6 @@ def test_a_run_shares_the_npp_chunks_of_the_combinations_of_one_npp_model(hetero
     assert disk_bytes(files) < sum(f.stat().st_size for f in files)
 
 
-def _geo_store(path, **arrays):
-    """:func:`_store` on a lon/lat grid with its CRS (as the pipeline's cubes)."""
-    import pandas as pd
-
-    nt, ny, nx = next(iter(arrays.values())).shape
-    ds = xr.Dataset({k: (("time", "y", "x"), v) for k, v in arrays.items()},
-                    coords={"time": pd.date_range("2001-01-01", periods=nt, freq="YS"),
-                            "y": 41.0 - np.arange(ny) * 0.1, "x": 110.0 + np.arange(nx) * 0.1})
-    ds = ds.rio.write_crs("EPSG:4326")
-    ds.chunk({"time": -1, "y": 4, "x": 4}).to_zarr(path, mode="w", zarr_format=2,
-                                                   consolidated=True)
-
-
 def test_linked_variables_open_as_one_dask_array_and_are_read_once(tmp_path, monkeypatch):
     """Two cubes holding one variable's chunks as hard links open with the same dask name
     for it (one read in a computation over both); a variable that differs, or a store
@@ -131,8 +127,8 @@ def test_linked_variables_open_as_one_dask_array_and_are_read_once(tmp_path, mon
     npp = rng.random((5, 8, 8)).astype("float32") * 1000
     rh_a = rng.random((5, 8, 8)).astype("float32")
     a, b = tmp_path / "a" / "annual.zarr", tmp_path / "b" / "annual.zarr"
-    _geo_store(a, npp=npp, rh=rh_a)
-    _geo_store(b, npp=npp, rh=rh_a + 1)
+    _store(a, geo=True, npp=npp, rh=rh_a)
+    _store(b, geo=True, npp=npp, rh=rh_a + 1)
     assert variable_identity(a, "npp") != variable_identity(b, "npp")  # copies, not links
     link_identical_files([a, b])
     assert variable_identity(a, "npp") == variable_identity(b, "npp")
@@ -161,7 +157,7 @@ def test_linked_variables_open_as_one_dask_array_and_are_read_once(tmp_path, mon
 
     # a store rewritten (new files renamed onto the old) is a new identity
     new = tmp_path / "new.zarr"
-    _geo_store(new, npp=npp * 2, rh=rh_a)
+    _store(new, geo=True, npp=npp * 2, rh=rh_a)
     shutil.rmtree(a)
     new.rename(a)
     assert variable_identity(a, "npp") != variable_identity(b, "npp")

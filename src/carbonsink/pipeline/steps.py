@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
+import xxhash
 
 from .._memory import computed_in_batches
 from ..analysis.base import DRIVERS, AnalysisContext, get_analysis
@@ -608,8 +609,7 @@ def _open_chunked(cfg: StudyConfig, p: Path, *, analysis: bool) -> xr.Dataset:
     if ds is None:
         raw = read_cube(p, chunks=None)
         same = {str(v): t for v in raw.data_vars
-                if (t := variable_identity(p, str(v))) is not None} if p.suffix == ".zarr" \
-            else {}
+                if (t := variable_identity(p, str(v))) is not None}
         ds = _chunked(cfg, raw, analysis=analysis, token="{}-{}-{}".format(*ident),
                       var_tokens=same)
         if len(_OPEN_CACHE) > 256:
@@ -626,15 +626,11 @@ def variable_identity(store: Path, name: str) -> str | None:
     digest, so :func:`_open_chunked` names their dask arrays alike and a computation over
     several combinations reads and reduces those chunks once. None (the store's own
     identity is used) for another layout (nested chunk directories, Zarr v3) or an
-    unreadable directory."""
-    import xxhash
-
+    unreadable directory (a NetCDF file)."""
     d = store / name
     try:
-        meta = [(d / f).read_bytes() if (d / f).exists() else b""
-                for f in (".zarray", ".zattrs")]
-        if not meta[0]:
-            return None
+        meta = [(d / ".zarray").read_bytes(),
+                (d / ".zattrs").read_bytes() if (d / ".zattrs").exists() else b""]
         files = []
         with os.scandir(d) as entries:
             for e in entries:
@@ -876,10 +872,7 @@ def _chunked(cfg: StudyConfig, ds: xr.Dataset, disk_chunks: dict | None = None, 
         # named "xarray-<variable>-<hash of t and the chunks>" whatever the store
         out[v] = ds[[v]].chunk({d: c for d, c in chunks.items() if d in ds[v].dims},
                                token=t)[v]
-    ordered = out[list(ds.data_vars)]  # the store's order of variables
-    ordered.attrs = out.attrs
-    ordered.encoding = out.encoding
-    return ordered
+    return out[list(ds.data_vars)]  # the store's order of variables (attrs, encoding kept)
 
 
 #: threads of the local scheduler per core in the prepare step: its tasks wait on file
