@@ -8,12 +8,18 @@ runs, in one process after the other on the same machine:
   of Zarr the run writes (the speed limit set by reading and writing);
 * **run** — ``carbonsink.pipeline.run_study`` exactly as ``carbonsink run`` executes it.
 
-Reported per size: wall time, per-step time, cores busy (process CPU / wall), peak RSS of
-the run's process, output size and file count. Each measurement runs in a fresh
-subprocess so peak RSS is per run. Results: ``benchmarks/results/study.md`` (+ .json).
+Reported per size: wall time, per-step time, cores busy (process CPU / wall), the CPU time
+of the run's process and of the figure process it starts, peak RSS of the run's process,
+output size and file count. Each measurement runs in a fresh subprocess so peak RSS is per
+run. Results: ``benchmarks/results/study.md`` (+ .json).
 
 Usage: ``python benchmarks/bench_study.py --sizes 300 600 1200x1000`` (``N`` is N x N pixels,
 ``NXxNY`` a rectangle of NX columns and NY rows).
+
+``--variants default png-only no-figures`` also runs the same study with lighter figure
+settings (``outputs.figure_formats: [png]``; ``outputs.figures: false``), one after the other
+on the same inputs, beside the same floor: what the figures cost, and the fastest setting a
+user can choose. The floor writes the volume of the first variant's run.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,7 +38,7 @@ OUT = Path(__file__).parent / "results"
 
 #: what both measured scripts start with: imports and the peak-RSS reading
 _PRELUDE = r"""
-import json, sys, time
+import json, os, sys, time
 from pathlib import Path
 def hwm():
     # VmHWM: peak RSS of this process image (ru_maxrss would include the parent's RSS at
@@ -47,10 +54,13 @@ from carbonsink.pipeline import run_study
 from carbonsink.pipeline.runner import product_sizes
 from carbonsink.pipeline.outdir import disk_bytes
 t0 = time.perf_counter(); c0 = time.process_time()
+k0 = os.times().children_user + os.times().children_system
 ctx = run_study(sys.argv[1], sys.argv[2], echo=lambda s: None)
 wall = time.perf_counter() - t0
+# CPU of the child processes the run has ended (the figure process)
+kids = os.times().children_user + os.times().children_system - k0
 files = [p for p in Path(sys.argv[2]).rglob("*") if p.is_file()]
-print(json.dumps({"wall": wall, "cpu": time.process_time() - c0,
+print(json.dumps({"wall": wall, "cpu": time.process_time() - c0, "cpu_children": kids,
                   "peak_rss_gb": hwm(),
                   "steps": {k: round(v["seconds"], 2) for k, v in ctx.stats.items()},
                   "cores": {k: round(v["cores_busy"], 2) for k, v in ctx.stats.items()},
@@ -88,6 +98,24 @@ print(json.dumps({"wall": time.perf_counter() - t0, "cpu": time.process_time() -
 """
 
 
+#: study changes of each ``--variants`` name (keys of ``outputs``)
+VARIANTS = {"default": {}, "png-only": {"figure_formats": ["png"]},
+            "no-figures": {"figures": False}}
+
+
+def _variant_study(study: Path, name: str) -> Path:
+    """``study`` with the output settings of variant ``name`` (a sibling YAML file)."""
+    import yaml
+
+    if not VARIANTS[name]:
+        return study
+    d = yaml.safe_load(study.read_text())
+    d["outputs"].update(VARIANTS[name])
+    p = study.with_name(f"study_{name}.yaml")
+    p.write_text(yaml.safe_dump(d, sort_keys=False))
+    return p
+
+
 def _subprocess(code: str, *args: str) -> dict:
     res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
     if res.returncode != 0:
@@ -104,7 +132,6 @@ def _tile_inputs(src: Path, dst: Path, nx: int, ny: int) -> None:
     encodings and chunking; one variable at a time), for regions the generator cannot hold
     in memory. The values repeat; for speed, memory and volume that does not matter."""
     import math
-    import shutil
 
     import numpy as np
     import rasterio
@@ -187,8 +214,6 @@ def _inputs(folder: Path, nx: int, ny: int | None = None) -> Path:
     north = SOUTH + gy * RES
     if base != folder:  # repeat the generated inputs in space (see _tile_inputs)
         _tile_inputs(base, folder, nx, ny)
-        import shutil
-
         shutil.rmtree(base)
         inputs = {k: (folder / Path(v).relative_to(base) if isinstance(v, (str, Path))
                       and str(v).startswith(str(base)) else v) for k, v in inputs.items()}
@@ -205,6 +230,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", nargs="+", default=["300", "600", "1200x1000"])
     ap.add_argument("--no-floor", action="store_true", help="run only carbonsink (no floor)")
+    ap.add_argument("--variants", nargs="+", default=["default"], choices=list(VARIANTS),
+                    help="output settings to run, one after the other (see the module doc)")
     ap.add_argument("--out", default="study", help="stem of the results files")
     ap.add_argument("--tmp", default=None, help="folder for the generated inputs and results "
                                                  "(default: the system temp folder)")
@@ -217,32 +244,45 @@ def main() -> None:
             t0 = time.perf_counter()
             study = _inputs(Path(tmp) / "inputs", nx, ny)
             gen = time.perf_counter() - t0
-            run = _subprocess(_RUN, str(study), str(Path(tmp) / "results"))
+            runs = {}
+            for name in args.variants:
+                out = Path(tmp) / f"results_{name}"
+                runs[name] = _subprocess(_RUN, str(_variant_study(study, name)), str(out))
+                shutil.rmtree(out)  # disk: one variant's outputs at a time
+            first = runs[args.variants[0]]
             floor = None if args.no_floor else _subprocess(
-                _FLOOR, str(study), str(Path(tmp) / "floor"), str(run["bytes"]))
-            rows.append({"pixels": nx * ny, "size": f"{nx} x {ny}", "generate_s": round(gen, 1),
-                         "run": run, "floor": floor})
-            print(json.dumps(rows[-1]), flush=True)
+                _FLOOR, str(study), str(Path(tmp) / "floor"), str(first["bytes"]))
+            for name, run in runs.items():
+                rows.append({"pixels": nx * ny, "size": f"{nx} x {ny}", "variant": name,
+                             "generate_s": round(gen, 1), "run": run, "floor": floor})
+                print(json.dumps(rows[-1]), flush=True)
     (OUT / f"{args.out}.json").write_text(json.dumps(rows, indent=1))
     lines = ["# Whole study: `carbonsink run` vs the read-inputs-write-outputs floor", "",
              f"Synthetic demo inputs (monthly 2001-2021), six combinations, default analyses "
              f"and report; {platform.machine()}, 2 cores, measured one after the other.", "",
-             "| pixels | run wall [s] | floor wall [s] | run / floor | cores busy | peak RSS "
-             "[GB] | output [GB] | files |", "|---|---|---|---|---|---|---|---|"]
+             "| pixels | variant | run wall [s] | floor wall [s] | run / floor | cores busy "
+             "| CPU: run + figure process [s] | peak RSS [GB] | output [GB] | files |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         run, fl = r["run"], r["floor"]
         fw, ratio = (f"{fl['wall']:.1f}", f"{run['wall'] / fl['wall']:.2f}") if fl else ("—", "—")
-        lines.append(f"| {r['pixels']:,} | {run['wall']:.1f} | {fw} | "
-                     f"{ratio} | {run['cpu'] / run['wall']:.2f} | "
+        lines.append(f"| {r['pixels']:,} | {r.get('variant', 'default')} | {run['wall']:.1f} "
+                     f"| {fw} | {ratio} | {run['cpu'] / run['wall']:.2f} | {run['cpu']:.1f} + "
+                     f"{run.get('cpu_children', float('nan')):.1f} | "
                      f"{run['peak_rss_gb']:.2f} | {run['bytes'] / 1e9:.2f} | {run['files']} |")
-    lines += ["", "Per step: time [s] (cores busy, peak RSS so far [GB]):", ""]
+    lines += ["", "Per step: time [s] (cores busy, peak RSS so far [GB]); *before the steps* is "
+              "the run's wall time outside every step (reading and checking the study and "
+              "its inputs, planning, the run summary):", ""]
     for r in rows:
         run = r["run"]
         steps = ", ".join(f"{k} {v} ({run['cores'][k]}, {run['step_rss'][k]})"
                           for k, v in run["steps"].items())
-        lines.append(f"* {r['pixels']:,} pixels ({r['size']}): {steps}")
+        rest = run["wall"] - sum(run["steps"].values())
+        lines.append(f"* {r['pixels']:,} pixels ({r['size']}), {r.get('variant', 'default')}: "
+                     f"before the steps {rest:.2f}, {steps}")
     for r in rows:
-        lines += ["", f"Products on disk, {r['pixels']:,} pixels:", "", "```",
+        lines += ["", f"Products on disk, {r['pixels']:,} pixels, "
+                      f"{r.get('variant', 'default')}:", "", "```",
                   r["run"]["products"], "```"]
     (OUT / f"{args.out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
