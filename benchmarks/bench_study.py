@@ -266,9 +266,9 @@ def main() -> None:
     for r in rows:
         run, fl = r["run"], r["floor"]
         fw, ratio = (f"{fl['wall']:.1f}", f"{run['wall'] / fl['wall']:.2f}") if fl else ("—", "—")
-        lines.append(f"| {r['pixels']:,} | {r.get('variant', 'default')} | {run['wall']:.1f} "
+        lines.append(f"| {r['pixels']:,} | {r['variant']} | {run['wall']:.1f} "
                      f"| {fw} | {ratio} | {run['cpu'] / run['wall']:.2f} | {run['cpu']:.1f} + "
-                     f"{run.get('cpu_children', float('nan')):.1f} | "
+                     f"{run['cpu_children']:.1f} | "
                      f"{run['peak_rss_gb']:.2f} | {run['bytes'] / 1e9:.2f} | {run['files']} |")
     lines += ["", "Per step: time [s] (cores busy, peak RSS so far [GB]); *before the steps* is "
               "the run's wall time outside every step (reading and checking the study and "
@@ -278,11 +278,11 @@ def main() -> None:
         steps = ", ".join(f"{k} {v} ({run['cores'][k]}, {run['step_rss'][k]})"
                           for k, v in run["steps"].items())
         rest = run["wall"] - sum(run["steps"].values())
-        lines.append(f"* {r['pixels']:,} pixels ({r['size']}), {r.get('variant', 'default')}: "
+        lines.append(f"* {r['pixels']:,} pixels ({r['size']}), {r['variant']}: "
                      f"before the steps {rest:.2f}, {steps}")
     for r in rows:
         lines += ["", f"Products on disk, {r['pixels']:,} pixels, "
-                      f"{r.get('variant', 'default')}:", "", "```",
+                      f"{r['variant']}:", "", "```",
                   r["run"]["products"], "```"]
     (OUT / f"{args.out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
